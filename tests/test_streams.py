@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import ml_dtypes
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from vsconf import streams
+from vsconf.streams import BLOCK_SIZE, draw
+
+KINDS = streams.KINDS
+
+
+def digest(values: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(values).tobytes()).hexdigest()
+
+
+# Golden SHA-256 digests of the raw bytes of a few small tensors.  They pin the stream
+# definition: if one of these changes, every spec ever applied produces other weights.
+GOLDEN = [
+    (1234, "conv1.weight", (8, 3, 3, 3), "float32", "truncated_normal", 0.25,
+     "1539505249dc3cfc61f9eef43275be12b9ff2627ed2eb057402fbc3dc766efd5"),
+    (0, "fc.weight", (10, 20), "float16", "uniform", 0.1,
+     "fcc89f61e2d0e34400932571909d0c07cb0cfb1d590c52541b667dffd95d9a39"),
+    (2**63 - 1, "encoder.layers.0.attn.q_proj.weight", (16, 16), "float64", "untruncated_normal", 1.0,
+     "c6156e67199be82d2d32eb2626ee674ce1abf0a0d0436b0704bf4d00ec5b4a2c"),
+    (7, "embed.weight", (5, 9), "bfloat16", "truncated_normal", 0.02,
+     "c82c3d011ecb934a5e00cd7d31ae9ffa42968d9be8235dfed0846af7a4e274e8"),
+]
+
+
+@pytest.mark.parametrize(("seed", "name", "shape", "dtype", "kind", "param", "expected"), GOLDEN)
+def test_golden_digests(seed, name, shape, dtype, kind, param, expected):
+    dt = np.dtype(ml_dtypes.bfloat16) if dtype == "bfloat16" else np.dtype(dtype)
+    assert digest(draw(seed, name, shape, dt, kind, param)) == expected
+
+
+def test_stream_key_ignores_python_hash_randomisation():
+    code = "from vsconf.streams import stream_key; print(stream_key(5, 'layer.weight'))"
+    keys = set()
+    for hash_seed in ("0", "1", "12345"):
+        env = dict(os.environ, PYTHONHASHSEED=hash_seed)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        keys.add(out.stdout.strip())
+    assert keys == {str(streams.stream_key(5, "layer.weight"))}
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_thread_count_does_not_change_values(kind):
+    shape = (5, BLOCK_SIZE // 2 + 3)  # several blocks, the last one partial
+    single = draw(3, "w", shape, np.dtype(np.float32), kind, 1.0, jobs=1)
+    for jobs in (2, 3, 8):
+        np.testing.assert_array_equal(draw(3, "w", shape, np.dtype(np.float32), kind, 1.0, jobs=jobs), single)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_block_depends_only_on_its_own_index_and_length(kind):
+    # A tensor of 2.5 blocks and one of exactly 2 blocks share their first two blocks.
+    f64 = np.dtype(np.float64)
+    long = draw(4, "w", (BLOCK_SIZE * 5 // 2,), f64, kind, 1.0)
+    short = draw(4, "w", (2 * BLOCK_SIZE,), f64, kind, 1.0)
+    np.testing.assert_array_equal(long[: 2 * BLOCK_SIZE], short)
+    # The shape only matters through the element count.
+    np.testing.assert_array_equal(draw(4, "w", (2, BLOCK_SIZE), f64, kind, 1.0).ravel(), short)
+
+
+def test_truncated_blocks_resample_inside_the_block():
+    values = draw(4, "w", (3 * BLOCK_SIZE,), np.dtype(np.float64), "truncated_normal", 1.0)
+    assert np.abs(values).max() < 2.0
+    # Each block holds ~4.6% of resampled positions; none of them spills over.
+    for block in range(3):
+        part = values[block * BLOCK_SIZE : (block + 1) * BLOCK_SIZE]
+        assert np.isfinite(part).all() and part.size == BLOCK_SIZE
+
+
+@pytest.mark.parametrize(
+    ("full", "offset", "shape"),
+    [
+        ((10, 7), (3, 0), (4, 7)),  # rows: one contiguous run
+        ((10, 7), (0, 2), (10, 3)),  # columns: one run per row
+        ((6, 5, 4), (1, 2, 1), (3, 2, 2)),
+        ((3, BLOCK_SIZE // 2 + 1), (1, 0), (2, BLOCK_SIZE // 2 + 1)),  # straddles a block boundary
+        ((3, BLOCK_SIZE // 2 + 1), (0, 100), (3, 1000)),
+        ((4, 4), (2, 2), (0, 2)),  # empty partition
+        ((), (), ()),
+    ],
+)
+@pytest.mark.parametrize("kind", KINDS)
+def test_partition_equals_slice(full, offset, shape, kind):
+    f32 = np.dtype(np.float32)
+    whole = draw(8, "t", full, f32, kind, 0.5)
+    part = draw(8, "t", shape, f32, kind, 0.5, full_shape=full, offset=offset)
+    index = tuple(slice(o, o + s) for o, s in zip(offset, shape))
+    np.testing.assert_array_equal(part, whole[index])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_partition_equals_slice_property(data):
+    rank = data.draw(st.integers(1, 4))
+    full = tuple(data.draw(st.lists(st.integers(1, 7), min_size=rank, max_size=rank)))
+    offset = tuple(data.draw(st.integers(0, d - 1)) for d in full)
+    shape = tuple(data.draw(st.integers(0, d - o)) for d, o in zip(full, offset))
+    kind = data.draw(st.sampled_from(KINDS))
+    whole = draw(1, "p", full, np.dtype(np.float32), kind, 1.0)
+    part = draw(1, "p", shape, np.dtype(np.float32), kind, 1.0, full_shape=full, offset=offset)
+    np.testing.assert_array_equal(part, whole[tuple(slice(o, o + s) for o, s in zip(offset, shape))])
+
+
+def test_partition_must_fit():
+    f32 = np.dtype(np.float32)
+    with pytest.raises(ValueError, match=r"Partition of shape \(4, 7\) at offset \(8, 0\) does not fit in \(10, 7\)"):
+        draw(1, "t", (4, 7), f32, "uniform", 1.0, full_shape=(10, 7), offset=(8, 0))
+    with pytest.raises(ValueError, match="differ in rank"):
+        draw(1, "t", (4,), f32, "uniform", 1.0, full_shape=(10, 7))
+
+
+def test_unknown_kind():
+    with pytest.raises(ValueError, match="Unknown distribution kind 'normal'"):
+        draw(1, "t", (2,), np.dtype(np.float32), "normal", 1.0)
+
+
+def test_seed_is_checked():
+    with pytest.raises(ValueError, match="0 <= seed < 2"):
+        streams.stream_key(-3, "x")
+    assert 0 <= streams.fresh_seed() < streams.MAX_SEED

@@ -1,0 +1,173 @@
+"""Fans: how many inputs feed one output unit, and how many outputs one input reaches.
+
+Three rules, all pure functions of a shape:
+
+* ``tf``: TF1 ``_compute_fans`` -- in and out are the last two axes, the leading
+  axes are the receptive field.
+* ``torch``: PyTorch ``_calculate_fan_in_and_fan_out`` -- out and in are the first
+  two axes (``[out, in, k...]``), the trailing axes are the receptive field.
+  Ranks 0 and 1 follow the tf rule (PyTorch itself refuses them).
+* explicit :class:`Axes` -- JAX's ``variance_scaling`` rule: fan_in is the product of
+  the ``in`` axes, fan_out of the ``out`` axes, both times the receptive field (every
+  axis named nowhere); ``batch`` axes count in neither.  With ``rest="batch"`` the
+  unnamed axes are ignored instead, which is Keras 3's ``input_axes``/``output_axes``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal, Union
+
+Shape = tuple[int, ...]
+LAYOUTS = ("tf", "torch")
+MODES = ("fan_in", "fan_out", "fan_avg")
+
+
+def _as_axis_tuple(value: int | Iterable[int] | None, what: str) -> tuple[int, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, bool):
+        raise ValueError(f"Axes `{what}` must be integers. Received: {value!r}")
+    if isinstance(value, int):
+        return (value,)
+    if not isinstance(value, Iterable):
+        raise ValueError(f"Axes `{what}` must be integers. Received: {value!r}")
+    axes = tuple(value)
+    for axis in axes:
+        if isinstance(axis, bool) or not isinstance(axis, int):
+            raise ValueError(f"Axes `{what}` must be integers. Received: {value!r}")
+    return axes
+
+
+@dataclass(frozen=True)
+class Axes:
+    """Which axes of a tensor are inputs, outputs and batch; negative axes count from the end."""
+
+    in_axes: tuple[int, ...] = (-2,)
+    out_axes: tuple[int, ...] = (-1,)
+    batch_axes: tuple[int, ...] = ()
+    rest: Literal["receptive", "batch"] = "receptive"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "in_axes", _as_axis_tuple(self.in_axes, "in"))
+        object.__setattr__(self, "out_axes", _as_axis_tuple(self.out_axes, "out"))
+        object.__setattr__(self, "batch_axes", _as_axis_tuple(self.batch_axes, "batch"))
+        if self.rest not in ("receptive", "batch"):
+            raise ValueError(f"Axes `rest` must be 'receptive' or 'batch'. Received: {self.rest!r}")
+        named = self.in_axes + self.out_axes + self.batch_axes
+        # Negative and positive spellings of one axis are only comparable once the
+        # rank is known; here we reject what is repeated whatever the rank.
+        for role, axes in (("in", self.in_axes), ("out", self.out_axes), ("batch", self.batch_axes)):
+            if len(set(axes)) != len(axes):
+                raise ValueError(f"Axes `{role}` repeats an axis. Received: {list(axes)}")
+        if len(set(named)) != len(named):
+            raise ValueError(
+                "An axis is named in more than one of `in`, `out`, `batch`. "
+                f"Received: in={list(self.in_axes)}, out={list(self.out_axes)}, "
+                f"batch={list(self.batch_axes)}"
+            )
+
+    @classmethod
+    def from_mapping(cls, mapping: dict) -> Axes:
+        """Build from the spec form ``{in: [...], out: [...], batch: [...]}``."""
+        unknown = set(mapping) - {"in", "out", "batch"}
+        if unknown:
+            raise ValueError(f"Unknown axes key(s) {sorted(unknown)}; expected 'in', 'out', 'batch'")
+        return cls(
+            in_axes=mapping.get("in", (-2,)),
+            out_axes=mapping.get("out", (-1,)),
+            batch_axes=mapping.get("batch", ()),
+        )
+
+    def to_mapping(self) -> dict:
+        return {"in": list(self.in_axes), "out": list(self.out_axes), "batch": list(self.batch_axes)}
+
+    def resolve(self, rank: int) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+        """Non-negative (in, out, batch) axes for a tensor of ``rank``; ValueError if they do not fit."""
+
+        def fix(axes: tuple[int, ...], role: str) -> tuple[int, ...]:
+            fixed = []
+            for axis in axes:
+                if not -rank <= axis < rank:
+                    raise ValueError(
+                        f"Axis {axis} in `{role}` is out of range for a tensor of rank {rank}"
+                    )
+                fixed.append(axis % rank)
+            return tuple(fixed)
+
+        in_axes = fix(self.in_axes, "in")
+        out_axes = fix(self.out_axes, "out")
+        batch_axes = fix(self.batch_axes, "batch")
+        named = in_axes + out_axes + batch_axes
+        if len(set(named)) != len(named):
+            raise ValueError(
+                f"Axes in={list(self.in_axes)}, out={list(self.out_axes)}, "
+                f"batch={list(self.batch_axes)} name the same axis twice for a tensor of rank {rank}"
+            )
+        return in_axes, out_axes, batch_axes
+
+
+Layout = Union[str, Axes]
+
+
+def _prod(values: Iterable[int]) -> int:
+    return math.prod(int(v) for v in values)
+
+
+def tf_fans(shape: Sequence[int]) -> tuple[int, int]:
+    """TF1 ``_compute_fans``: ``(..., in, out)``."""
+    shape = tuple(int(d) for d in shape)
+    if len(shape) == 0:
+        return 1, 1
+    if len(shape) == 1:
+        return shape[0], shape[0]
+    receptive = _prod(shape[:-2])
+    return shape[-2] * receptive, shape[-1] * receptive
+
+
+def torch_fans(shape: Sequence[int]) -> tuple[int, int]:
+    """PyTorch's rule: ``(out, in, k...)``; ranks 0 and 1 as :func:`tf_fans`."""
+    shape = tuple(int(d) for d in shape)
+    if len(shape) < 2:
+        return tf_fans(shape)
+    receptive = _prod(shape[2:])
+    return shape[1] * receptive, shape[0] * receptive
+
+
+def axes_fans(shape: Sequence[int], axes: Axes) -> tuple[int, int]:
+    """Fans from explicit axes (JAX's rule, or Keras 3's with ``rest="batch"``)."""
+    shape = tuple(int(d) for d in shape)
+    in_axes, out_axes, batch_axes = axes.resolve(len(shape))
+    named = set(in_axes) | set(out_axes) | set(batch_axes)
+    receptive = 1
+    if axes.rest == "receptive":
+        receptive = _prod(d for i, d in enumerate(shape) if i not in named)
+    fan_in = _prod(shape[i] for i in in_axes) * receptive
+    fan_out = _prod(shape[i] for i in out_axes) * receptive
+    return fan_in, fan_out
+
+
+def compute_fans(shape: Sequence[int], layout: Layout = "tf") -> tuple[int, int]:
+    """Fans of ``shape`` under ``layout``: ``"tf"``, ``"torch"`` or an :class:`Axes`."""
+    if isinstance(layout, Axes):
+        return axes_fans(shape, layout)
+    if layout == "tf":
+        return tf_fans(shape)
+    if layout == "torch":
+        return torch_fans(shape)
+    raise ValueError(f"Unknown layout {layout!r}; expected 'tf', 'torch' or an Axes")
+
+
+def scaled_variance(scale: float, mode: str, fan_in: float, fan_out: float) -> float:
+    """``scale / max(1, n)`` where n is fan_in, fan_out or their mean (TF1's arithmetic)."""
+    if mode == "fan_in":
+        n = fan_in
+    elif mode == "fan_out":
+        n = fan_out
+    elif mode == "fan_avg":
+        n = (fan_in + fan_out) / 2.0
+    else:
+        raise ValueError(f"Argument `mode` should be one of {MODES}. Received: {mode}")
+    return scale / max(1.0, n)

@@ -1,0 +1,282 @@
+"""VarianceScaling with the semantics of ``tf.compat.v1.keras.initializers.VarianceScaling``,
+the named presets, and the non-random initializers.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+
+from vsconf import streams
+from vsconf.fans import MODES, Axes, compute_fans, scaled_variance
+
+# Standard deviation of a unit normal truncated to (-2, 2):
+# scipy.stats.truncnorm.std(a=-2, b=2) -- the constant TF, Keras and JAX divide by.
+TRUNCATED_NORMAL_STD = 0.87962566103423978
+
+DISTRIBUTIONS = ("truncated_normal", "untruncated_normal", "uniform", "normal")
+
+# (scale, mode, distribution): Keras's presets plus PyTorch's Linear/Conv default,
+# kaiming_uniform_(a=sqrt(5)), whose bound gain*sqrt(3/fan_in) equals sqrt(3*(1/3)/fan_in).
+PRESETS: dict[str, tuple[float, str, str]] = {
+    "glorot_uniform": (1.0, "fan_avg", "uniform"),
+    "glorot_normal": (1.0, "fan_avg", "truncated_normal"),
+    "he_normal": (2.0, "fan_in", "truncated_normal"),
+    "he_uniform": (2.0, "fan_in", "uniform"),
+    "lecun_normal": (1.0, "fan_in", "truncated_normal"),
+    "lecun_uniform": (1.0, "fan_in", "uniform"),
+    "torch_default": (1.0 / 3.0, "fan_in", "uniform"),
+}
+# Non-random initializers, by name, with their constant value.
+CONSTANTS: dict[str, float] = {"zeros": 0.0, "ones": 1.0}
+
+FLOAT_DTYPES: dict[str, np.dtype] = {
+    "float16": np.dtype(np.float16),
+    "bfloat16": np.dtype(ml_dtypes.bfloat16),
+    "float32": np.dtype(np.float32),
+    "float64": np.dtype(np.float64),
+}
+
+
+def float_dtype(dtype: Any) -> np.dtype:
+    """The NumPy dtype for ``dtype`` (a name, type or dtype); ValueError unless a supported float."""
+    try:
+        resolved = np.dtype(FLOAT_DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype)
+    except TypeError:
+        resolved = None
+    if resolved is None or resolved.name not in FLOAT_DTYPES:
+        name = getattr(dtype, "name", getattr(dtype, "__name__", dtype))
+        raise ValueError(
+            f"Argument `dtype` is expected to be floating point "
+            f"(float16, bfloat16, float32 or float64). Received: {name}."
+        )
+    return resolved
+
+
+def canonical_distribution(distribution: str) -> str:
+    """The sampling rule behind a distribution name: ``normal`` is ``truncated_normal``."""
+    return "truncated_normal" if distribution == "normal" else distribution
+
+
+def sampling(distribution: str, variance: float) -> tuple[str, float]:
+    """(stream kind, parameter) drawing samples of ``variance`` from ``distribution``.
+
+    The parameter is the standard deviation of the normal to truncate or not, or the
+    uniform limit ``sqrt(3 * variance)``.
+    """
+    kind = canonical_distribution(distribution)
+    if kind == "truncated_normal":
+        return kind, math.sqrt(variance) / TRUNCATED_NORMAL_STD
+    if kind == "untruncated_normal":
+        return kind, math.sqrt(variance)
+    if kind == "uniform":
+        return kind, math.sqrt(3.0 * variance)
+    raise ValueError(f"Unknown distribution {distribution!r}")
+
+
+def check_scale(scale: Any) -> float:
+    if (
+        isinstance(scale, bool)
+        or not isinstance(scale, numbers.Real)
+        or not math.isfinite(scale)
+        or scale <= 0
+    ):
+        raise ValueError(f"Argument `scale` must be a positive float. Received: {scale!r}")
+    return float(scale)
+
+
+def check_mode(mode: Any) -> str:
+    if mode not in MODES:
+        raise ValueError(f"Argument `mode` should be one of {MODES}. Received: {mode!r}")
+    return mode
+
+
+def check_distribution(distribution: Any) -> str:
+    lowered = distribution.lower() if isinstance(distribution, str) else distribution
+    if lowered not in DISTRIBUTIONS:
+        raise ValueError(
+            f"Argument `distribution` should be one of {DISTRIBUTIONS}. Received: {distribution!r}"
+        )
+    if lowered == "normal":
+        warnings.warn(
+            "`normal` is a deprecated alias for `truncated_normal`", DeprecationWarning, stacklevel=3
+        )
+    return lowered
+
+
+def _shape(shape: Any) -> tuple[int, ...]:
+    dims = tuple(shape)
+    for d in dims:
+        if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 0:
+            raise ValueError(f"A shape must be a sequence of non-negative integers. Received: {shape!r}")
+    return tuple(int(d) for d in dims)
+
+
+_UNSET = object()
+
+
+class VarianceScaling:
+    """Samples with variance ``scale / n``, n being fan_in, fan_out or their mean.
+
+    Exactly TF1's constructor, call and config, plus two keyword-only extensions:
+    ``axes`` (explicit fan axes, JAX's rule) and ``name`` on the call (which random
+    stream to draw: the tensor's name in a spec).  With an integer ``seed`` the
+    values are a pure function of (seed, name, shape, dtype, config).
+    """
+
+    def __init__(
+        self,
+        scale: float = 1.0,
+        mode: str = "fan_in",
+        distribution: str = "truncated_normal",
+        seed: int | None = None,
+        dtype: Any = _UNSET,
+        *,
+        axes: Axes | None = None,
+    ):
+        self.scale = check_scale(scale)
+        self.mode = check_mode(mode)
+        self.distribution = check_distribution(distribution)
+        self.seed = None if seed is None else streams.check_seed(seed)
+        if dtype is _UNSET:
+            self.dtype = np.dtype(np.float32)
+        else:
+            warnings.warn(
+                "Passing `dtype` to the constructor is deprecated; pass it to the call instead.",
+                DeprecationWarning,
+                stacklevel=2,
+            )
+            self.dtype = float_dtype(dtype)
+        if axes is not None and not isinstance(axes, Axes):
+            raise ValueError(f"Argument `axes` must be a vsconf.Axes or None. Received: {axes!r}")
+        self.axes = axes
+
+    def fans(self, shape: Sequence[int]) -> tuple[int, int]:
+        return compute_fans(_shape(shape), self.axes or "tf")
+
+    def variance(self, shape: Sequence[int]) -> float:
+        fan_in, fan_out = self.fans(shape)
+        return scaled_variance(self.scale, self.mode, fan_in, fan_out)
+
+    def __call__(
+        self,
+        shape: Sequence[int],
+        dtype: Any = None,
+        partition_info: Any = None,
+        *,
+        name: str = "",
+    ) -> np.ndarray:
+        shape = _shape(shape)
+        dtype = self.dtype if dtype is None else float_dtype(dtype)
+        full_shape, offset = shape, None
+        if partition_info is not None:
+            full_shape = _shape(partition_info.full_shape)
+            offset = getattr(partition_info, "var_offset", None)
+        kind, param = sampling(self.distribution, self.variance(full_shape))
+        seed = streams.fresh_seed() if self.seed is None else self.seed
+        return streams.draw(
+            seed, name, shape, dtype, kind, param, full_shape=full_shape, offset=offset
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {
+            "scale": self.scale,
+            "mode": self.mode,
+            "distribution": self.distribution,
+            "seed": self.seed,
+            "dtype": self.dtype.name,
+        }
+        if self.axes is not None and self.axes.rest == "batch":
+            config["input_axes"] = list(self.axes.in_axes)
+            config["output_axes"] = list(self.axes.out_axes)
+        elif self.axes is not None:
+            config["axes"] = self.axes.to_mapping()
+        return config
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> VarianceScaling:
+        """Rebuild from ``get_config()`` output: vsconf's, TF1's, or Keras 3's."""
+        config = dict(config)
+        unknown = set(config) - {
+            "scale", "mode", "distribution", "seed", "dtype", "axes", "input_axes", "output_axes",
+        }
+        if unknown:
+            raise ValueError(
+                f"Unknown VarianceScaling config key(s): {sorted(unknown)}. Received: {config!r}"
+            )
+        axes = None
+        if "axes" in config:
+            axes = Axes.from_mapping(config.pop("axes"))
+        input_axes, output_axes = config.pop("input_axes", None), config.pop("output_axes", None)
+        # Keras 3 uses its axes only when both are given, and ignores every other axis.
+        if input_axes is not None and output_axes is not None:
+            if axes is not None:
+                raise ValueError("Give either `axes` or Keras's `input_axes`/`output_axes`, not both")
+            axes = Axes(in_axes=input_axes, out_axes=output_axes, rest="batch")
+        if isinstance(config.get("seed"), Mapping):
+            raise ValueError(
+                "A serialized Keras SeedGenerator cannot be reproduced; give an integer seed. "
+                f"Received: seed={config['seed']!r}"
+            )
+        return cls(**config, axes=axes)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, VarianceScaling):
+            return NotImplemented
+        return self.get_config() == other.get_config()
+
+    def __hash__(self) -> int:
+        return hash(repr(sorted(self.get_config().items())))
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"VarianceScaling({args})"
+
+
+variance_scaling = VarianceScaling
+variance_scaling_initializer = VarianceScaling
+
+
+def preset(name: str, seed: int | None = None) -> VarianceScaling:
+    """The named preset (``he_normal``, ``glorot_uniform``, ``torch_default``...) as a VarianceScaling."""
+    if name not in PRESETS:
+        raise ValueError(f"Unknown preset {name!r}; expected one of {sorted(PRESETS)}")
+    scale, mode, distribution = PRESETS[name]
+    return VarianceScaling(scale, mode, distribution, seed=seed)
+
+
+@dataclass(frozen=True)
+class Constant:
+    """Fills every element with ``value`` (``zeros`` and ``ones`` are Constant(0) and Constant(1))."""
+
+    value: float = 0.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.value, bool) or not isinstance(self.value, numbers.Real):
+            raise ValueError(f"Argument `value` must be a number. Received: {self.value!r}")
+
+    def __call__(self, shape: Sequence[int], dtype: Any = None, partition_info: Any = None) -> np.ndarray:
+        dtype = np.dtype(np.float32) if dtype is None else float_dtype(dtype)
+        return np.full(_shape(shape), self.value, dtype=dtype)
+
+    def get_config(self) -> dict[str, float]:
+        return {"value": self.value}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Constant:
+        return cls(**config)
+
+
+def zeros() -> Constant:
+    return Constant(0.0)
+
+
+def ones() -> Constant:
+    return Constant(1.0)
