@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 
 class VsconfError(Exception):
@@ -24,12 +27,16 @@ class Problem:
     message: str
 
     def __str__(self) -> str:
+        return self.format()
+
+    def format(self, severity: str = "") -> str:
+        """``FILE:LINE:COL: PATH: [severity: ]message``."""
         where = self.source
         if self.line:
             where += f":{self.line}:{self.column}"
         if self.path:
-            return f"{where}: {self.path}: {self.message}"
-        return f"{where}: {self.message}"
+            where += f": {self.path}"
+        return f"{where}: {severity + ': ' if severity else ''}{self.message}"
 
 
 class SpecError(VsconfError):
@@ -46,3 +53,14 @@ class ModelError(VsconfError):
 
 class MatchError(VsconfError):
     """Rules and tensors do not fit together (a rule matches nothing, a tensor is unmatched...)."""
+
+
+def did_you_mean(word: Any, choices: Iterable[str]) -> str:
+    """``"; did you mean 'fan_in'?"`` when a choice is close to ``word``, else ``""``."""
+    if not isinstance(word, str):
+        return ""
+    choices = [c for c in choices if isinstance(c, str)]
+    lowered = {c.lower(): c for c in choices}
+    close = [lowered[word.lower()]] if word.lower() in lowered else []
+    close = close or difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""

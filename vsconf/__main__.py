@@ -1,0 +1,5 @@
+import sys
+
+from vsconf.cli import main
+
+sys.exit(main())
