@@ -419,7 +419,7 @@ class _Checker:
             # name may be a custom operator and only earns a warning.
             (self.errors if op.lower() in lowered else self.warnings).append(problem)
         if ops and all(op in known for op in ops):
-            formal = sorted({name for op in ops for names in known[op] for name in names})
+            formal = list(dict.fromkeys(name for op in ops for names in known[op] for name in names))
             for i, name in enumerate(_as_list(rule.get("input", []))):
                 if isinstance(name, str) and name not in formal:
                     where = path + ("input",) + ((i,) if isinstance(rule["input"], list) else ())
@@ -565,7 +565,14 @@ def parse_spec(text: str, source: str = "<string>") -> Spec:
         elif not isinstance(data, dict):
             problems.append(doc.problem((), f"expected a mapping at the top of the spec, got {_describe(data)}"))
         else:
+            typed: set[PathKey] = set()
             for error in _validator().iter_errors(data):
+                # A value of the wrong type fails every branch below it too; the first
+                # (outermost) type error says it best.
+                if error.validator == "type":
+                    if tuple(error.absolute_path) in typed:
+                        continue
+                    typed.add(tuple(error.absolute_path))
                 problems.extend(_schema_problems(doc, error))
             checker = _Checker(doc)
             checker.run(data)

@@ -1,0 +1,270 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vsconf.errors import MatchError
+from vsconf.matching import Consumer, TensorInfo, match_tensors, name_matcher
+from vsconf.spec import load_spec, parse_spec
+
+ROOT = Path(__file__).resolve().parent.parent
+F32 = np.dtype(np.float32)
+I64 = np.dtype(np.int64)
+
+
+def tensor(name, shape=(4, 4), dtype=F32, consumers=()):
+    return TensorInfo(name, tuple(shape), dtype, tuple(consumers))
+
+
+def spec_of(rules: str, **top):
+    head = "".join(f"{k}: {v}\n" for k, v in top.items())
+    return parse_spec(f"vsconf: 1\nseed: 1\n{head}rules:\n{rules}", source="init.yaml")
+
+
+@pytest.mark.parametrize(
+    ("pattern", "name", "expected"),
+    [
+        ("*.bias", "encoder.layers.0.fc.bias", True),  # '*' crosses '.'
+        ("*.bias", "fc.Bias", False),  # case-sensitive
+        ("conv?.weight", "conv1.weight", True),
+        ("conv[12].weight", "conv3.weight", False),
+        ("fc.weight", "fc.weight", True),
+        ("fc.weight", "xfc.weight", False),
+        ("re:fc\\.weight", "fc.weight", True),
+        ("re:fc", "fc.weight", False),  # a regex must match the whole name
+        ("re:.*\\.(q|k|v)_proj\\.weight", "attn.k_proj.weight", True),
+    ],
+)
+def test_name_patterns(pattern, name, expected):
+    assert name_matcher(pattern)(name) is expected
+
+
+def test_first_match_wins_and_unmatched_are_kept():
+    spec = spec_of("  - match: '*.bias'\n    init: zeros\n  - match: '*'\n    init: he_normal\n")
+    result = match_tensors(spec, [tensor("a.bias"), tensor("a.weight")])
+    assert result.rules == {"a.bias": 0, "a.weight": 1}
+    spec = spec_of("  - match: '*.bias'\n    init: zeros\n")
+    assert match_tensors(spec, [tensor("a.bias"), tensor("a.weight")]).unmatched == ("a.weight",)
+
+
+def test_op_and_input_filters_use_one_consumer():
+    gemm_b = Consumer("Gemm", "B", "fc")
+    conv_b = Consumer("Conv", "B", "conv")
+    conv_w = Consumer("Conv", "W", "conv")
+    tensors = [
+        tensor("fc.weight", consumers=[gemm_b]),
+        tensor("conv.bias", (4,), consumers=[conv_b]),
+        tensor("conv.weight", (4, 2, 3, 3), consumers=[conv_w]),
+        # consumed by a Gemm (as A) and a Conv (as W): "Gemm B" must not match it
+        tensor("shared", consumers=[Consumer("Gemm", "A", "g"), conv_w]),
+    ]
+    spec = spec_of(
+        "  - op: Gemm\n    input: B\n    init: glorot_uniform\n"
+        "  - op: Conv\n    input: B\n    init: zeros\n"
+        "  - op: [Conv, ConvTranspose]\n    init: he_normal\n"
+    )
+    assert match_tensors(spec, tensors).rules == {"fc.weight": 0, "conv.bias": 1, "conv.weight": 2, "shared": 2}
+
+
+def test_match_and_op_must_both_hold():
+    spec = spec_of("  - match: 'enc.*'\n    op: MatMul\n    init: lecun_normal\n  - match: '*'\n    init: keep\n")
+    tensors = [
+        tensor("enc.w", consumers=[Consumer("MatMul", "B")]),
+        tensor("dec.w", consumers=[Consumer("MatMul", "B")]),
+        tensor("enc.g", consumers=[Consumer("Gather", "data")]),
+    ]
+    assert match_tensors(spec, tensors).rules == {"enc.w": 0, "dec.w": 1, "enc.g": 1}
+
+
+def test_ops_outside_the_default_domain_match_qualified_or_bare():
+    attention = Consumer("Attention", "weights", "attn", domain="com.microsoft")
+    spec = spec_of("  - op: com.microsoft.Attention\n    input: weights\n    init: glorot_uniform\n")
+    assert match_tensors(spec, [tensor("qkv", consumers=[attention])]).rules == {"qkv": 0}
+
+
+def test_rules_that_match_nothing_are_all_reported():
+    spec = spec_of(
+        "  - match: fc.wieght\n    init: zeros\n"
+        "  - match: 'lora_*'\n    optional: true\n    init: zeros\n"
+        "  - op: Conv\n    init: he_normal\n"
+        "  - match: 're:nothing.*'\n    init: ones\n"
+    )
+    with pytest.raises(MatchError) as info:
+        match_tensors(spec, [tensor("fc.weight"), tensor("fc.bias", (4,))])
+    assert str(info.value).splitlines() == [
+        "init.yaml: rules[0] (line 4): matches no tensor (match 'fc.wieght'); did you mean 'fc.weight'?",
+        "init.yaml: rules[2] (line 9): matches no tensor (op 'Conv'); `op` and `input` filters only apply to ONNX models",
+        "init.yaml: rules[3] (line 11): matches no tensor (match 're:nothing.*'); mark it `optional: true` if that is expected",
+    ]
+
+
+def test_fully_shadowed_rule_is_a_warning():
+    spec = spec_of(
+        "  - match: '*.weight'\n    init: he_normal\n"
+        "  - match: 'fc.weight'\n    init: zeros\n"
+        "  - match: '*'\n    init: ones\n"
+    )
+    result = match_tensors(spec, [tensor("fc.weight"), tensor("fc.bias", (4,))])
+    assert result.warnings == (
+        "init.yaml: rules[1] (line 6): never applies; every tensor it matches is taken by rules[0] (line 4)",
+    )
+    assert result.rules == {"fc.weight": 0, "fc.bias": 2}
+
+
+def test_unmatched_error_lists_every_unmatched_float_tensor():
+    spec = spec_of("  - match: '*.bias'\n    init: zeros\n", unmatched="error")
+    tensors = [tensor("a.bias"), tensor("a.weight"), tensor("b.weight"), tensor("shape", (2,), I64)]
+    with pytest.raises(MatchError, match=r"^init.yaml: unmatched: error, and no rule matches 2 float tensor\(s\): a.weight, b.weight$"):
+        match_tensors(spec, tensors)
+
+
+def test_non_float_tensors_are_never_matched():
+    spec = spec_of("  - match: '*'\n    init: zeros\n")
+    result = match_tensors(spec, [tensor("w"), tensor("num_batches_tracked", (), I64)])
+    assert result.rules == {"w": 0}
+
+
+def test_explicit_match_on_a_non_float_tensor_is_an_error():
+    spec = spec_of("  - match: [w, steps]\n    init: zeros\n")
+    with pytest.raises(MatchError, match=r"rules\[0\] \(line 4\): tensor 'steps' is int64; vsconf only fills float tensors"):
+        match_tensors(spec, [tensor("w"), tensor("steps", (), I64)])
+
+
+def test_bfloat16_counts_as_float():
+    import ml_dtypes
+
+    spec = spec_of("  - match: '*'\n    init: zeros\n")
+    assert match_tensors(spec, [tensor("w", dtype=np.dtype(ml_dtypes.bfloat16))]).rules == {"w": 0}
+
+
+# ---- the bundled configs, against the tensors of the models they are written for
+
+
+def names_to_rules(spec, tensors):
+    return match_tensors(spec, tensors).rules
+
+
+def test_transformer_config_on_an_encoder_layer():
+    spec = load_spec(ROOT / "configs" / "transformer.yaml")
+    names = {
+        "embed_tokens.weight": (1000, 64),
+        "layers.0.self_attn.q_proj.weight": (64, 64),
+        "layers.0.self_attn.q_proj.bias": (64,),
+        "layers.0.self_attn.out_proj.weight": (64, 64),
+        "layers.0.norm1.weight": (64,),
+        "layers.0.norm1.bias": (64,),
+        "layers.0.linear1.weight": (256, 64),
+        "layers.0.linear2.weight": (64, 256),
+        "final_norm.weight": (64,),
+    }
+    rules = names_to_rules(spec, [tensor(n, s) for n, s in names.items()])
+    init = {name: spec.rules[index].init for name, index in rules.items()}
+    assert init["embed_tokens.weight"].scale == 0.0004
+    assert init["layers.0.self_attn.q_proj.weight"].mode == "fan_avg"
+    assert init["layers.0.self_attn.q_proj.bias"].canonical() == {"constant": 0.0}
+    assert init["layers.0.norm1.weight"].canonical() == {"constant": 1.0}
+    assert init["layers.0.linear1.weight"].scale == 2.0
+    assert init["layers.0.linear2.weight"].mode == "fan_avg"
+    assert init["final_norm.weight"].canonical() == {"constant": 1.0}
+
+
+def test_he_cnn_config_on_resnet_names():
+    spec = load_spec(ROOT / "configs" / "he_cnn.yaml")
+    tensors = [
+        tensor("conv1.weight", (64, 3, 7, 7)),
+        tensor("bn1.weight", (64,)),
+        tensor("bn1.bias", (64,)),
+        tensor("bn1.running_mean", (64,)),
+        tensor("bn1.running_var", (64,)),
+        tensor("bn1.num_batches_tracked", (), I64),
+        tensor("layer1.0.conv1.weight", (64, 64, 3, 3)),
+        tensor("layer1.0.downsample.0.weight", (64, 64, 1, 1)),
+        tensor("layer1.0.downsample.1.weight", (64,)),
+        tensor("fc.weight", (10, 64)),
+        tensor("fc.bias", (10,)),
+    ]
+    rules = names_to_rules(spec, tensors)
+    assert rules == {
+        "conv1.weight": 0,
+        "bn1.weight": 1,
+        "bn1.bias": 2,
+        "bn1.running_mean": 2,
+        "bn1.running_var": 3,
+        "layer1.0.conv1.weight": 0,
+        "layer1.0.downsample.0.weight": 0,
+        "layer1.0.downsample.1.weight": 1,
+        "fc.weight": 5,
+        "fc.bias": 2,
+    }
+
+
+def test_keras_config_on_keras_weight_names():
+    spec = load_spec(ROOT / "configs" / "keras_defaults.yaml")
+    tensors = [
+        tensor("dense/kernel", (8, 4)),
+        tensor("dense/bias", (4,)),
+        tensor("bn/gamma", (4,)),
+        tensor("bn/beta", (4,)),
+        tensor("bn/moving_mean", (4,)),
+        tensor("bn/moving_variance", (4,)),
+        tensor("embedding/embeddings", (100, 8)),
+    ]
+    assert names_to_rules(spec, tensors) == {
+        "dense/kernel": 3,
+        "dense/bias": 0,
+        "bn/gamma": 1,
+        "bn/beta": 0,
+        "bn/moving_mean": 2,
+        "bn/moving_variance": 1,
+        "embedding/embeddings": 3,
+    }
+    with pytest.raises(MatchError, match="unmatched: error, and no rule matches 1 float tensor"):
+        match_tensors(spec, tensors + [tensor("dense/extra", (2,))])
+
+
+def test_tf1_config_on_tf1_variable_names():
+    spec = load_spec(ROOT / "configs" / "tf1_get_config.yaml")
+    tensors = [
+        tensor("conv1/kernel:0", (3, 3, 3, 8)),
+        tensor("conv1/bias:0", (8,)),
+        tensor("dense1/kernel:0", (8, 4)),
+        tensor("logits/kernel:0", (4, 2)),
+    ]
+    assert names_to_rules(spec, tensors) == {
+        "conv1/kernel:0": 1,
+        "conv1/bias:0": 0,
+        "dense1/kernel:0": 2,
+        "logits/kernel:0": 4,
+    }
+
+
+def test_pytorch_config_on_onnx_consumer_facts():
+    spec = load_spec(ROOT / "configs" / "pytorch_defaults.yaml")
+    tensors = [
+        tensor("conv.weight", (8, 3, 3, 3), consumers=[Consumer("Conv", "W")]),
+        tensor("conv.bias", (8,), consumers=[Consumer("Conv", "B")]),
+        tensor("bn.weight", (8,), consumers=[Consumer("BatchNormalization", "scale")]),
+        tensor("bn.bias", (8,), consumers=[Consumer("BatchNormalization", "B")]),
+        tensor("bn.running_mean", (8,), consumers=[Consumer("BatchNormalization", "input_mean")]),
+        tensor("bn.running_var", (8,), consumers=[Consumer("BatchNormalization", "input_var")]),
+        tensor("fc.weight", (10, 8), consumers=[Consumer("Gemm", "B")]),
+        tensor("fc.bias", (10,), consumers=[Consumer("Gemm", "C")]),
+        tensor("emb.weight", (100, 8), consumers=[Consumer("Gather", "data")]),
+        tensor("onnx::MatMul_12", (8, 8), consumers=[Consumer("MatMul", "B")]),
+        tensor("proj.bias", (8,), consumers=[Consumer("Add", "B")]),
+    ]
+    assert names_to_rules(spec, tensors) == {
+        "conv.weight": 5,
+        "conv.bias": 0,
+        "bn.weight": 2,
+        "bn.bias": 3,
+        "bn.running_mean": 3,
+        "bn.running_var": 2,
+        "fc.weight": 5,
+        "fc.bias": 1,
+        "emb.weight": 4,
+        "onnx::MatMul_12": 6,
+        "proj.bias": 7,
+    }
