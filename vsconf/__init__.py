@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from vsconf.api import ApplyResult, apply, apply_state_dict, plan, verify
+from vsconf.engine import Plan, PlanEntry
 from vsconf.errors import MatchError, ModelError, Problem, SpecError, VsconfError
 from vsconf.fans import Axes, compute_fans, scaled_variance
+from vsconf.spec import Spec, load_spec, parse_spec
 from vsconf.initializers import (
     CONSTANTS,
     PRESETS,
@@ -20,6 +23,7 @@ from vsconf.initializers import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ApplyResult",
     "CONSTANTS",
     "PRESETS",
     "TRUNCATED_NORMAL_STD",
@@ -27,16 +31,25 @@ __all__ = [
     "Constant",
     "MatchError",
     "ModelError",
+    "Plan",
+    "PlanEntry",
     "Problem",
+    "Spec",
     "SpecError",
     "VarianceScaling",
     "VsconfError",
     "__version__",
+    "apply",
+    "apply_state_dict",
     "compute_fans",
+    "load_spec",
     "ones",
+    "parse_spec",
+    "plan",
     "preset",
     "scaled_variance",
     "variance_scaling",
     "variance_scaling_initializer",
+    "verify",
     "zeros",
 ]

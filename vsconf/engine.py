@@ -1,0 +1,254 @@
+"""The engine: (tensor facts, normalised spec, fan hints) -> plan -> arrays.
+
+Pure: no file formats here.  Adapters hand in :class:`~vsconf.matching.TensorInfo`
+(name, shape, dtype, consumers) and optional :class:`FanHint`s, and write out what
+:func:`generate` returns.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from vsconf import streams
+from vsconf.errors import MatchError
+from vsconf.fans import Axes, axes_fans, compute_fans, scaled_variance
+from vsconf.initializers import float_dtype, sampling
+from vsconf.matching import TensorInfo, match_tensors
+from vsconf.spec import ConstantInit, KeepInit, Rule, Spec, VarianceScalingInit
+
+
+@dataclass(frozen=True)
+class FanHint:
+    """What an adapter knows about a tensor's fans beyond its shape.
+
+    ``axes``: the roles of the stored tensor's axes, read from its consumer (``source``
+    says which, e.g. ``"Conv W"``).  ``weight``: the weight tensor of the node that reads
+    this one (for ``fans_from: weight``).  ``conflict``: why the consumers disagree.
+    """
+
+    axes: Axes | None = None
+    source: str = ""
+    weight: str | None = None
+    conflict: str | None = None
+
+
+@dataclass(frozen=True)
+class PlanEntry:
+    """What happens to one tensor, and why."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    # "fill" (VarianceScaling), "constant", "keep" (a rule says so), "unmatched", or "skip" (not float)
+    action: str
+    rule: str | None = None
+    init: Any = None  # the init's canonical form
+    seed: int | None = None
+    fan_in: int | None = None
+    fan_out: int | None = None
+    fans_from: str | None = None  # which rule gave the fans: tf, torch, axes, a consumer, a weight
+    std: float | None = None
+    limit: float | None = None
+    value: float | None = None
+    distribution: str | None = None  # the sampling rule: truncated_normal, untruncated_normal, uniform
+    variance: float | None = None
+    consumers: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "action": self.action,
+            "rule": self.rule,
+            "init": self.init,
+            "seed": self.seed,
+            "fan_in": self.fan_in,
+            "fan_out": self.fan_out,
+            "fans_from": self.fans_from,
+        }
+        if self.limit is not None:
+            out["limit"] = self.limit
+        else:
+            out["std"] = self.std
+        if self.value is not None:
+            out["value"] = self.value
+        out["consumers"] = list(self.consumers)
+        return out
+
+    @property
+    def changes(self) -> bool:
+        return self.action in ("fill", "constant")
+
+
+@dataclass(frozen=True)
+class Plan:
+    entries: tuple[PlanEntry, ...]
+    spec_sha256: str
+    seed: int
+    warnings: tuple[str, ...] = field(default=())
+
+    def __iter__(self):
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def entry(self, name: str) -> PlanEntry:
+        for entry in self.entries:
+            if entry.name == name:
+                return entry
+        raise KeyError(name)
+
+    def as_list(self) -> list[dict[str, Any]]:
+        return [entry.as_dict() for entry in self.entries]
+
+
+def _consumer_labels(tensor: TensorInfo) -> tuple[str, ...]:
+    return tuple(f"{c.qualified_op}.{c.input_name}" + (f" ({c.node})" if c.node else "") for c in tensor.consumers)
+
+
+class _Planner:
+    def __init__(self, spec: Spec, tensors: Sequence[TensorInfo], hints: Mapping[str, FanHint], target: str):
+        self.spec = spec
+        self.by_name = {t.name: t for t in tensors}
+        self.hints = hints
+        self.target = target
+        self.errors: list[str] = []
+        self.auto_tf_rules: list[Rule] = []
+
+    def layout_fans(self, tensor: TensorInfo, rule: Rule) -> tuple[int, int, str]:
+        layout = self.spec.layout
+        if layout in ("tf", "torch"):
+            return (*compute_fans(tensor.shape, layout), layout)
+        hint = self.hints.get(tensor.name)
+        if hint is not None and hint.conflict:
+            self.errors.append(
+                f"{self.spec.source}: {rule.label}: tensor {tensor.name!r}: {hint.conflict}; "
+                "give the rule explicit `axes`"
+            )
+            return (*compute_fans(tensor.shape, "tf"), "tf")
+        if hint is not None and hint.axes is not None:
+            return (*axes_fans(tensor.shape, hint.axes), hint.source)
+        if self.target == "state_dict" and len(tensor.shape) >= 2 and rule not in self.auto_tf_rules:
+            self.auto_tf_rules.append(rule)
+        source = "tf (auto)" if self.target == "state_dict" else "tf (auto: no known consumer)"
+        return (*compute_fans(tensor.shape, "tf"), source)
+
+    def fans(self, tensor: TensorInfo, rule: Rule, init: VarianceScalingInit) -> tuple[int, int, str]:
+        if init.axes is not None:
+            try:
+                return (*axes_fans(tensor.shape, init.axes), "axes")
+            except ValueError as exc:
+                self.errors.append(f"{self.spec.source}: {rule.label}: tensor {tensor.name!r}: {exc}")
+                return (1, 1, "axes")
+        if rule.fans_from == "weight":
+            hint = self.hints.get(tensor.name)
+            weight = self.by_name.get(hint.weight) if hint is not None and hint.weight else None
+            if weight is None:
+                self.errors.append(
+                    f"{self.spec.source}: {rule.label}: tensor {tensor.name!r} takes `fans_from: weight`, "
+                    "but no weight reads alongside it"
+                    + (f" (expected {_sibling_weight(tensor.name)!r})" if self.target == "state_dict" else "")
+                )
+                return (1, 1, "weight")
+            fan_in, fan_out, source = self.layout_fans(weight, rule)
+            return fan_in, fan_out, f"weight {weight.name} ({source})"
+        return self.layout_fans(tensor, rule)
+
+    def entry(self, tensor: TensorInfo, rule: Rule | None) -> PlanEntry:
+        base = {
+            "name": tensor.name,
+            "shape": tensor.shape,
+            "dtype": tensor.dtype.name,
+            "consumers": _consumer_labels(tensor),
+        }
+        if rule is None:
+            return PlanEntry(action="unmatched", **base)
+        init = rule.init
+        common = {"rule": rule.label, "init": init.canonical(), **base}
+        if isinstance(init, KeepInit):
+            return PlanEntry(action="keep", **common)
+        if isinstance(init, ConstantInit):
+            return PlanEntry(action="constant", value=init.value, **common)
+        assert isinstance(init, VarianceScalingInit)
+        fan_in, fan_out, source = self.fans(tensor, rule, init)
+        variance = scaled_variance(init.scale, init.mode, fan_in, fan_out)
+        kind, param = sampling(init.distribution, variance)
+        spread = {"limit": param} if kind == "uniform" else {"std": math.sqrt(variance)}
+        return PlanEntry(
+            action="fill",
+            seed=self.spec.seed if init.seed is None else init.seed,
+            fan_in=fan_in,
+            fan_out=fan_out,
+            fans_from=source,
+            distribution=kind,
+            variance=variance,
+            **spread,
+            **common,
+        )
+
+
+def _sibling_weight(name: str) -> str:
+    stem, _, _ = name.rpartition(".")
+    return f"{stem}.weight" if stem else "weight"
+
+
+def state_dict_hints(tensors: Sequence[TensorInfo]) -> dict[str, FanHint]:
+    """For state dicts, a bias's weight is its sibling: ``fc.bias`` -> ``fc.weight``."""
+    names = {t.name for t in tensors}
+    return {
+        t.name: FanHint(weight=_sibling_weight(t.name))
+        for t in tensors
+        if _sibling_weight(t.name) in names and _sibling_weight(t.name) != t.name
+    }
+
+
+def make_plan(
+    tensors: Sequence[TensorInfo],
+    spec: Spec,
+    hints: Mapping[str, FanHint] | None = None,
+    *,
+    target: str = "state_dict",
+) -> Plan:
+    """Decide, for every tensor, which rule fills it and with which fans and spread.
+
+    ``target`` is ``"state_dict"`` or ``"onnx"``: it only changes how ``layout: auto``
+    explains itself.  Raises :class:`MatchError` listing every problem at once.
+    """
+    matching = match_tensors(spec, tensors)
+    planner = _Planner(spec, tensors, hints or {}, target)
+    entries = []
+    for tensor in tensors:
+        index = matching.rule_of(tensor.name) if tensor.is_float else None
+        rule = spec.rules[index] if index is not None else None
+        if not tensor.is_float:
+            entries.append(PlanEntry(tensor.name, tensor.shape, tensor.dtype.name, "skip", consumers=_consumer_labels(tensor)))
+            continue
+        entries.append(planner.entry(tensor, rule))
+    if planner.errors:
+        raise MatchError("\n".join(planner.errors))
+    warnings = list(spec_warning.format("warning") for spec_warning in spec.warnings) + list(matching.warnings)
+    if planner.auto_tf_rules:
+        labels = ", ".join(rule.label for rule in planner.auto_tf_rules)
+        warnings.append(
+            f"{spec.source}: warning: layout: auto reads state-dict shapes with the tf rule "
+            f"(..., in, out) for {labels}; write `layout: torch` for PyTorch state dicts ([out, in, k...])"
+        )
+    return Plan(tuple(entries), spec.sha256, spec.seed, tuple(warnings))
+
+
+def generate(entry: PlanEntry, *, jobs: int = 1) -> np.ndarray | None:
+    """The new values of ``entry``'s tensor, or None when it keeps its values."""
+    if not entry.changes:
+        return None
+    dtype = float_dtype(entry.dtype)
+    if entry.action == "constant":
+        return np.full(entry.shape, entry.value, dtype=dtype)
+    kind, param = sampling(entry.distribution, entry.variance)
+    return streams.draw(entry.seed, entry.name, entry.shape, dtype, kind, param, jobs=jobs)
