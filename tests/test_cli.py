@@ -70,3 +70,178 @@ def test_the_installed_command_and_python_m_agree(tmp_path):
         assert done.returncode == 1
         assert done.stderr == f"{bad}:3:8: rules: must not be empty\nvsconf: error: {bad}: 1 problem\n"
         assert "Traceback" not in done.stderr
+
+
+# ---- apply / plan / verify on the bundled example state dict
+
+EXAMPLE = ROOT / "examples" / "small_cnn.npz"
+HE_CNN = ROOT / "configs" / "he_cnn.yaml"
+
+
+def vsconf_cmd(*args, cwd=None):
+    exe = shutil.which("vsconf")
+    assert exe, "the vsconf console script is not installed: pip install -e ."
+    return subprocess.run([exe, *map(str, args)], capture_output=True, text=True, cwd=cwd)
+
+
+def test_installed_command_applies_the_bundled_example_and_the_stds_match_the_plan(tmp_path):
+    import numpy as np
+    from stats import assert_mean_zero, assert_std
+
+    model = tmp_path / "small_cnn.npz"
+    shutil.copy(EXAMPLE, model)
+    planned = vsconf_cmd("plan", model, HE_CNN, "--format", "json")
+    assert planned.returncode == 0, planned.stderr
+    plan = json.loads(planned.stdout)
+    done = vsconf_cmd("apply", model, HE_CNN)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"wrote {tmp_path / 'small_cnn.init.npz'}: 8 filled, 29 set to constants, 7 not float")
+    before, after = np.load(model), np.load(tmp_path / "small_cnn.init.npz")
+    checked = 0
+    for entry in plan:
+        values = after[entry["name"]]
+        assert values.dtype.name == entry["dtype"] and list(values.shape) == entry["shape"]
+        if entry["action"] == "fill":
+            distribution = entry["init"]["distribution"]
+            if distribution == "uniform":  # the classifier keeps PyTorch's default
+                std = entry["limit"] / np.sqrt(3)
+                assert np.abs(values).max() <= np.float32(entry["limit"])
+            else:  # he_cnn.yaml's conv weights: untruncated normals with the planned std
+                std = entry["std"]
+            assert_std(values, std, distribution)
+            assert_mean_zero(values, std)
+            checked += 1
+        elif entry["action"] == "constant":
+            assert (values == entry["value"]).all()
+        else:
+            np.testing.assert_array_equal(values, before[entry["name"]])
+    assert checked == 8
+
+
+def test_plan_json_matches_the_table(capsys):
+    from vsconf.cli import PLAN_COLUMNS
+
+    code, table, err = run(capsys, "plan", str(EXAMPLE), str(HE_CNN))
+    assert code == 0 and err == ""
+    code, text, _ = run(capsys, "plan", str(EXAMPLE), str(HE_CNN), "--format", "json")
+    entries = json.loads(text)
+    lines = table.splitlines()
+    header = lines[0]
+    starts = [header.index(c) for c in PLAN_COLUMNS]
+    rows = [[line[a:b].strip() for a, b in zip(starts, starts[1:] + [None])] for line in lines[1:]]
+    assert len(rows) == len(entries)
+    for row, entry in zip(rows, entries):
+        cells = dict(zip(PLAN_COLUMNS, row))
+        assert cells["name"] == entry["name"]
+        assert cells["shape"] == "[" + ",".join(map(str, entry["shape"])) + "]"
+        assert cells["dtype"] == entry["dtype"]
+        assert cells["rule"] == (entry["rule"] or "-")
+        assert cells["fan_in"] == ("-" if entry["fan_in"] is None else str(entry["fan_in"]))
+        assert cells["fan_out"] == ("-" if entry["fan_out"] is None else str(entry["fan_out"]))
+        if entry.get("std") is not None:
+            assert float(cells["std/limit"].removeprefix("std=")) == pytest.approx(entry["std"], rel=1e-5)
+        elif entry.get("limit") is not None:
+            assert float(cells["std/limit"].removeprefix("limit=")) == pytest.approx(entry["limit"], rel=1e-5)
+        assert cells["fans from"] == (entry["fans_from"] or "-")
+
+
+def test_dry_run_writes_nothing(tmp_path, capsys):
+    model = tmp_path / "m.npz"
+    shutil.copy(EXAMPLE, model)
+    code, out, _ = run(capsys, "apply", str(model), str(HE_CNN), "--dry-run")
+    assert code == 0 and out.startswith("name ")
+    assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]
+
+
+def test_apply_refuses_to_overwrite_then_force_and_in_place(tmp_path, capsys):
+    model = tmp_path / "m.npz"
+    shutil.copy(EXAMPLE, model)
+    assert run(capsys, "apply", str(model), str(HE_CNN), "--quiet")[0] == 0
+    code, out, err = run(capsys, "apply", str(model), str(HE_CNN))
+    assert code == 1 and out == ""
+    assert err == f"vsconf: error: {tmp_path / 'm.init.npz'} exists; use --force to overwrite it, or -o to write elsewhere\n"
+    assert run(capsys, "apply", str(model), str(HE_CNN), "--force", "--seed", "8")[0] == 0
+    assert run(capsys, "apply", str(model), str(HE_CNN), "--in-place", "--quiet")[0] == 0
+    assert run(capsys, "verify", str(model), str(HE_CNN))[0] == 0
+
+
+def test_in_place_and_output_are_exclusive(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["apply", "m.npz", "s.yaml", "--in-place", "-o", "x.npz"])
+    assert info.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_verify_exit_codes_and_the_named_tensor(tmp_path, capsys):
+    import numpy as np
+
+    model = tmp_path / "m.npz"
+    shutil.copy(EXAMPLE, model)
+    lock = tmp_path / "m.lock.json"
+    assert run(capsys, "apply", str(model), str(HE_CNN), "--lock", str(lock), "--seed", "123")[0] == 0
+    out_path = tmp_path / "m.init.npz"
+    code, out, err = run(capsys, "verify", str(out_path), str(HE_CNN), "--lock", str(lock))
+    assert (code, out, err) == (0, f"{out_path}: every tensor matches the spec and the lock\n", "")
+    # without the lock (or --seed) the spec's own seed makes other weights
+    code, _, err = run(capsys, "verify", str(out_path), str(HE_CNN))
+    assert code == 1 and "conv1.weight: 432 of 432 elements differ" in err
+    assert run(capsys, "verify", str(out_path), str(HE_CNN), "--seed", "123")[0] == 0
+    arrays = dict(np.load(out_path))
+    arrays["layer1.0.conv2.weight"][0, 0, 1, 1] = 0.5
+    np.savez(tmp_path / "changed.npz", **arrays)
+    code, out, err = run(capsys, "verify", str(tmp_path / "changed.npz"), str(HE_CNN), "--lock", str(lock))
+    assert code == 1 and out == ""
+    lines = err.splitlines()
+    assert lines[0].startswith("layer1.0.conv2.weight: 1 of 2304 elements differ from what the spec produces")
+    assert lines[1].startswith("layer1.0.conv2.weight: sha256 ")
+    assert lines[-1] == f"vsconf: error: {tmp_path / 'changed.npz'}: 2 mismatches"
+
+
+def test_spec_errors_from_apply_point_at_the_line(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("vsconf: 1\nseed: 1\nrules:\n  - match: '*'\n    init: he_normall\n")
+    code, out, err = run(capsys, "apply", str(EXAMPLE), str(bad), "-o", str(tmp_path / "o.npz"))
+    assert code == 1 and out == ""
+    assert err.splitlines()[0].startswith(f"{bad}:5:11: rules[0].init: 'he_normall' is not one of")
+    assert err.splitlines()[-1] == "vsconf: error: invalid spec (1 problem)"
+    assert not (tmp_path / "o.npz").exists()
+
+
+def test_unmatched_rules_fail_apply_without_writing(tmp_path, capsys):
+    spec = tmp_path / "s.yaml"
+    spec.write_text("vsconf: 1\nseed: 1\nrules:\n  - match: 'conv1.wieght'\n    init: he_normal\n")
+    code, _, err = run(capsys, "apply", str(EXAMPLE), str(spec), "-o", str(tmp_path / "o.npz"))
+    assert code == 1
+    assert err == f"vsconf: error: {spec}: rules[0] (line 4): matches no tensor (match 'conv1.wieght'); did you mean 'conv1.weight'?\n"
+    assert not (tmp_path / "o.npz").exists()
+
+
+def test_progress_bar_only_on_a_terminal(tmp_path):
+    import os
+    import pty
+
+    model = tmp_path / "m.npz"
+    shutil.copy(EXAMPLE, model)
+    piped = vsconf_cmd("apply", model, HE_CNN, "-o", tmp_path / "piped.npz")
+    assert "\r" not in piped.stderr and "[#" not in piped.stderr
+    exe = shutil.which("vsconf")
+    primary, secondary = pty.openpty()
+    proc = subprocess.Popen([exe, "apply", str(model), str(HE_CNN), "-o", str(tmp_path / "tty.npz")], stderr=secondary, stdout=subprocess.PIPE)
+    os.close(secondary)
+    chunks = []
+    while True:
+        try:
+            data = os.read(primary, 4096)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait()
+    os.close(primary)
+    drawn = b"".join(chunks).decode()
+    assert proc.returncode == 0
+    assert "\r[" in drawn and "] 44/44 " in drawn
+    quiet = subprocess.Popen([exe, "apply", str(model), str(HE_CNN), "-o", str(tmp_path / "q.npz"), "--quiet"], stderr=subprocess.PIPE, stdout=subprocess.PIPE)
+    out, err = quiet.communicate()
+    assert (quiet.returncode, out, err) == (0, b"", b"")

@@ -490,7 +490,7 @@ def test_canonical_form_ignores_formatting_and_tracks_meaning():
     assert a.sha256 == b.sha256 == c.sha256
     assert len(a.sha256) == 64
     assert json.loads(a.canonical_json())["rules"] == [
-        {"init": {"variance_scaling": {"scale": 2.0, "mode": "fan_in", "distribution": "truncated_normal", "seed": None}}, "match": ["*"]}
+        {"init": {"scale": 2.0, "mode": "fan_in", "distribution": "truncated_normal", "seed": None}, "match": ["*"]}
     ]
     assert a.with_seed(4).sha256 != a.sha256
     d = parse_spec("vsconf: 1\nseed: 3\nrules:\n  - match: '*'\n    init: he_uniform\n")
@@ -508,3 +508,16 @@ def test_load_spec_reports_unreadable_files(tmp_path):
 
 def test_spec_error_is_a_vsconf_error():
     assert issubclass(SpecError, vsconf.VsconfError)
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_the_canonical_form_is_itself_a_spec_with_the_same_digest(path):
+    spec = load_spec(path)
+    again = parse_spec(spec.canonical_json(), source="canonical.json")
+    assert again.canonical() == spec.canonical()
+    assert again.sha256 == spec.sha256
+
+
+def test_canonical_form_of_a_valid_spec_with_every_init_kind_round_trips():
+    spec = parse_spec(VALID)
+    assert parse_spec(spec.canonical_json()).sha256 == spec.sha256

@@ -24,8 +24,8 @@ def _warn(lines: Sequence[str]) -> None:
 
 def _init_text(entry: PlanEntry) -> str:
     if entry.action == "fill":
-        vs = entry.init["variance_scaling"]
-        axes = vs.get("axes")
+        vs = entry.init
+        axes = vs.get("axes") or ({"in": vs["input_axes"], "out": vs["output_axes"]} if "input_axes" in vs else None)
         extra = f", axes={axes}" if axes else ""
         return f"VS({vs['scale']:g}, {vs['mode']}, {vs['distribution']}{extra})"
     if entry.action == "constant":

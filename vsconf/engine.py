@@ -200,13 +200,10 @@ def _sibling_weight(name: str) -> str:
 
 
 def state_dict_hints(tensors: Sequence[TensorInfo]) -> dict[str, FanHint]:
-    """For state dicts, a bias's weight is its sibling: ``fc.bias`` -> ``fc.weight``."""
+    """For state dicts, a bias's weight is its sibling: ``fc.bias`` -> ``fc.weight`` (and a
+    weight is its own)."""
     names = {t.name for t in tensors}
-    return {
-        t.name: FanHint(weight=_sibling_weight(t.name))
-        for t in tensors
-        if _sibling_weight(t.name) in names and _sibling_weight(t.name) != t.name
-    }
+    return {t.name: FanHint(weight=_sibling_weight(t.name)) for t in tensors if _sibling_weight(t.name) in names}
 
 
 def make_plan(

@@ -54,19 +54,18 @@ class VarianceScalingInit:
     axes: Axes | None = None
 
     def canonical(self) -> dict[str, Any]:
+        """The init as a spec mapping: the canonical form of a spec is itself a valid spec."""
         out: dict[str, Any] = {
-            "variance_scaling": {
-                "scale": self.scale,
-                "mode": self.mode,
-                "distribution": self.distribution,
-                "seed": self.seed,
-            }
+            "scale": self.scale,
+            "mode": self.mode,
+            "distribution": self.distribution,
+            "seed": self.seed,
         }
-        if self.axes is not None:
-            axes = self.axes.to_mapping()
-            if self.axes.rest == "batch":
-                axes["rest"] = "batch"
-            out["variance_scaling"]["axes"] = axes
+        if self.axes is not None and self.axes.rest == "batch":
+            out["input_axes"] = list(self.axes.in_axes)
+            out["output_axes"] = list(self.axes.out_axes)
+        elif self.axes is not None:
+            out["axes"] = self.axes.to_mapping()
         return out
 
 
