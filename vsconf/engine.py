@@ -135,6 +135,8 @@ class _Planner:
             return (*compute_fans(tensor.shape, "tf"), "tf")
         if hint is not None and hint.axes is not None:
             return (*axes_fans(tensor.shape, hint.axes), hint.source)
+        if hint is not None and hint.source:  # the adapter says why it has no axes
+            return (*compute_fans(tensor.shape, "tf"), hint.source)
         if self.target == "state_dict" and len(tensor.shape) >= 2 and rule not in self.auto_tf_rules:
             self.auto_tf_rules.append(rule)
         source = "tf (auto)" if self.target == "state_dict" else "tf (auto: no known consumer)"
