@@ -142,6 +142,9 @@ class OnnxModel:
         if materialize:
             self._materialize()
         self._stored = self._collect()
+        for item in self._stored.values():  # refuse a bad data location before doing any work
+            if item.proto.data_location == onnx.TensorProto.EXTERNAL:
+                self._data_path(item.proto)
         if untie:
             self._untie()
             self._stored = self._collect()
@@ -173,13 +176,19 @@ class OnnxModel:
                             add(_Stored(node.output[0], attribute.t, graph, "constant"))
         return stored
 
-    def _tensor_bytes(self, tensor: onnx.TensorProto) -> bytes | None:
-        """Raw little-endian bytes of an external tensor, read by offset from its data file."""
-        info = {entry.key: entry.value for entry in tensor.external_data}
-        location = info.get("location", "")
+    def _data_path(self, tensor: onnx.TensorProto) -> Path:
+        """The data file of an external tensor; only files inside the model's folder are read."""
+        location = next((e.value for e in tensor.external_data if e.key == "location"), "")
         candidate = (self.base / location).resolve()
         if not location or Path(location).is_absolute() or self.base.resolve() not in candidate.parents:
             raise ModelError(f"{self.path}: tensor {tensor.name!r} has external data outside the model's folder: {location!r}")
+        return candidate
+
+    def _tensor_bytes(self, tensor: onnx.TensorProto) -> bytes:
+        """Raw little-endian bytes of an external tensor, read by offset from its data file."""
+        info = {entry.key: entry.value for entry in tensor.external_data}
+        location = info.get("location", "")
+        candidate = self._data_path(tensor)
         offset = int(info.get("offset", 0))
         try:
             with open(candidate, "rb") as handle:
