@@ -245,3 +245,88 @@ def test_progress_bar_only_on_a_terminal(tmp_path):
     quiet = subprocess.Popen([exe, "apply", str(model), str(HE_CNN), "-o", str(tmp_path / "q.npz"), "--quiet"], stderr=subprocess.PIPE, stdout=subprocess.PIPE)
     out, err = quiet.communicate()
     assert (quiet.returncode, out, err) == (0, b"", b"")
+
+
+# ---- the same commands on ONNX models
+
+ONNX_EXAMPLE = ROOT / "examples" / "small_cnn.onnx"
+PYTORCH_DEFAULTS = ROOT / "configs" / "pytorch_defaults.yaml"
+
+
+def test_onnx_apply_lock_verify_and_tamper(tmp_path, capsys):
+    import onnx
+    from onnx import numpy_helper
+
+    model = tmp_path / "cnn.onnx"
+    shutil.copy(ONNX_EXAMPLE, model)
+    lock = tmp_path / "cnn.lock.json"
+    code, out, err = run(capsys, "apply", str(model), str(PYTORCH_DEFAULTS), "--lock", str(lock), "--jobs", "2")
+    assert code == 0, err
+    assert out.splitlines()[0].startswith(f"wrote {tmp_path / 'cnn.init.onnx'}: 10 filled, 2 set to constants")
+    output = tmp_path / "cnn.init.onnx"
+    onnx.checker.check_model(str(output))
+    assert run(capsys, "verify", str(output), str(PYTORCH_DEFAULTS), "--lock", str(lock))[0] == 0
+    tampered = onnx.load(str(output))
+    weight = next(t for t in tampered.graph.initializer if t.name == "head.weight")
+    values = numpy_helper.to_array(weight).copy()
+    values[2, 1] = 0.0
+    weight.CopyFrom(numpy_helper.from_array(values, "head.weight"))
+    (tmp_path / "bad.onnx").write_bytes(tampered.SerializeToString())
+    code, out, err = run(capsys, "verify", str(tmp_path / "bad.onnx"), str(PYTORCH_DEFAULTS), "--lock", str(lock))
+    assert code == 1
+    assert err.splitlines()[0].startswith("head.weight: 1 of 20 elements differ from what the spec produces")
+    assert err.splitlines()[-1] == f"vsconf: error: {tmp_path / 'bad.onnx'}: 2 mismatches"
+
+
+def test_onnx_plan_json_has_consumers_and_fans(capsys):
+    code, out, _ = run(capsys, "plan", str(ONNX_EXAMPLE), str(PYTORCH_DEFAULTS), "--format", "json")
+    assert code == 0
+    entries = {e["name"]: e for e in json.loads(out)}
+    required = {"name", "shape", "dtype", "rule", "init", "fan_in", "fan_out", "consumers"}
+    assert all(required <= set(e) and ("std" in e or "limit" in e) for e in entries.values())
+    up = entries["up.weight"]
+    assert (up["fan_in"], up["fan_out"], up["consumers"]) == (8, 64, ["ConvTranspose.W (/up/ConvTranspose)"])
+    assert entries["bn.weight"]["consumers"] == [
+        "BatchNormalization.scale (/bn/BatchNormalization)",
+        "BatchNormalization.input_var (/bn/BatchNormalization)",
+    ]
+
+
+def test_inspect_lists_tensors_consumers_and_fans(capsys):
+    code, out, _ = run(capsys, "inspect", str(ONNX_EXAMPLE), "--format", "json")
+    assert code == 0
+    records = {r["name"]: r for r in json.loads(out)}
+    assert records["grouped.weight"] == {
+        "name": "grouped.weight",
+        "shape": [8, 4, 3, 3],
+        "dtype": "float32",
+        "float": True,
+        "consumers": ["Conv.W (/grouped/Conv)"],
+        "fan_in": 36,
+        "fan_out": 72,
+        "fans_from": "Conv W (/grouped/Conv)",
+        "conflict": None,
+    }
+    code, table, _ = run(capsys, "inspect", str(ONNX_EXAMPLE))
+    lines = table.splitlines()
+    assert lines[0].split() == ["name", "shape", "dtype", "fan_in", "fan_out", "fans", "from", "consumers"]
+    head = next(line for line in lines if line.startswith("head.weight "))
+    assert head.split()[:5] == ["head.weight", "[5,4]", "float32", "4", "5"]
+
+
+def test_inspect_materialize_on_a_stripped_model(capsys):
+    import onnx
+
+    light = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light" / "light_bvlc_alexnet.onnx"
+    code, out, _ = run(capsys, "inspect", str(light), "--format", "json")
+    assert code == 0 and not [r for r in json.loads(out) if r["float"]]
+    code, out, _ = run(capsys, "inspect", str(light), "--format", "json", "--materialize")
+    floats = [r for r in json.loads(out) if r["float"]]
+    assert len(floats) == 16  # 8 layers: weights and biases
+    conv1 = next(r for r in floats if r["name"].startswith("conv1_w"))
+    assert conv1["shape"] == [96, 3, 11, 11] and (conv1["fan_in"], conv1["fan_out"]) == (363, 11616)
+
+
+def test_onnx_only_flags_on_a_state_dict_are_refused(capsys):
+    code, _, err = run(capsys, "plan", str(EXAMPLE), str(HE_CNN), "--untie")
+    assert code == 1 and err == "vsconf: error: --materialize and --untie apply to ONNX models only\n"

@@ -78,10 +78,12 @@ def test_match_and_op_must_both_hold():
     assert match_tensors(spec, tensors).rules == {"enc.w": 0, "dec.w": 1, "enc.g": 1}
 
 
-def test_ops_outside_the_default_domain_match_qualified_or_bare():
+def test_ops_outside_the_default_domain_match_only_qualified():
     attention = Consumer("Attention", "weights", "attn", domain="com.microsoft")
     spec = spec_of("  - op: com.microsoft.Attention\n    input: weights\n    init: glorot_uniform\n")
     assert match_tensors(spec, [tensor("qkv", consumers=[attention])]).rules == {"qkv": 0}
+    bare = spec_of("  - op: Attention\n    optional: true\n    init: zeros\n  - match: '*'\n    init: keep\n")
+    assert match_tensors(bare, [tensor("qkv", consumers=[attention])]).rules == {"qkv": 1}
 
 
 def test_rules_that_match_nothing_are_all_reported():
@@ -256,15 +258,15 @@ def test_pytorch_config_on_onnx_consumer_facts():
         tensor("proj.bias", (8,), consumers=[Consumer("Add", "B")]),
     ]
     assert names_to_rules(spec, tensors) == {
-        "conv.weight": 5,
-        "conv.bias": 0,
-        "bn.weight": 2,
-        "bn.bias": 3,
-        "bn.running_mean": 3,
-        "bn.running_var": 2,
-        "fc.weight": 5,
-        "fc.bias": 1,
-        "emb.weight": 4,
-        "onnx::MatMul_12": 6,
-        "proj.bias": 7,
+        "conv.weight": 8,
+        "conv.bias": 2,
+        "bn.weight": 5,
+        "bn.bias": 6,
+        "bn.running_mean": 6,
+        "bn.running_var": 5,
+        "fc.weight": 9,
+        "fc.bias": 3,
+        "emb.weight": 7,
+        "onnx::MatMul_12": 9,
+        "proj.bias": 4,
     }

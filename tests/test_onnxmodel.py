@@ -508,3 +508,28 @@ def test_unreadable_onnx_is_a_user_error(tmp_path):
     (tmp_path / "bad.onnx").write_bytes(b"\x08\x07garbage\xff\xff")
     with pytest.raises(ModelError, match="bad.onnx: cannot read as ONNX"):
         vsconf.plan(tmp_path / "bad.onnx", EVERYTHING_HE)
+
+
+def test_contrib_attention_weights(tmp_path):
+    hidden = 8
+    node = helper.make_node("Attention", ["x", "qkv.weight", "qkv.bias"], ["y"], domain="com.microsoft", num_heads=2)
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [value("x", [1, 4, hidden])],
+        [value("y", [1, 4, hidden])],
+        [tensor("qkv.weight", np.zeros((hidden, 3 * hidden), np.float32)), tensor("qkv.bias", np.zeros(3 * hidden, np.float32))],
+    )
+    built = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    path = tmp_path / "attn.onnx"
+    path.write_bytes(built.SerializeToString())
+    spec = spec_of(
+        "  - op: com.microsoft.Attention\n    input: weights\n    init: glorot_uniform\n"
+        "  - op: com.microsoft.Attention\n    input: bias\n    init: zeros\n"
+    )
+    plan = vsconf.plan(path, spec)
+    assert fans(plan, "qkv.weight") == (hidden, 3 * hidden)
+    assert plan.entry("qkv.weight").consumers == ("com.microsoft.Attention.weights (Attention#0)",)
+    assert plan.entry("qkv.bias").action == "constant"
+    out = vsconf.apply(path, spec).output
+    assert run(out)[0].shape == (1, 4, hidden)

@@ -8,6 +8,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
+import onnx
+from onnx_builders import run
+
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 
@@ -32,11 +36,23 @@ def test_the_readme_main_job_runs_on_the_bundled_example(tmp_path):
     argv[0] = shutil.which("vsconf")
     done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert (tmp_path / "examples" / "small_cnn.init.npz").exists()
-    verify = subprocess.run(
-        [shutil.which("vsconf"), "verify", "examples/small_cnn.init.npz", "configs/he_cnn.yaml", "--lock", "examples/small_cnn.lock.json"],
-        cwd=tmp_path,
+    model, spec, lock = argv[2], argv[3], argv[argv.index("--lock") + 1]
+    output = tmp_path / Path(model).with_name(Path(model).stem + ".init" + Path(model).suffix)
+    assert output.exists() and (tmp_path / lock).exists()
+    onnx.checker.check_model(str(output))
+    assert np.isfinite(run(output)[0]).all()
+    verify = subprocess.run([argv[0], "verify", str(output), spec, "--lock", lock], cwd=tmp_path, capture_output=True, text=True)
+    assert verify.returncode == 0, verify.stderr
+    again = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True)  # --force: it runs again
+    assert again.returncode == 0, again.stderr
+
+
+def test_the_readme_shows_the_real_plan_of_the_example():
+    shown = README.split("$ vsconf plan examples/small_cnn.onnx configs/pytorch_defaults.yaml\n", 1)[1].split("```", 1)[0]
+    done = subprocess.run(
+        [shutil.which("vsconf"), "plan", "examples/small_cnn.onnx", "configs/pytorch_defaults.yaml"],
+        cwd=ROOT,
         capture_output=True,
         text=True,
     )
-    assert verify.returncode == 0, verify.stderr
+    assert done.stdout == shown

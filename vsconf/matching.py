@@ -2,7 +2,8 @@
 engine and ``vsconf plan`` both read.
 
 A rule matches a tensor when every filter it has holds: ``match`` (any of its globs or
-``re:`` regexes matches the name), ``op`` (a consumer of the tensor has that op type)
+``re:`` regexes matches the name), ``op`` (a consumer of the tensor has that op type; a
+bare name is an ONNX operator, other domains are written ``com.microsoft.Attention``)
 and ``input`` (that same consumer reads the tensor as that formal input).  The first
 matching rule wins.  Only float tensors are ever filled.
 """
@@ -73,7 +74,7 @@ def rule_matches(rule: Rule, tensor: TensorInfo) -> bool:
         return False
     if rule.op:
         return any(
-            (c.qualified_op in rule.op or c.op_type in rule.op) and (not rule.input or c.input_name in rule.input)
+            c.qualified_op in rule.op and (not rule.input or c.input_name in rule.input)
             for c in tensor.consumers
         )
     return True
