@@ -265,9 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vsconf {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    def model_and_spec(command: argparse.ArgumentParser) -> None:
+        command.add_argument("model", metavar="MODEL", type=Path, help=".onnx, .npz or .safetensors")
+        command.add_argument("spec", metavar="SPEC", type=Path)
+
     apply = commands.add_parser("apply", help="initialize a model's weights from a spec")
-    apply.add_argument("model", metavar="MODEL", type=Path, help=".onnx, .npz or .safetensors")
-    apply.add_argument("spec", metavar="SPEC", type=Path)
+    model_and_spec(apply)
     where = apply.add_mutually_exclusive_group()
     where.add_argument("-o", "--output", type=Path, help="output file (default: <stem>.init<suffix> beside MODEL)")
     where.add_argument("--in-place", action="store_true", help="replace MODEL (atomically)")
@@ -282,8 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     apply.set_defaults(run=_apply)
 
     plan = commands.add_parser("plan", help="which rule fills which tensor, with fans and std/limit")
-    plan.add_argument("model", metavar="MODEL", type=Path)
-    plan.add_argument("spec", metavar="SPEC", type=Path)
+    model_and_spec(plan)
     plan.add_argument("--format", choices=("table", "json"), default="table")
     plan.add_argument("--seed", type=_seed, help="use this seed instead of the spec's")
     plan.add_argument("--materialize", action="store_true", help="ONNX: include ConstantOfShape weights")
@@ -291,8 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.set_defaults(run=_plan)
 
     verify = commands.add_parser("verify", help="check that a model's weights are what the spec produces")
-    verify.add_argument("model", metavar="MODEL", type=Path)
-    verify.add_argument("spec", metavar="SPEC", type=Path)
+    model_and_spec(verify)
     verify.add_argument("--lock", type=Path, help="also compare with this lock file (its seed is used)")
     verify.add_argument("--seed", type=_seed, help="the seed the model was made with, if not the spec's")
     verify.add_argument("--jobs", type=_positive)

@@ -16,7 +16,7 @@ Three rules, all pure functions of a shape:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Union
 
@@ -84,6 +84,13 @@ class Axes:
     def to_mapping(self) -> dict:
         return {"in": list(self.in_axes), "out": list(self.out_axes), "batch": list(self.batch_axes)}
 
+    def config(self) -> dict:
+        """The config keys that rebuild these axes: Keras's two lists, or vsconf's ``axes``."""
+        if self.rest == "batch":
+            return {"input_axes": list(self.in_axes), "output_axes": list(self.out_axes)}
+        return {"axes": self.to_mapping()}
+
+
     def resolve(self, rank: int) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
         """Non-negative (in, out, batch) axes for a tensor of ``rank``; ValueError if they do not fit."""
 
@@ -107,6 +114,21 @@ class Axes:
                 f"batch={list(self.batch_axes)} name the same axis twice for a tensor of rank {rank}"
             )
         return in_axes, out_axes, batch_axes
+
+
+def axes_from_config(config: Mapping) -> Axes | None:
+    """The axes a config asks for: ``axes`` (JAX's rule), or Keras 3's ``input_axes`` and
+    ``output_axes`` -- which Keras uses only when both are given, ignoring every other axis."""
+    mapping = config.get("axes")
+    inputs, outputs = config.get("input_axes"), config.get("output_axes")
+    keras = inputs is not None and outputs is not None
+    if mapping is not None and keras:
+        raise ValueError("Give either `axes` or Keras's `input_axes`/`output_axes`, not both")
+    if mapping is not None:
+        return Axes.from_mapping(mapping)
+    if keras:
+        return Axes(in_axes=inputs, out_axes=outputs, rest="batch")
+    return None
 
 
 Layout = Union[str, Axes]

@@ -15,7 +15,7 @@ import ml_dtypes
 import numpy as np
 
 from vsconf import streams
-from vsconf.fans import MODES, Axes, compute_fans, scaled_variance
+from vsconf.fans import MODES, Axes, axes_from_config, compute_fans, scaled_variance
 
 # Standard deviation of a unit normal truncated to (-2, 2):
 # scipy.stats.truncnorm.std(a=-2, b=2) -- the constant TF, Keras and JAX divide by.
@@ -193,11 +193,8 @@ class VarianceScaling:
             "seed": self.seed,
             "dtype": self.dtype.name,
         }
-        if self.axes is not None and self.axes.rest == "batch":
-            config["input_axes"] = list(self.axes.in_axes)
-            config["output_axes"] = list(self.axes.out_axes)
-        elif self.axes is not None:
-            config["axes"] = self.axes.to_mapping()
+        if self.axes is not None:
+            config.update(self.axes.config())
         return config
 
     @classmethod
@@ -211,15 +208,9 @@ class VarianceScaling:
             raise ValueError(
                 f"Unknown VarianceScaling config key(s): {sorted(unknown)}. Received: {config!r}"
             )
-        axes = None
-        if "axes" in config:
-            axes = Axes.from_mapping(config.pop("axes"))
-        input_axes, output_axes = config.pop("input_axes", None), config.pop("output_axes", None)
-        # Keras 3 uses its axes only when both are given, and ignores every other axis.
-        if input_axes is not None and output_axes is not None:
-            if axes is not None:
-                raise ValueError("Give either `axes` or Keras's `input_axes`/`output_axes`, not both")
-            axes = Axes(in_axes=input_axes, out_axes=output_axes, rest="batch")
+        axes = axes_from_config(config)
+        for key in ("axes", "input_axes", "output_axes"):
+            config.pop(key, None)
         if isinstance(config.get("seed"), Mapping):
             raise ValueError(
                 "A serialized Keras SeedGenerator cannot be reproduced; give an integer seed. "

@@ -22,7 +22,7 @@ import jsonschema
 import yaml
 
 from vsconf.errors import Problem, SpecError, did_you_mean
-from vsconf.fans import Axes
+from vsconf.fans import Axes, axes_from_config
 from vsconf.initializers import CONSTANTS, PRESETS
 
 PathKey = tuple[Union[str, int], ...]
@@ -61,11 +61,8 @@ class VarianceScalingInit:
             "distribution": self.distribution,
             "seed": self.seed,
         }
-        if self.axes is not None and self.axes.rest == "batch":
-            out["input_axes"] = list(self.axes.in_axes)
-            out["output_axes"] = list(self.axes.out_axes)
-        elif self.axes is not None:
-            out["axes"] = self.axes.to_mapping()
+        if self.axes is not None:
+            out.update(self.axes.config())
         return out
 
 
@@ -478,14 +475,6 @@ class _Checker:
 # --------------------------------------------------------------------------- normalisation
 
 
-def _axes(mapping: Mapping[str, Any]) -> Axes | None:
-    if mapping.get("axes") is not None:
-        return Axes.from_mapping(mapping["axes"])
-    if mapping.get("input_axes") is not None and mapping.get("output_axes") is not None:
-        return Axes(in_axes=mapping["input_axes"], out_axes=mapping["output_axes"], rest="batch")
-    return None
-
-
 def _variance_scaling(mapping: Mapping[str, Any], preset: str | None, defaults: Mapping[str, Any]) -> VarianceScalingInit:
     """Precedence: keys written in the init > its preset > the spec's defaults > TF1's defaults."""
     merged: dict[str, Any] = dict(_VS_DEFAULTS)
@@ -498,7 +487,7 @@ def _variance_scaling(mapping: Mapping[str, Any], preset: str | None, defaults: 
         mode=merged["mode"],
         distribution=merged["distribution"],
         seed=merged.get("seed"),
-        axes=_axes(merged),
+        axes=axes_from_config(merged),
     )
 
 
