@@ -8,6 +8,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
+
 from vsconf.errors import ModelError
 
 
@@ -37,6 +39,14 @@ def atomic_path(target: Path) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             temp_path.unlink()
         raise
+
+
+def little_endian_bytes(array: np.ndarray) -> bytes:
+    """The array's bytes as files store them: C order, little-endian."""
+    array = np.ascontiguousarray(array)
+    if array.dtype.byteorder == ">":
+        array = array.astype(array.dtype.newbyteorder("<"))
+    return array.tobytes()
 
 
 def _umask() -> int:

@@ -12,7 +12,7 @@ import numpy as np
 
 from vsconf.engine import Plan
 from vsconf.errors import ModelError
-from vsconf.files import atomic_path
+from vsconf.files import atomic_path, little_endian_bytes
 
 LOCK_FORMAT = 1
 _RECORDED = ("shape", "dtype", "rule", "init", "seed", "fan_in", "fan_out", "std", "limit", "value")
@@ -20,10 +20,7 @@ _RECORDED = ("shape", "dtype", "rule", "init", "seed", "fan_in", "fan_out", "std
 
 def tensor_sha256(array: np.ndarray) -> str:
     """SHA-256 of the tensor's bytes: C order, little-endian."""
-    array = np.ascontiguousarray(array)
-    if array.dtype.byteorder == ">":
-        array = array.astype(array.dtype.newbyteorder("<"))
-    return hashlib.sha256(array.tobytes()).hexdigest()
+    return hashlib.sha256(little_endian_bytes(array)).hexdigest()
 
 
 def build_lock(plan: Plan, digests: Mapping[str, str], model: str) -> dict[str, Any]:

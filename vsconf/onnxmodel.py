@@ -23,7 +23,7 @@ from onnx import numpy_helper
 from vsconf.engine import FanHint, Plan
 from vsconf.errors import ModelError
 from vsconf.fans import Axes, axes_fans
-from vsconf.files import atomic_path
+from vsconf.files import atomic_path, little_endian_bytes
 from vsconf.matching import Consumer, TensorInfo
 
 # Protobuf refuses messages over 2 GiB; stay clear of it with room for the graph.
@@ -70,8 +70,8 @@ class _Reach:
 
 @dataclass
 class _Index:
-    model: onnx.ModelProto
-    opsets: dict[str, int]
+    """Who reads and who writes each value, across the main graph and every subgraph."""
+
     edges: dict[str, list[_Edge]] = field(default_factory=dict)
     producers: dict[str, onnx.NodeProto] = field(default_factory=dict)
     names: dict[int, str] = field(default_factory=dict)
@@ -112,13 +112,6 @@ def _np_dtype(data_type: int) -> np.dtype:
         return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(data_type))
     except (KeyError, TypeError, ValueError):
         return np.dtype("V1")  # a type NumPy cannot hold: never filled, never read
-
-
-def _le_bytes(array: np.ndarray) -> bytes:
-    array = np.ascontiguousarray(array)
-    if array.dtype.byteorder == ">":
-        array = array.astype(array.dtype.newbyteorder("<"))
-    return array.tobytes()
 
 
 class OnnxModel:
@@ -220,7 +213,7 @@ class OnnxModel:
     # ------------------------------------------------------------------ graph analysis
 
     def _build_index(self) -> _Index:
-        index = _Index(self.model, self.opsets)
+        index = _Index()
         position = 0
         for graph in _graphs(self.model.graph):
             for node in graph.node:
@@ -506,7 +499,7 @@ class OnnxModel:
             movable = external and item.proto.data_type != onnx.TensorProto.STRING
             is_external = item.proto.data_location == onnx.TensorProto.EXTERNAL
             if array is not None or is_external or (movable and _nbytes(item.proto) >= _EXTERNAL_THRESHOLD):
-                raw = _le_bytes(array) if array is not None else self._raw(item.proto)
+                raw = little_endian_bytes(array) if array is not None else self._raw(item.proto)
                 if movable and len(raw) >= _EXTERNAL_THRESHOLD:
                     _write_external(item.proto, data, location, raw)
                 else:
@@ -517,7 +510,7 @@ class OnnxModel:
     def _raw(self, tensor: onnx.TensorProto) -> bytes:
         if tensor.data_location == onnx.TensorProto.EXTERNAL:
             return self._tensor_bytes(tensor)
-        return _le_bytes(numpy_helper.to_array(tensor))
+        return little_endian_bytes(numpy_helper.to_array(tensor))
 
     def _data_files_of(self, output: Path) -> set[str]:
         if not output.exists():
