@@ -533,3 +533,45 @@ def test_contrib_attention_weights(tmp_path):
     assert plan.entry("qkv.bias").action == "constant"
     out = vsconf.apply(path, spec).output
     assert run(out)[0].shape == (1, 4, hidden)
+
+
+def test_look_through_squeeze(tmp_path):
+    built = model(
+        [
+            helper.make_node("Squeeze", ["w", "axes"], ["w2"]),
+            helper.make_node("MatMul", ["x", "w2"], ["y"]),
+        ],
+        [value("x", [2, 8])],
+        [value("y", [2, 4])],
+        [tensor("w", np.zeros((1, 8, 4), np.float32)), tensor("axes", np.array([0]))],
+    )
+    path = save(built, tmp_path / "sq.onnx")
+    entry = vsconf.plan(path, spec_of("  - match: w\n    init: he_normal\n")).entry("w")
+    assert (entry.fan_in, entry.fan_out) == (8, 4)  # the squeezed axis is in neither fan
+    assert run(vsconf.apply(path, spec_of("  - match: w\n    init: he_normal\n")).output)[0].shape == (2, 4)
+
+
+def test_loop_body_initializers_are_found(tmp_path):
+    body = helper.make_graph(
+        [
+            helper.make_node("MatMul", ["h_in", "body.w"], ["h_out"]),
+            helper.make_node("Identity", ["cond_in"], ["cond_out"]),
+        ],
+        "body",
+        [value("i", [], TensorProto.INT64), value("cond_in", [], TensorProto.BOOL), value("h_in", [2, 4])],
+        [value("cond_out", [], TensorProto.BOOL), value("h_out", [2, 4])],
+        [tensor("body.w", np.zeros((4, 4), np.float32))],
+    )
+    built = model(
+        [helper.make_node("Loop", ["trip", "cond", "h0"], ["h"], body=body)],
+        [value("trip", [], TensorProto.INT64), value("cond", [], TensorProto.BOOL), value("h0", [2, 4])],
+        [value("h", [2, 4])],
+    )
+    path = save(built, tmp_path / "loop.onnx")
+    spec = spec_of("  - match: body.w\n    init: {preset: glorot_normal, scale: 0.5}\n")
+    entry = vsconf.plan(path, spec).entry("body.w")
+    assert (entry.fan_in, entry.fan_out, entry.fans_from) == (4, 4, "MatMul B (MatMul#1)")
+    out = vsconf.apply(path, spec).output
+    onnx.checker.check_model(str(out))
+    result = run(out, {"trip": np.array(3), "cond": np.array(True), "h0": np.ones((2, 4), np.float32)})[0]
+    assert result.shape == (2, 4) and np.isfinite(result).all()
