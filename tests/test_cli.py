@@ -60,9 +60,8 @@ def test_usage_errors_exit_2(capsys):
     assert "the following arguments are required: SPEC" in capsys.readouterr().err
 
 
-def test_the_installed_command_and_python_m_agree(tmp_path):
-    exe = shutil.which("vsconf")
-    assert exe, "the vsconf console script is not installed: pip install -e ."
+def test_the_installed_command_and_python_m_agree(tmp_path, vsconf_exe):
+    exe = vsconf_exe
     bad = tmp_path / "bad.yaml"
     bad.write_text("vsconf: 1\nseed: 1\nrules: []\n")
     for command in ([exe], [sys.executable, "-m", "vsconf"]):
@@ -78,22 +77,20 @@ EXAMPLE = ROOT / "examples" / "small_cnn.npz"
 HE_CNN = ROOT / "configs" / "he_cnn.yaml"
 
 
-def vsconf_cmd(*args, cwd=None):
-    exe = shutil.which("vsconf")
-    assert exe, "the vsconf console script is not installed: pip install -e ."
-    return subprocess.run([exe, *map(str, args)], capture_output=True, text=True, cwd=cwd)
+def vsconf_cmd(exe, *args):
+    return subprocess.run([exe, *map(str, args)], capture_output=True, text=True)
 
 
-def test_installed_command_applies_the_bundled_example_and_the_stds_match_the_plan(tmp_path):
+def test_installed_command_applies_the_bundled_example_and_the_stds_match_the_plan(tmp_path, vsconf_exe):
     import numpy as np
     from stats import assert_mean_zero, assert_std
 
     model = tmp_path / "small_cnn.npz"
     shutil.copy(EXAMPLE, model)
-    planned = vsconf_cmd("plan", model, HE_CNN, "--format", "json")
+    planned = vsconf_cmd(vsconf_exe, "plan", model, HE_CNN, "--format", "json")
     assert planned.returncode == 0, planned.stderr
     plan = json.loads(planned.stdout)
-    done = vsconf_cmd("apply", model, HE_CNN)
+    done = vsconf_cmd(vsconf_exe, "apply", model, HE_CNN)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"wrote {tmp_path / 'small_cnn.init.npz'}: 8 filled, 29 set to constants, 7 not float")
     before, after = np.load(model), np.load(tmp_path / "small_cnn.init.npz")
@@ -216,15 +213,15 @@ def test_unmatched_rules_fail_apply_without_writing(tmp_path, capsys):
     assert not (tmp_path / "o.npz").exists()
 
 
-def test_progress_bar_only_on_a_terminal(tmp_path):
+def test_progress_bar_only_on_a_terminal(tmp_path, vsconf_exe):
     import os
     import pty
 
     model = tmp_path / "m.npz"
     shutil.copy(EXAMPLE, model)
-    piped = vsconf_cmd("apply", model, HE_CNN, "-o", tmp_path / "piped.npz")
+    piped = vsconf_cmd(vsconf_exe, "apply", model, HE_CNN, "-o", tmp_path / "piped.npz")
     assert "\r" not in piped.stderr and "[#" not in piped.stderr
-    exe = shutil.which("vsconf")
+    exe = vsconf_exe
     primary, secondary = pty.openpty()
     proc = subprocess.Popen([exe, "apply", str(model), str(HE_CNN), "-o", str(tmp_path / "tty.npz")], stderr=secondary, stdout=subprocess.PIPE)
     os.close(secondary)

@@ -136,7 +136,6 @@ def test_batch_axes_count_in_neither_fan(shape, batch):
 @given(shapes)
 def test_fans_are_permutation_covariant(shape):
     # Reversing the tensor and naming the mirrored axes gives the same fans.
-    rank = len(shape)
     mirrored = tuple(reversed(shape))
     axes = Axes(in_axes=1, out_axes=0)  # mirrors of axes rank-2 and rank-1
     assert axes_fans(mirrored, axes) == tf_fans(shape)

@@ -26,14 +26,14 @@ def test_ci_runs_exactly_the_readme_test_command():
     assert ci[-1] == test_command
 
 
-def test_the_readme_main_job_runs_on_the_bundled_example(tmp_path):
+def test_the_readme_main_job_runs_on_the_bundled_example(tmp_path, vsconf_exe):
     main_job = next(b for b in shell_blocks() if "vsconf apply" in b)
     install, _, command = main_job.partition(" && ")
     assert install == "pip install -e ."
     for folder in ("examples", "configs"):
         shutil.copytree(ROOT / folder, tmp_path / folder)
     argv = shlex.split(command)
-    argv[0] = shutil.which("vsconf")
+    argv[0] = vsconf_exe
     done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     model, spec, lock = argv[2], argv[3], argv[argv.index("--lock") + 1]
@@ -47,10 +47,10 @@ def test_the_readme_main_job_runs_on_the_bundled_example(tmp_path):
     assert again.returncode == 0, again.stderr
 
 
-def test_the_readme_shows_the_real_plan_of_the_example():
+def test_the_readme_shows_the_real_plan_of_the_example(vsconf_exe):
     shown = README.split("$ vsconf plan examples/small_cnn.onnx configs/pytorch_defaults.yaml\n", 1)[1].split("```", 1)[0]
     done = subprocess.run(
-        [shutil.which("vsconf"), "plan", "examples/small_cnn.onnx", "configs/pytorch_defaults.yaml"],
+        [vsconf_exe, "plan", "examples/small_cnn.onnx", "configs/pytorch_defaults.yaml"],
         cwd=ROOT,
         capture_output=True,
         text=True,

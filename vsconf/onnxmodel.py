@@ -96,7 +96,7 @@ def _attribute(node: onnx.NodeProto, name: str, default: Any = None) -> Any:
     return default
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _formal_inputs(domain: str, op_type: str, version: int) -> tuple[str, ...]:
     if (domain, op_type) in _CONTRIB_INPUTS:
         return tuple(_CONTRIB_INPUTS[(domain, op_type)])
