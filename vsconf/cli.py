@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from vsconf import __version__, api
-from vsconf.engine import Plan, PlanEntry
+from vsconf.engine import Plan, PlanEntry, auto_fans
 from vsconf.errors import SpecError, VsconfError
 from vsconf.spec import load_spec, schema_text
 
@@ -169,17 +169,12 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from vsconf.fans import axes_fans, tf_fans
-
     with api.open_model(args.model, materialize=args.materialize) as adapter:
         hints = adapter.hints()
         records = []
         for tensor in adapter.tensors():
             hint = hints.get(tensor.name)
-            if hint is not None and hint.axes is not None:
-                fans, source = axes_fans(tensor.shape, hint.axes), hint.source
-            else:
-                fans, source = tf_fans(tensor.shape), "tf (shape only)"
+            *fans, source = auto_fans(tensor, hint, adapter.target)
             records.append(
                 {
                     "name": tensor.name,

@@ -133,14 +133,10 @@ class _Planner:
                 "give the rule explicit `axes`"
             )
             return (*compute_fans(tensor.shape, "tf"), "tf")
-        if hint is not None and hint.axes is not None:
-            return (*axes_fans(tensor.shape, hint.axes), hint.source)
-        if hint is not None and hint.source:  # the adapter says why it has no axes
-            return (*compute_fans(tensor.shape, "tf"), hint.source)
-        if self.target == "state_dict" and len(tensor.shape) >= 2 and rule not in self.auto_tf_rules:
+        fan_in, fan_out, source = auto_fans(tensor, hint, self.target)
+        if source == "tf (auto)" and len(tensor.shape) >= 2 and rule not in self.auto_tf_rules:
             self.auto_tf_rules.append(rule)
-        source = "tf (auto)" if self.target == "state_dict" else "tf (auto: no known consumer)"
-        return (*compute_fans(tensor.shape, "tf"), source)
+        return fan_in, fan_out, source
 
     def fans(self, tensor: TensorInfo, rule: Rule, init: VarianceScalingInit) -> tuple[int, int, str]:
         if init.axes is not None:
@@ -194,6 +190,17 @@ class _Planner:
             **spread,
             **common,
         )
+
+
+def auto_fans(tensor: TensorInfo, hint: FanHint | None, target: str) -> tuple[int, int, str]:
+    """What ``layout: auto`` reads: the consumer's axes when the adapter knows them, else
+    the tf rule, with the reason as the source."""
+    if hint is not None and hint.axes is not None:
+        return (*axes_fans(tensor.shape, hint.axes), hint.source)
+    if hint is not None and hint.source:  # the adapter says why it has no axes
+        return (*compute_fans(tensor.shape, "tf"), hint.source)
+    source = "tf (auto)" if target == "state_dict" else "tf (auto: no known consumer)"
+    return (*compute_fans(tensor.shape, "tf"), source)
 
 
 def _sibling_weight(name: str) -> str:
