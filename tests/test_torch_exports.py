@@ -67,6 +67,9 @@ def test_deduplicated_tensors_list_every_consumer_and_untie_separates_them(tmp_p
     untied = vsconf.plan(path, PYTORCH_DEFAULTS, untie=True)
     copies = [e.name for e in untied if e.name.startswith("layer.self_attn.out_proj.bias:")]
     assert len(copies) == 3
+    # shared shape tensors are not floats: they stay shared
+    shared_shapes = [e for e in vsconf.plan(path, PYTORCH_DEFAULTS) if e.action == "skip" and len(e.consumers) > 1]
+    assert shared_shapes and all(untied.entry(e.name).consumers == e.consumers for e in shared_shapes)
     model = tmp_path / "enc.onnx"
     model.write_bytes(path.read_bytes())
     out = vsconf.apply(model, PYTORCH_DEFAULTS, untie=True).output

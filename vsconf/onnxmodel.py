@@ -37,6 +37,9 @@ LOOK_THROUGH = frozenset({"Identity", "Cast", "Transpose", "Unsqueeze", "Squeeze
 _CONTRIB_INPUTS = {
     ("com.microsoft", "Attention"): ["input", "weights", "bias", "mask_index", "past", "attention_bias", "past_sequence_length"],
 }
+_FLOAT_TYPES = frozenset(
+    {onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16, onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE}
+)
 # Which input of a node is "its weight", for ``fans_from: weight``.
 _WEIGHT_INPUT = {"Conv": 1, "ConvTranspose": 1, "Gemm": 1, "MatMul": 1, "LSTM": 1, "GRU": 1, "RNN": 1, "Attention": 1}
 
@@ -436,11 +439,15 @@ class OnnxModel:
             _replace(graph.input, inputs)
 
     def _untie(self) -> None:
-        """Give every direct consumer of a shared stored tensor its own copy, ``<name>:<node>``."""
+        """Give every direct consumer of a shared float initializer its own copy, ``<name>:<node>``.
+
+        Shared non-float tensors (shapes, axes) stay shared: vsconf never fills them.
+        """
         index = self._build_index()
         for name, item in list(self._stored.items()):
             edges = index.edges.get(name, [])
-            if len(edges) < 2 or item.kind != "initializer":
+            floating = item.proto.data_type in _FLOAT_TYPES
+            if len(edges) < 2 or item.kind != "initializer" or not floating:
                 continue
             for edge in edges:
                 copy = onnx.TensorProto()

@@ -17,7 +17,6 @@ from vsconf.errors import ModelError
 from vsconf.files import atomic_path
 from vsconf.matching import TensorInfo
 
-SUFFIXES = (".npz", ".safetensors")
 Values = Callable[[PlanEntry], "np.ndarray | None"]
 # Fixed member timestamps make an .npz a function of its contents alone.
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
