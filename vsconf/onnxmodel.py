@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import secrets
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -405,7 +406,8 @@ class OnnxModel:
         """Turn ``ConstantOfShape`` nodes with a constant shape into initializers of that shape.
 
         The new initializer holds the node's fill value (so ``keep`` keeps it), and shape
-        tensors that nothing reads any more are dropped with their graph inputs.
+        tensors that nothing reads any more are dropped with their graph inputs.  Tensors
+        are built in place: big models are not copied message by message.
         """
         uses: dict[str, int] = {}
         for graph in _graphs(self.model.graph):
@@ -414,29 +416,30 @@ class OnnxModel:
                     uses[value] = uses.get(value, 0) + 1
         for graph in _graphs(self.model.graph):
             shapes = {t.name: t for t in graph.initializer}
-            kept, made = [], []
-            for node in graph.node:
-                shape_tensor = shapes.get(node.input[0]) if node.op_type == "ConstantOfShape" and node.input else None
-                if shape_tensor is None:
-                    kept.append(node)
-                    continue
-                shape = tuple(int(d) for d in self._array(shape_tensor).ravel())
+
+            def replaceable(node: onnx.NodeProto) -> bool:
+                return node.op_type == "ConstantOfShape" and bool(node.input) and node.input[0] in shapes
+
+            replaced = [node for node in graph.node if replaceable(node)]
+            for node in replaced:
+                shape = [int(d) for d in self._array(shapes[node.input[0]]).ravel()]
                 value = _attribute(node, "value")
-                fill = numpy_helper.to_array(value).ravel()[0] if value is not None else np.float32(0)
-                made.append(numpy_helper.from_array(np.full(shape, fill, dtype=fill.dtype), node.output[0]))
+                fill = numpy_helper.to_array(value).ravel()[:1] if value is not None else np.zeros(1, np.float32)
+                made = graph.initializer.add()
+                made.name = node.output[0]
+                made.data_type = onnx.helper.np_dtype_to_tensor_dtype(fill.dtype)
+                made.dims.extend(shape)
+                made.raw_data = little_endian_bytes(np.broadcast_to(fill, shape))
+                if self.model.ir_version < 4:  # IR 3 lists every initializer among the graph inputs
+                    graph.input.append(onnx.helper.make_tensor_value_info(made.name, made.data_type, shape))
                 uses[node.input[0]] -= 1
-            if not made:
+            if not replaced:
                 continue
             outputs = {o.name for o in graph.output}
-            unused = {name for name in shapes if uses.get(name, 0) == 0 and name not in outputs}
-            unused &= {node.input[0] for node in graph.node if node.op_type == "ConstantOfShape" and node.input}
-            initializers = [t for t in graph.initializer if t.name not in unused] + made
-            inputs = [i for i in graph.input if i.name not in unused]
-            if self.model.ir_version < 4:  # IR 3 lists every initializer among the graph inputs
-                inputs += [onnx.helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)) for t in made]
-            _replace(graph.node, kept)
-            _replace(graph.initializer, initializers)
-            _replace(graph.input, inputs)
+            unused = {n.input[0] for n in replaced if uses[n.input[0]] == 0 and n.input[0] not in outputs}
+            _remove(graph.node, replaceable)
+            _remove(graph.initializer, lambda tensor: tensor.name in unused)
+            _remove(graph.input, lambda item: item.name in unused)
 
     def _untie(self) -> None:
         """Give every direct consumer of a shared float initializer its own copy, ``<name>:<node>``.
@@ -458,8 +461,8 @@ class OnnxModel:
                 if self.model.ir_version < 4:
                     item.graph.input.append(onnx.helper.make_tensor_value_info(copy.name, copy.data_type, list(copy.dims)))
             if not any(o.name == name for o in item.graph.output):
-                _replace(item.graph.initializer, [t for t in item.graph.initializer if t.name != name])
-                _replace(item.graph.input, [i for i in item.graph.input if i.name != name])
+                _remove(item.graph.initializer, lambda tensor: tensor.name == name)
+                _remove(item.graph.input, lambda entry: entry.name == name)
 
     # ------------------------------------------------------------------ writing
 
@@ -539,10 +542,14 @@ def _external_locations(model: onnx.ModelProto) -> set[str]:
 
 
 def _nbytes(tensor: onnx.TensorProto) -> int:
+    """The tensor's data size, without touching the data (serializing it to measure is slow)."""
     if tensor.data_location == onnx.TensorProto.EXTERNAL:
         info = {e.key: e.value for e in tensor.external_data}
         return int(info.get("length", 0))
-    return tensor.ByteSize()
+    dtype = _np_dtype(tensor.data_type)
+    if dtype.kind == "V" and dtype.itemsize == 1 or tensor.data_type == onnx.TensorProto.STRING:
+        return tensor.ByteSize()
+    return math.prod(tensor.dims) * dtype.itemsize
 
 
 def _fresh_data_name(output: Path) -> str:
@@ -581,11 +588,11 @@ def _write_external(tensor: onnx.TensorProto, data, location: str, raw: bytes) -
         entry.key, entry.value = key, value
 
 
-def _replace(field, items) -> None:
-    """Replace the contents of a repeated protobuf field."""
-    items = list(items)
-    del field[:]
-    field.extend(items)
+def _remove(field, unwanted) -> None:
+    """Delete the items of a repeated protobuf field for which ``unwanted(item)`` holds, in
+    place (rebuilding the field would copy every other message)."""
+    for index in reversed([i for i, item in enumerate(field) if unwanted(item)]):
+        del field[index]
 
 
 def _set_metadata(model: onnx.ModelProto, metadata: Mapping[str, str]) -> None:
