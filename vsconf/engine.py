@@ -7,6 +7,7 @@ Pure: no file formats here.  Adapters hand in :class:`~vsconf.matching.TensorInf
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -99,11 +100,12 @@ class Plan:
     def __len__(self) -> int:
         return len(self.entries)
 
+    @functools.cached_property
+    def _by_name(self) -> dict[str, PlanEntry]:
+        return {entry.name: entry for entry in self.entries}
+
     def entry(self, name: str) -> PlanEntry:
-        for entry in self.entries:
-            if entry.name == name:
-                return entry
-        raise KeyError(name)
+        return self._by_name[name]
 
     def as_list(self) -> list[dict[str, Any]]:
         return [entry.as_dict() for entry in self.entries]
@@ -231,12 +233,11 @@ def make_plan(
     planner = _Planner(spec, tensors, hints or {}, target)
     entries = []
     for tensor in tensors:
-        index = matching.rule_of(tensor.name) if tensor.is_float else None
-        rule = spec.rules[index] if index is not None else None
         if not tensor.is_float:
             entries.append(PlanEntry(tensor.name, tensor.shape, tensor.dtype.name, "skip", consumers=_consumer_labels(tensor)))
             continue
-        entries.append(planner.entry(tensor, rule))
+        index = matching.rule_of(tensor.name)
+        entries.append(planner.entry(tensor, None if index is None else spec.rules[index]))
     if planner.errors:
         raise MatchError("\n".join(planner.errors))
     warnings = list(spec_warning.format("warning") for spec_warning in spec.warnings) + list(matching.warnings)
