@@ -31,10 +31,21 @@ def _npy_header(handle) -> tuple[tuple[int, ...], np.dtype]:
     return tuple(shape), dtype
 
 
-class NpzStateDict:
-    """An ``.npz`` file: members ``<name>.npy``, read lazily, written member by member."""
+class _StateDict:
+    """What every state dict tells the engine: names, shapes and dtypes; biases' weights by name."""
 
     target = "state_dict"
+    _infos: list[TensorInfo]
+
+    def tensors(self) -> list[TensorInfo]:
+        return list(self._infos)
+
+    def hints(self) -> dict[str, FanHint]:
+        return state_dict_hints(self._infos)
+
+
+class NpzStateDict(_StateDict):
+    """An ``.npz`` file: members ``<name>.npy``, read lazily, written member by member."""
 
     def __init__(self, path: Path):
         self.path = path
@@ -58,12 +69,6 @@ class NpzStateDict:
 
     def close(self) -> None:
         self._zip.close()
-
-    def tensors(self) -> list[TensorInfo]:
-        return list(self._infos)
-
-    def hints(self) -> dict[str, FanHint]:
-        return state_dict_hints(self._infos)
 
     def read(self, name: str) -> np.ndarray:
         with self._zip.open(self._members[name]) as handle:
@@ -102,10 +107,8 @@ def _safetensors():
     return safetensors
 
 
-class SafetensorsStateDict:
+class SafetensorsStateDict(_StateDict):
     """A ``.safetensors`` file, read through the safetensors library."""
-
-    target = "state_dict"
 
     def __init__(self, path: Path):
         self.path = path
@@ -124,12 +127,6 @@ class SafetensorsStateDict:
 
     def close(self) -> None:
         self._file = None
-
-    def tensors(self) -> list[TensorInfo]:
-        return list(self._infos)
-
-    def hints(self) -> dict[str, FanHint]:
-        return state_dict_hints(self._infos)
 
     def read(self, name: str) -> np.ndarray:
         return self._file.get_tensor(name)
@@ -152,10 +149,9 @@ _SAFETENSORS_DTYPES = {
 }
 
 
-class DictStateDict:
+class DictStateDict(_StateDict):
     """An in-memory ``dict[str, ndarray]`` (the Python API)."""
 
-    target = "state_dict"
     path = None
 
     def __init__(self, mapping: Mapping[str, np.ndarray]):
@@ -165,12 +161,6 @@ class DictStateDict:
                 raise ModelError(f"state dict keys must be strings, got {name!r}")
             self._arrays[name] = np.asarray(value)
         self._infos = [TensorInfo(name, a.shape, a.dtype) for name, a in self._arrays.items()]
-
-    def tensors(self) -> list[TensorInfo]:
-        return list(self._infos)
-
-    def hints(self) -> dict[str, FanHint]:
-        return state_dict_hints(self._infos)
 
     def read(self, name: str) -> np.ndarray:
         return self._arrays[name]
