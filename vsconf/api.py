@@ -125,7 +125,7 @@ def apply_state_dict(
     adapter = statedict.DictStateDict(mapping)
     the_plan = _plan_of(adapter, spec)
     jobs = jobs or default_jobs()
-    return adapter.replaced(the_plan, lambda entry: generate(entry, jobs=jobs))
+    return adapter.arrays(the_plan, lambda entry: generate(entry, jobs=jobs))
 
 
 def verify(

@@ -505,8 +505,7 @@ class OnnxModel:
         for done, (name, item) in enumerate(self._stored.items(), 1):
             entry = entries.get(name)
             array = values(entry) if entry is not None else None
-            external = data is not None and item.kind == "initializer"
-            movable = external and item.proto.data_type != onnx.TensorProto.STRING
+            movable = data is not None and item.kind == "initializer" and item.proto.data_type != onnx.TensorProto.STRING
             is_external = item.proto.data_location == onnx.TensorProto.EXTERNAL
             if array is not None or is_external or (movable and _nbytes(item.proto) >= _EXTERNAL_THRESHOLD):
                 raw = little_endian_bytes(array) if array is not None else self._raw(item.proto)

@@ -43,6 +43,20 @@ class _StateDict:
     def hints(self) -> dict[str, FanHint]:
         return state_dict_hints(self._infos)
 
+    def _untouched(self, name: str) -> np.ndarray:
+        """A tensor no rule changes, as it goes into a new state dict."""
+        return self.read(name)
+
+    def arrays(self, plan: Plan, values: Values, progress=None) -> dict[str, np.ndarray]:
+        """Every tensor after ``plan``: new values where it fills, the input's elsewhere."""
+        out = {}
+        for done, entry in enumerate(plan, 1):
+            array = values(entry)
+            out[entry.name] = self._untouched(entry.name) if array is None else array
+            if progress:
+                progress(done, len(plan), entry.name)
+        return out
+
 
 class NpzStateDict(_StateDict):
     """An ``.npz`` file: members ``<name>.npy``, read lazily, written member by member."""
@@ -132,12 +146,7 @@ class SafetensorsStateDict(_StateDict):
         return self._file.get_tensor(name)
 
     def write(self, output: Path, plan: Plan, values: Values, metadata: Mapping[str, str], progress=None) -> None:
-        arrays = {}
-        for done, entry in enumerate(plan, 1):
-            array = values(entry)
-            arrays[entry.name] = self.read(entry.name) if array is None else array
-            if progress:
-                progress(done, len(plan), entry.name)
+        arrays = self.arrays(plan, values, progress)
         with atomic_path(output) as temp:
             self._lib.numpy.save_file(arrays, str(temp), metadata={**self.metadata, **metadata})
 
@@ -168,13 +177,9 @@ class DictStateDict(_StateDict):
     def close(self) -> None:
         pass
 
-    def replaced(self, plan: Plan, values: Values) -> dict[str, np.ndarray]:
-        """A new dict: filled tensors are new arrays, the others copies of the input's."""
-        out = {}
-        for entry in plan:
-            array = values(entry)
-            out[entry.name] = self._arrays[entry.name].copy() if array is None else array
-        return out
+    def _untouched(self, name: str) -> np.ndarray:
+        # the new dict must not share memory with the caller's arrays
+        return self._arrays[name].copy()
 
 
 def open_state_dict(path: Path):
