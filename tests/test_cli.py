@@ -199,8 +199,8 @@ def test_spec_errors_from_apply_point_at_the_line(tmp_path, capsys):
     bad.write_text("vsconf: 1\nseed: 1\nrules:\n  - match: '*'\n    init: he_normall\n")
     code, out, err = run(capsys, "apply", str(EXAMPLE), str(bad), "-o", str(tmp_path / "o.npz"))
     assert code == 1 and out == ""
-    assert err.splitlines()[0].startswith(f"{bad}:5:11: rules[0].init: 'he_normall' is not one of")
-    assert err.splitlines()[-1] == "vsconf: error: invalid spec (1 problem)"
+    assert len(err.splitlines()) == 1
+    assert err.startswith(f"vsconf: error: {bad}:5:11: rules[0].init: 'he_normall' is not one of")
     assert not (tmp_path / "o.npz").exists()
 
 

@@ -224,6 +224,16 @@ def _validate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _print_spec_error(exc: SpecError) -> None:
+    """One problem: one ``vsconf: error:`` line.  More: each on its line, then a count."""
+    if len(exc.problems) == 1:
+        print(f"vsconf: error: {exc.problems[0].format()}", file=sys.stderr)
+        return
+    for problem in exc.problems:
+        print(problem.format(), file=sys.stderr)
+    print(f"vsconf: error: {exc.problems[0].source}: {len(exc.problems)} problems", file=sys.stderr)
+
+
 def _schema(args: argparse.Namespace) -> int:
     sys.stdout.write(schema_text())
     return 0
@@ -315,9 +325,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.run(args)
     except SpecError as exc:
-        for problem in exc.problems:
-            print(problem.format(), file=sys.stderr)
-        print(f"vsconf: error: invalid spec ({len(exc.problems)} problem{'s' if len(exc.problems) != 1 else ''})", file=sys.stderr)
+        _print_spec_error(exc)
         return 1
     except VsconfError as exc:
         print(f"vsconf: error: {exc}", file=sys.stderr)

@@ -1,0 +1,62 @@
+"""Good files that hostile cases start from: a spec, a small ONNX model, a small .npz."""
+
+from __future__ import annotations
+
+import io
+import zipfile
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+GOOD_SPEC = """\
+vsconf: 1
+seed: 7
+rules:
+  - match: "*"
+    init: he_normal
+"""
+
+
+def onnx_model(**changes) -> onnx.ModelProto:
+    """A Gemm layer: x[1,4] @ w[4,3] + b[3] (opset 17, IR 8), checker-valid."""
+    w = numpy_helper.from_array(np.arange(12, dtype=np.float32).reshape(4, 3) / 12, "w")
+    b = numpy_helper.from_array(np.zeros(3, np.float32), "b")
+    node = helper.make_node("Gemm", ["x", "w", "b"], ["y"], name="fc")
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+        [w, b],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model
+
+
+def onnx_bytes(model: onnx.ModelProto | None = None) -> bytes:
+    return (model or onnx_model()).SerializeToString()
+
+
+def npz_bytes(arrays: dict[str, np.ndarray] | None = None) -> bytes:
+    if arrays is None:
+        arrays = {"fc.weight": np.ones((3, 4), np.float32), "fc.bias": np.zeros(3, np.float32)}
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def zip_members(members: list[tuple[str, bytes]]) -> bytes:
+    """An archive with exactly these members, in this order (duplicates allowed)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members:
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
