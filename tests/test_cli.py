@@ -326,4 +326,4 @@ def test_inspect_materialize_on_a_stripped_model(capsys):
 
 def test_onnx_only_flags_on_a_state_dict_are_refused(capsys):
     code, _, err = run(capsys, "plan", str(EXAMPLE), str(HE_CNN), "--untie")
-    assert code == 1 and err == "vsconf: error: --materialize and --untie apply to ONNX models only\n"
+    assert code == 1 and err == f"vsconf: error: {EXAMPLE}: --materialize and --untie apply to ONNX models only\n"

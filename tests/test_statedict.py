@@ -79,11 +79,11 @@ def test_npz_apply_never_touches_the_input_and_refuses_to_overwrite(tmp_path):
     result = vsconf.apply(model, SPEC)
     assert result.output == tmp_path / "m.init.npz"
     assert sha(model) == before
-    with pytest.raises(ModelError, match=r"m.init.npz exists; use --force to overwrite it, or -o to write elsewhere"):
+    with pytest.raises(ModelError, match=r"m.init.npz: exists; pass force=True to overwrite it"):
         vsconf.apply(model, SPEC)
     other = vsconf.apply(model, SPEC, seed=6, force=True)
     assert other.output == result.output and other.plan.seed == 6
-    with pytest.raises(ModelError, match="the output .*m.npz is the input; use --in-place to replace it"):
+    with pytest.raises(ModelError, match="m.npz: the output is the input model; pass in_place=True to replace it"):
         vsconf.apply(model, SPEC, output=model)
     with pytest.raises(ModelError, match="either -o/--output or --in-place"):
         vsconf.apply(model, SPEC, output=tmp_path / "x.npz", in_place=True)

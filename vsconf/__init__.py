@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from vsconf._version import __version__
 from vsconf.api import ApplyResult, apply, apply_state_dict, plan, verify
 from vsconf.engine import Plan, PlanEntry
 from vsconf.errors import MatchError, ModelError, Problem, SpecError, VsconfError
@@ -20,7 +21,6 @@ from vsconf.initializers import (
     zeros,
 )
 
-__version__ = "0.1.0"
 
 __all__ = [
     "ApplyResult",

@@ -1,11 +1,17 @@
-"""The Python API: plan, apply and verify, over any model an adapter can open."""
+"""The Python API: plan, apply and verify, over any model an adapter can open.
+
+Arguments are checked here, at the boundary: a wrong type raises ``TypeError`` naming
+the argument, a bad value ``ValueError``; everything about the files themselves is a
+:class:`~vsconf.errors.VsconfError`.  ``apply`` checks every path before any work
+starts, and writes the output, its data file and the lock in one transaction.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
@@ -14,37 +20,109 @@ import numpy as np
 from vsconf import statedict
 from vsconf.engine import Plan, PlanEntry, generate, make_plan
 from vsconf.errors import ModelError
-from vsconf.files import resolve_output
+from vsconf.files import Transaction, default_output, describe_os_error, regular_file
 from vsconf.lock import build_lock, compare_lock, read_lock, tensor_sha256, write_lock
 from vsconf.spec import Spec, load_spec
+from vsconf.streams import MAX_SEED
 
 SpecLike = Union[Spec, str, os.PathLike]
+# Threads beyond this only cost memory: the values never depend on the count.
+MAX_JOBS = 1024
 Progress = Callable[[int, int, str], None]
 
 
-def _spec(spec: SpecLike, seed: int | None = None) -> Spec:
-    spec = spec if isinstance(spec, Spec) else load_spec(spec)
+# --------------------------------------------------------------------------- argument checks
+
+
+def _path_argument(value: Any, name: str, *, optional: bool = False) -> Path | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, (str, os.PathLike)) and not isinstance(value, bytes):
+        text = os.fspath(value)
+        if isinstance(text, str):
+            if not text or "\0" in text:
+                raise ValueError(f"Argument `{name}` must be a non-empty path without NUL characters. Received: {value!r}")
+            return Path(text)
+    expected = "a path (str or os.PathLike)" + (" or None" if optional else "")
+    raise TypeError(f"Argument `{name}` must be {expected}. Received: {_type_name(value)}")
+
+
+def _spec_argument(spec: Any, seed: int | None) -> Spec:
+    if not isinstance(spec, Spec):
+        spec = load_spec(_path_argument(spec, "spec"))
     return spec if seed is None else spec.with_seed(seed)
+
+
+def _spec_file(spec: Spec) -> Path | None:
+    """The file a spec was loaded from, if it still exists (a parsed string has none)."""
+    return Path(spec.source) if os.path.isfile(spec.source) else None
+
+
+def _seed_argument(seed: Any) -> int | None:
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"Argument `seed` must be an integer or None. Received: {_type_name(seed)}")
+    if not 0 <= int(seed) < MAX_SEED:
+        raise ValueError(f"Argument `seed` must satisfy 0 <= seed < 2**63. Received: {_short(int(seed))}")
+    return int(seed)
+
+
+def _jobs_argument(jobs: Any) -> int:
+    if jobs is None:
+        return default_jobs()
+    if isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)):
+        raise TypeError(f"Argument `jobs` must be a positive integer or None. Received: {_type_name(jobs)}")
+    if not 1 <= jobs <= MAX_JOBS:
+        raise ValueError(f"Argument `jobs` must be from 1 to {MAX_JOBS}, or None. Received: {_short(int(jobs))}")
+    return int(jobs)
+
+
+def _flag_argument(value: Any, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"Argument `{name}` must be True or False. Received: {_type_name(value)}")
+    return bool(value)
+
+
+def _type_name(value: Any) -> str:
+    return "None" if value is None else f"{type(value).__name__} {_short(value)}"
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**30:
+        return f"an integer of {len(str(abs(value))) if abs(value) < 10**4000 else 'thousands of'} digits"
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**4000 else "a huge integer"
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def default_jobs() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+# --------------------------------------------------------------------------- opening models
+
+
 @contextlib.contextmanager
 def open_model(model: Any, *, materialize: bool = False, untie: bool = False) -> Iterator[Any]:
     """The adapter for ``model``: a ``.onnx``/``.npz``/``.safetensors`` path or a dict of arrays."""
+    materialize = _flag_argument(materialize, "materialize")
+    untie = _flag_argument(untie, "untie")
     if isinstance(model, Mapping):
+        if materialize or untie:
+            raise ValueError("Arguments `materialize` and `untie` apply to ONNX models only")
         adapter = statedict.DictStateDict(model)
     else:
-        path = Path(model)
+        path = regular_file(_path_argument(model, "model"), "model")
         if path.suffix == ".onnx":
             from vsconf.onnxmodel import OnnxModel
 
             adapter = OnnxModel(path, materialize=materialize, untie=untie)
         else:
             if materialize or untie:
-                raise ModelError("--materialize and --untie apply to ONNX models only")
+                raise ModelError(
+                    f"{path}: materialize and untie apply to ONNX models only",
+                    cli_message=f"{path}: --materialize and --untie apply to ONNX models only",
+                )
             adapter = statedict.open_state_dict(path)
     try:
         yield adapter
@@ -58,9 +136,12 @@ def _plan_of(adapter: Any, spec: Spec) -> Plan:
 
 def plan(model: Any, spec: SpecLike, *, seed: int | None = None, materialize: bool = False, untie: bool = False) -> Plan:
     """Which rule fills which tensor, with fans and std or limit; nothing is generated."""
-    spec = _spec(spec, seed)
+    spec = _spec_argument(spec, _seed_argument(seed))
     with open_model(model, materialize=materialize, untie=untie) as adapter:
         return _plan_of(adapter, spec)
+
+
+# --------------------------------------------------------------------------- apply
 
 
 @dataclass(frozen=True)
@@ -68,6 +149,73 @@ class ApplyResult:
     output: Path
     plan: Plan
     lock: dict[str, Any] | None = None
+    # Files the old output named that vsconf did not remove, and why.
+    notes: tuple[str, ...] = field(default=())
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (or would, once created)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+def _writable_target(path: Path, what: str) -> None:
+    """The folder of ``path`` must exist, and ``path`` must not be a folder or special file."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise ModelError(f"{path}: cannot write the {what}: the folder {folder} does not exist")
+    if os.path.lexists(path) and not os.path.isfile(path):
+        kind = "a folder" if os.path.isdir(path) else "not a regular file"
+        raise ModelError(f"{path}: cannot write the {what}: it is {kind}")
+
+
+def _resolve_output(model: Path, output: Path | None, spec: Spec, *, in_place: bool, force: bool) -> Path:
+    """Where ``apply`` writes, refusing to overwrite anything it was not asked to."""
+    if in_place:
+        if output is not None:
+            raise ValueError("Give either `output` or `in_place=True`, not both")
+        return model
+    target = output if output is not None else default_output(model)
+    _writable_target(target, "output")
+    if _same_file(target, model):
+        raise ModelError(
+            f"{target}: the output is the input model; pass in_place=True to replace it",
+            cli_message=f"{target}: the output is the input model; use --in-place to replace it",
+        )
+    spec_file = _spec_file(spec)
+    if spec_file is not None and _same_file(target, spec_file):
+        raise ModelError(f"{target}: the output would replace the spec")
+    if target.exists() and not force:
+        raise ModelError(
+            f"{target}: exists; pass force=True to overwrite it, or another output",
+            cli_message=f"{target}: exists; use --force to overwrite it, or -o to write elsewhere",
+        )
+    return target
+
+
+def _check_lock(lock: Path, guarded: Mapping[str, Path], output: Path, *, force: bool) -> None:
+    """The lock never replaces a file that the run reads or writes, nor any file without ``force``."""
+    _writable_target(lock, "lock")
+    for what, path in guarded.items():
+        if _same_file(lock, path):
+            raise ModelError(f"{lock}: the lock would replace {what}")
+    if lock.parent.resolve() == output.parent.resolve() and _is_data_name(lock.name, output.name):
+        raise ModelError(f"{lock}: the lock would take the name of the output's data file")
+    if lock.exists() and not force:
+        raise ModelError(
+            f"{lock}: exists; pass force=True to overwrite it",
+            cli_message=f"{lock}: exists; use --force to overwrite it",
+        )
+
+
+def _is_data_name(name: str, output_name: str) -> bool:
+    """``<output>.data`` or ``<output>.<8 hex>.data``: the names vsconf gives data files."""
+    if name == f"{output_name}.data":
+        return True
+    middle = name[len(output_name) + 1 : -len(".data")] if name.startswith(output_name + ".") and name.endswith(".data") else ""
+    return len(middle) == 8 and all(c in "0123456789abcdef" for c in middle)
 
 
 def apply(
@@ -86,46 +234,80 @@ def apply(
 ) -> ApplyResult:
     """Initialize the model file ``model`` into ``output`` (default ``<stem>.init<suffix>``).
 
-    The input is never modified unless ``in_place``; every write goes to a temporary
-    file beside its target and is renamed into place.
+    The input is never modified unless ``in_place``.  The output, its external data
+    and the lock are written to temporary files beside their targets and renamed into
+    place together once all are complete.
     """
-    spec = _spec(spec, seed)
-    path = Path(model)
-    target = resolve_output(path, Path(output) if output is not None else None, in_place=in_place, force=force)
-    jobs = jobs or default_jobs()
+    path = regular_file(_path_argument(model, "model"), "model")
+    output_path = _path_argument(output, "output", optional=True)
+    lock_path = _path_argument(lock, "lock", optional=True)
+    in_place, force = _flag_argument(in_place, "in_place"), _flag_argument(force, "force")
+    jobs = _jobs_argument(jobs)
+    if progress is not None and not callable(progress):
+        raise TypeError(f"Argument `progress` must be callable or None. Received: {_type_name(progress)}")
+    spec = _spec_argument(spec, _seed_argument(seed))
+    target = _resolve_output(path, output_path, spec, in_place=in_place, force=force)
     digests: dict[str, str] = {}
 
     def values(entry: PlanEntry) -> np.ndarray | None:
         array = generate(entry, jobs=jobs)
-        if array is not None and lock is not None:
+        if array is not None and lock_path is not None:
             digests[entry.name] = tensor_sha256(array)
         return array
 
     with open_model(path, materialize=materialize, untie=untie) as adapter:
+        guarded = {"the input model": path, "the output": target}
+        spec_file = _spec_file(spec)
+        if spec_file is not None:
+            guarded["the spec"] = spec_file
+        for file in adapter.files():
+            guarded.setdefault(f"{file.name}, which the input model reads", file)
+        for file in adapter.files():
+            if not in_place and _same_file(target, file):
+                raise ModelError(f"{target}: the output would replace {file.name}, which the input model reads")
+        stale, notes = adapter.stale_data_files(target)
+        if lock_path is not None:
+            for file in stale:
+                guarded.setdefault(f"{file.name}, which the old output names", file)
+            _check_lock(lock_path, guarded, target, force=force)
         the_plan = _plan_of(adapter, spec)
-        adapter.write(target, the_plan, values, _metadata(spec), progress)
-    lock_data = None
-    if lock is not None:
-        lock_data = build_lock(the_plan, digests, model=target.name)
-        write_lock(Path(lock), lock_data)
-    return ApplyResult(target, the_plan, lock_data)
+        lock_data = None
+        with Transaction() as transaction:
+            adapter.write(target, the_plan, values, _metadata(spec), progress, transaction)
+            if lock_path is not None:
+                lock_data = build_lock(the_plan, digests, model=target.name)
+                write_lock(transaction.stage(lock_path), lock_data, lock_path)
+            transaction.commit()
+    for file in stale:
+        try:
+            file.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            notes.append(f"{file}: could not remove the old output's data file: {describe_os_error(exc)}")
+    return ApplyResult(target, the_plan, lock_data, tuple(notes))
 
 
 def _metadata(spec: Spec) -> dict[str, str]:
-    import vsconf
+    from vsconf._version import __version__
 
-    return {"vsconf.version": vsconf.__version__, "vsconf.seed": str(spec.seed), "vsconf.spec_sha256": spec.sha256}
+    return {"vsconf.version": __version__, "vsconf.seed": str(spec.seed), "vsconf.spec_sha256": spec.sha256}
 
 
 def apply_state_dict(
     mapping: Mapping[str, np.ndarray], spec: SpecLike, *, seed: int | None = None, jobs: int | None = None
 ) -> dict[str, np.ndarray]:
     """A new dict with the spec applied; the input dict and its arrays are untouched."""
-    spec = _spec(spec, seed)
+    if not isinstance(mapping, Mapping):
+        raise TypeError(f"Argument `mapping` must be a mapping of names to arrays. Received: {_type_name(mapping)}")
+    spec = _spec_argument(spec, _seed_argument(seed))
+    jobs = _jobs_argument(jobs)
     adapter = statedict.DictStateDict(mapping)
     the_plan = _plan_of(adapter, spec)
-    jobs = jobs or default_jobs()
     return adapter.arrays(the_plan, lambda entry: generate(entry, jobs=jobs))
+
+
+# --------------------------------------------------------------------------- verify
 
 
 def verify(
@@ -137,16 +319,23 @@ def verify(
     jobs: int | None = None,
     untie: bool = False,
 ) -> list[str]:
-    """Every tensor whose values differ from what the spec produces (empty: all match)."""
-    lock_data = read_lock(Path(lock)) if lock is not None else None
+    """Every tensor whose values differ from what the spec produces (empty: all match).
+
+    The seed is, in order: ``seed``, the lock's, the one the model recorded, the spec's.
+    """
+    seed = _seed_argument(seed)
+    jobs = _jobs_argument(jobs)
+    lock_path = _path_argument(lock, "lock", optional=True)
+    lock_data = read_lock(lock_path) if lock_path is not None else None
     if seed is None and lock_data is not None:
         seed = lock_data.get("seed")
-    spec = _spec(spec, seed)
-    jobs = jobs or default_jobs()
+    spec = _spec_argument(spec, seed)
     problems: list[str] = []
     digests: dict[str, str] = {}
     with open_model(model, untie=untie) as adapter:
-        if seed is None and getattr(adapter, "recorded_seed", None) is not None:
+        if seed is None and adapter.recorded_seed_problem is not None:
+            raise ModelError(adapter.recorded_seed_problem)
+        if seed is None and adapter.recorded_seed is not None:
             spec = spec.with_seed(adapter.recorded_seed)
         the_plan = _plan_of(adapter, spec)
         for entry in the_plan:

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from vsconf import __version__, api
+from vsconf import api
+from vsconf.api import MAX_JOBS
+from vsconf._version import __version__
 from vsconf.engine import Plan, PlanEntry, auto_fans
 from vsconf.errors import SpecError, VsconfError
+from vsconf.files import abort_all, describe_os_error
 from vsconf.spec import load_spec, schema_text
 
 
@@ -142,6 +147,7 @@ def _apply(args: argparse.Namespace) -> int:
     finally:
         bar.finish()
     _warn(result.plan.warnings)
+    _warn([f"vsconf: warning: {note}" for note in result.notes])
     if not args.quiet:
         print(f"wrote {result.output}: {_counts(result.plan)} (seed {result.plan.seed}, spec sha256 {result.plan.spec_sha256[:16]})")
         if args.lock:
@@ -242,23 +248,25 @@ def _schema(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- parser
 
 
+def _integer(text: str, expected: str) -> int:
+    digits = text.strip().lstrip("+-")
+    if len(digits) > 30 or not digits.isdigit():
+        shown = text if len(text) <= 40 else f"{text[:20]}... ({len(text)} characters)"
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {shown!r}")
+    return int(text)
+
+
 def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    value = _integer(text, "an integer, 0 <= seed < 2**63")
     if not 0 <= value < 2**63:
         raise argparse.ArgumentTypeError(f"must satisfy 0 <= seed < 2**63, got {value}")
     return value
 
 
 def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    value = _integer(text, f"an integer from 1 to {MAX_JOBS}")
+    if not 1 <= value <= MAX_JOBS:
+        raise argparse.ArgumentTypeError(f"expected an integer from 1 to {MAX_JOBS}, got {value}")
     return value
 
 
@@ -320,16 +328,70 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP: unwinds like an interrupt, so every temporary file is removed."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum: int, frame) -> None:
+    raise Terminated(signum)
+
+
+def _install_signal_handlers() -> None:
+    for name in ("SIGTERM", "SIGHUP"):
+        number = getattr(signal, name, None)
+        if number is not None and signal.getsignal(number) == signal.SIG_DFL:
+            signal.signal(number, _terminate)
+
+
+def _quiet_stdout() -> None:
+    """After a closed pipe, send what is left of stdout nowhere (Python would complain at exit)."""
+    with open(os.devnull, "w") as devnull:
+        os.dup2(devnull.fileno(), sys.stdout.fileno())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _install_signal_handlers()
     try:
         return args.run(args)
     except SpecError as exc:
         _print_spec_error(exc)
         return 1
     except VsconfError as exc:
-        print(f"vsconf: error: {exc}", file=sys.stderr)
+        print(f"vsconf: error: {exc.cli_message}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # `vsconf plan ... | head`: the reader has all it wanted
+        abort_all()
+        _quiet_stdout()
+        return 141
+    except OSError as exc:
+        abort_all()
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"vsconf: error: {where}{describe_os_error(exc)}", file=sys.stderr)
+        return 1
+    except MemoryError:
+        abort_all()
+        print("vsconf: error: out of memory", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        abort_all()
         print("vsconf: interrupted", file=sys.stderr)
         return 130
+    except Terminated as exc:
+        abort_all()
+        print(f"vsconf: stopped by {signal.Signals(exc.signum).name}", file=sys.stderr)
+        return 128 + exc.signum
+    except Exception as exc:  # a bug: one line, not a traceback, unless asked for
+        abort_all()
+        if os.environ.get("VSCONF_TRACEBACK"):
+            raise
+        print(
+            f"vsconf: error: internal error ({type(exc).__name__}: {exc}); "
+            "set VSCONF_TRACEBACK=1 to see where, and please report it",
+            file=sys.stderr,
+        )
+        return 70

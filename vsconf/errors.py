@@ -9,7 +9,15 @@ from typing import Any
 
 
 class VsconfError(Exception):
-    """Base class of every error vsconf raises on purpose (bad input, not bugs)."""
+    """Base class of every error vsconf raises on purpose (bad input, not bugs).
+
+    The message speaks to a Python caller; ``cli_message`` is the same error in the
+    command line's words (``--force`` rather than ``force=True``) where they differ.
+    """
+
+    def __init__(self, *args, cli_message: str | None = None):
+        super().__init__(*args)
+        self.cli_message = cli_message if cli_message is not None else (str(args[0]) if args else "")
 
 
 @dataclass(frozen=True)

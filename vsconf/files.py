@@ -1,10 +1,20 @@
-"""Writing files without losing anything: temporary file in the target directory, then rename."""
+"""Writing files without losing anything, and reading only what is safe to read.
+
+Every file vsconf writes is first written to a temporary file in the target's own
+folder, flushed and fsynced, and only then renamed over the target (and the folder
+fsynced), so a reader sees the old file or the new one, never a part.  Files that
+belong together -- a model, its external data, a lock -- are staged in one
+:class:`Transaction` and renamed together after all of them are complete; on any
+error, signal or interrupt the temporaries are removed and no target is touched.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
+import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,33 +22,157 @@ import numpy as np
 
 from vsconf.errors import ModelError
 
+TEMP_SUFFIX = ".vsconf-tmp"
+# Every transaction not yet committed or aborted, so a signal handler can clean up.
+_OPEN: weakref.WeakSet[Transaction] = weakref.WeakSet()
+
+
+def describe_os_error(exc: OSError) -> str:
+    """``No space left on device`` rather than ``[Errno 28] ...``."""
+    return exc.strerror or str(exc)
+
+
+class Transaction:
+    """Files that appear together or not at all.
+
+    ``stage(target)`` returns a temporary path beside ``target`` to write into;
+    ``commit()`` makes every staged file durable, then renames them into place in
+    the order they were staged.  Leaving the ``with`` block by an exception (or
+    calling ``abort()``) removes every temporary file and touches no target.
+    """
+
+    def __init__(self) -> None:
+        self._staged: list[tuple[Path, Path]] = []
+        self._done = False
+        _OPEN.add(self)
+
+    def __enter__(self) -> Transaction:
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is not None or not self._done:
+            self.abort()
+
+    def stage(self, target: Path) -> Path:
+        target = Path(target)
+        directory = target.parent if str(target.parent) else Path(".")
+        try:
+            handle, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=directory)
+        except OSError as exc:
+            raise ModelError(f"{target}: cannot write in {directory}: {describe_os_error(exc)}") from None
+        os.close(handle)
+        self._staged.append((Path(temp), target))
+        return Path(temp)
+
+    def commit(self) -> None:
+        """fsync every staged file, then rename each over its target, then fsync the folders."""
+        for temp, target in self._staged:
+            try:
+                _fsync_path(temp)
+                _copy_mode(temp, target)
+            except OSError as exc:
+                raise ModelError(f"{target}: cannot write: {describe_os_error(exc)}") from None
+        folders = []
+        for temp, target in self._staged:
+            try:
+                os.replace(temp, target)
+            except OSError as exc:
+                raise ModelError(f"{target}: cannot write: {describe_os_error(exc)}") from None
+            folders.append(target.parent if str(target.parent) else Path("."))
+        self._done = True
+        _OPEN.discard(self)
+        for folder in dict.fromkeys(folders):
+            _fsync_directory(folder)
+
+    def abort(self) -> None:
+        """Remove every temporary file that has not been renamed into place."""
+        for temp, _ in self._staged:
+            with contextlib.suppress(OSError):
+                temp.unlink()
+        self._staged = []
+        self._done = True
+        _OPEN.discard(self)
+
+
+def abort_all() -> None:
+    """Remove the temporaries of every open transaction (for signal handlers)."""
+    for transaction in list(_OPEN):
+        transaction.abort()
+
 
 @contextlib.contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``target``; on success it replaces ``target`` in one rename.
+    """One file, written atomically: yield a temporary path; on success it replaces ``target``."""
+    with Transaction() as transaction:
+        temp = transaction.stage(target)
+        try:
+            yield temp
+        except OSError as exc:
+            raise ModelError(f"{target}: cannot write: {describe_os_error(exc)}") from None
+        transaction.commit()
 
-    On any error the temporary file is removed and ``target`` is untouched.
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_directory(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # not every file system lets a folder be fsynced
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _copy_mode(temp: Path, target: Path) -> None:
+    """The new file keeps the permissions of the file it replaces, else the umask's."""
+    try:
+        mode = target.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
+    os.chmod(temp, mode)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def regular_file(path: Path, what: str) -> Path:
+    """``path`` if it names an existing regular file (links followed), else a clear error.
+
+    FIFOs, devices and folders are refused before anything opens them: reading one
+    could block forever or never end.
     """
-    target = Path(target)
-    directory = target.parent if str(target.parent) else Path(".")
     try:
-        handle, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise ModelError(f"{path}: no such file") from None
     except OSError as exc:
-        raise ModelError(f"cannot write in {directory}: {exc.strerror}") from None
-    os.close(handle)
-    temp_path = Path(temp)
-    try:
-        yield temp_path
-        if target.exists():
-            # Keep the permissions of the file being replaced (--in-place, --force).
-            os.chmod(temp_path, target.stat().st_mode & 0o7777)
-        else:
-            os.chmod(temp_path, 0o666 & ~_umask())
-        os.replace(temp_path, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            temp_path.unlink()
-        raise
+        raise ModelError(f"{path}: cannot read the {what}: {describe_os_error(exc)}") from None
+    if not stat.S_ISREG(mode):
+        raise ModelError(f"{path}: the {what} is {_kind(mode)}, not a regular file")
+    return path
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
 
 
 def little_endian_bytes(array: np.ndarray) -> bytes:
@@ -49,26 +183,6 @@ def little_endian_bytes(array: np.ndarray) -> bytes:
     return array.tobytes()
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def default_output(model: Path) -> Path:
     """``model.npz`` -> ``model.init.npz`` beside the input."""
     return model.with_name(f"{model.stem}.init{model.suffix}")
-
-
-def resolve_output(model: Path, output: Path | None, *, in_place: bool, force: bool) -> Path:
-    """Where ``apply`` writes, refusing to overwrite an existing file unless asked."""
-    if in_place:
-        if output is not None:
-            raise ModelError("give either -o/--output or --in-place, not both")
-        return model
-    target = Path(output) if output is not None else default_output(model)
-    if target.resolve() == model.resolve():
-        raise ModelError(f"the output {target} is the input; use --in-place to replace it")
-    if target.exists() and not force:
-        raise ModelError(f"{target} exists; use --force to overwrite it, or -o to write elsewhere")
-    return target

@@ -10,11 +10,15 @@ from typing import Any
 
 import numpy as np
 
+from vsconf._version import __version__
 from vsconf.engine import Plan
 from vsconf.errors import ModelError
-from vsconf.files import atomic_path, little_endian_bytes
+from vsconf.files import describe_os_error, little_endian_bytes, regular_file
+from vsconf.streams import MAX_SEED
 
 LOCK_FORMAT = 1
+# A lock names every tensor of one model: far below this, whatever the model.
+MAX_LOCK_BYTES = 64 << 20
 _RECORDED = ("shape", "dtype", "rule", "init", "seed", "fan_in", "fan_out", "std", "limit", "value")
 
 
@@ -24,8 +28,6 @@ def tensor_sha256(array: np.ndarray) -> str:
 
 
 def build_lock(plan: Plan, digests: Mapping[str, str], model: str) -> dict[str, Any]:
-    import vsconf
-
     tensors = []
     for entry in plan:
         if entry.name not in digests:
@@ -35,7 +37,7 @@ def build_lock(plan: Plan, digests: Mapping[str, str], model: str) -> dict[str, 
         tensors.append(record)
     return {
         "vsconf_lock": LOCK_FORMAT,
-        "vsconf": vsconf.__version__,
+        "vsconf": __version__,
         "numpy": np.__version__,
         "model": model,
         "seed": plan.seed,
@@ -45,21 +47,60 @@ def build_lock(plan: Plan, digests: Mapping[str, str], model: str) -> dict[str, 
     }
 
 
-def write_lock(path: Path, lock: Mapping[str, Any]) -> None:
-    with atomic_path(path) as temp:
-        temp.write_text(json.dumps(lock, indent=2) + "\n", encoding="utf-8")
+def write_lock(temp: Path, lock: Mapping[str, Any], target: Path) -> None:
+    """Write ``lock`` as JSON into ``temp``, the staged file that will become ``target``."""
+    try:
+        Path(temp).write_text(json.dumps(lock, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise ModelError(f"{target}: cannot write the lock: {describe_os_error(exc)}") from None
 
 
 def read_lock(path: Path) -> dict[str, Any]:
+    """The lock at ``path``, its shape checked: every field ``compare_lock`` reads has its type."""
+    regular_file(path, "lock")
     try:
-        lock = json.loads(Path(path).read_text(encoding="utf-8"))
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_LOCK_BYTES + 1)
     except OSError as exc:
-        raise ModelError(f"{path}: cannot read the lock: {exc.strerror}") from None
+        raise ModelError(f"{path}: cannot read the lock: {describe_os_error(exc)}") from None
+    if len(data) > MAX_LOCK_BYTES:
+        raise ModelError(f"{path}: the lock is larger than {MAX_LOCK_BYTES >> 20} MiB; not a vsconf lock file")
+    try:
+        lock = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ModelError(f"{path}: the lock is not UTF-8 (byte {exc.start})") from None
     except json.JSONDecodeError as exc:
         raise ModelError(f"{path}:{exc.lineno}:{exc.colno}: the lock is not JSON: {exc.msg}") from None
-    if not isinstance(lock, dict) or lock.get("vsconf_lock") != LOCK_FORMAT or not isinstance(lock.get("tensors"), list):
-        raise ModelError(f"{path}: not a vsconf lock file (format {LOCK_FORMAT})")
+    except (RecursionError, ValueError) as exc:  # nesting too deep; integers of thousands of digits
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else str(exc).split(":")[0]
+        raise ModelError(f"{path}: the lock is not a vsconf lock file: {reason}") from None
+    problem = _lock_shape_problem(lock)
+    if problem:
+        raise ModelError(f"{path}: not a vsconf lock file (format {LOCK_FORMAT}): {problem}")
     return lock
+
+
+def _lock_shape_problem(lock: Any) -> str | None:
+    if not isinstance(lock, dict):
+        return "expected a JSON object at the top"
+    if lock.get("vsconf_lock") != LOCK_FORMAT:
+        return f"`vsconf_lock` must be {LOCK_FORMAT}"
+    seed = lock.get("seed")
+    if "seed" in lock and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < MAX_SEED):
+        return "`seed` must be an integer, 0 <= seed < 2**63"
+    if not isinstance(lock.get("spec_sha256", ""), str):
+        return "`spec_sha256` must be a string"
+    tensors = lock.get("tensors")
+    if not isinstance(tensors, list):
+        return "`tensors` must be a list"
+    for index, record in enumerate(tensors):
+        if not isinstance(record, dict):
+            return f"tensors[{index}] must be an object"
+        if not isinstance(record.get("name"), str):
+            return f"tensors[{index}].name must be a string"
+        if not isinstance(record.get("sha256", ""), str):
+            return f"tensors[{index}].sha256 must be a string"
+    return None
 
 
 def compare_lock(lock: Mapping[str, Any], plan: Plan, digests: Mapping[str, str]) -> list[str]:

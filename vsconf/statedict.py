@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import shutil
 import zipfile
+import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -14,28 +15,61 @@ import numpy as np
 
 from vsconf.engine import FanHint, Plan, PlanEntry, state_dict_hints
 from vsconf.errors import ModelError
-from vsconf.files import atomic_path
+from vsconf.files import Transaction, describe_os_error
 from vsconf.matching import TensorInfo
 
 Values = Callable[[PlanEntry], "np.ndarray | None"]
 # Fixed member timestamps make an .npz a function of its contents alone.
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
+# DEFLATE cannot expand data more than ~1032 times; a member claiming more is lying.
+_MAX_DEFLATE_RATIO = 1100
+# What reading a damaged archive member can raise, besides OSError.
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError)
+_INT64_MAX = 2**63 - 1
 
 
-def _npy_header(handle) -> tuple[tuple[int, ...], np.dtype]:
+def _npy_header(handle) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, header length) of an ``.npy`` stream, its declared sizes checked."""
     version = np.lib.format.read_magic(handle)
     if version == (1, 0):
         shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
-    else:
+    elif version in ((2, 0), (3, 0)):
         shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
-    return tuple(shape), dtype
+    else:
+        raise ValueError(f"unsupported .npy format version {version}")
+    if any(d < 0 for d in shape):
+        raise ValueError(f"negative dimension in shape {list(shape)}")
+    if dtype.hasobject:
+        raise ValueError("it holds Python objects, which vsconf never unpickles")
+    return tuple(shape), dtype, handle.tell()
+
+
+def _nbytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
+    """The bytes a C-order array of ``shape`` and ``dtype`` takes; ValueError past int64."""
+    total = dtype.itemsize
+    for dim in shape:
+        total *= dim
+        if total > _INT64_MAX:
+            raise ValueError(f"shape {list(shape)} of {dtype.name} needs more than 2**63 bytes")
+    return total
 
 
 class _StateDict:
     """What every state dict tells the engine: names, shapes and dtypes; biases' weights by name."""
 
     target = "state_dict"
+    path: Path | None = None
+    recorded_seed: int | None = None
+    recorded_seed_problem: str | None = None
     _infos: list[TensorInfo]
+
+    def files(self) -> list[Path]:
+        """Every file the model is made of."""
+        return [] if self.path is None else [self.path]
+
+    def stale_data_files(self, output: Path) -> tuple[list[Path], list[str]]:
+        """State dicts are one file each: replacing one leaves nothing else behind."""
+        return [], []
 
     def tensors(self) -> list[TensorInfo]:
         return list(self._infos)
@@ -65,35 +99,67 @@ class NpzStateDict(_StateDict):
         self.path = path
         try:
             self._zip = zipfile.ZipFile(path)
-        except (OSError, zipfile.BadZipFile) as exc:
-            raise ModelError(f"{path}: cannot read as .npz: {getattr(exc, 'strerror', None) or exc}") from None
+        except (OSError, *_ZIP_ERRORS, ValueError) as exc:
+            raise ModelError(f"{path}: cannot read as .npz: {_reason(exc)}") from None
         self._members: dict[str, zipfile.ZipInfo] = {}
         self._infos: list[TensorInfo] = []
+        seen: set[str] = set()
         for member in self._zip.infolist():
+            if member.filename in seen:
+                raise ModelError(f"{path}: two members are named {member.filename!r}")
+            seen.add(member.filename)
             if not member.filename.endswith(".npy"):
                 continue
             name = member.filename[: -len(".npy")]
-            try:
-                with self._zip.open(member) as handle:
-                    shape, dtype = _npy_header(handle)
-            except ValueError as exc:
-                raise ModelError(f"{path}: member {member.filename!r} is not a NumPy array: {exc}") from None
+            shape, dtype = self._check_member(member)
             self._members[name] = member
             self._infos.append(TensorInfo(name, shape, dtype))
+
+    def _check_member(self, member: zipfile.ZipInfo) -> tuple[tuple[int, ...], np.dtype]:
+        """Read a member's header and check its declared size against the bytes present."""
+        where = f"{self.path}: member {member.filename!r}"
+        if member.compress_type != zipfile.ZIP_STORED and member.file_size > _MAX_DEFLATE_RATIO * member.compress_size + 4096:
+            raise ModelError(f"{where} claims {member.file_size} bytes from {member.compress_size} compressed ones")
+        try:
+            with self._zip.open(member) as handle:
+                shape, dtype, header = _npy_header(handle)
+            need = header + _nbytes(shape, dtype)
+        except (OSError, *_ZIP_ERRORS) as exc:
+            raise ModelError(f"{where}: cannot read: {_reason(exc)}") from None
+        except (ValueError, SyntaxError, TypeError) as exc:
+            raise ModelError(f"{where} is not a NumPy array: {_reason(exc)}") from None
+        if member.file_size != need:
+            raise ModelError(
+                f"{where}: holds {member.file_size - header} bytes of data, "
+                f"its header's shape {list(shape)} ({dtype.name}) needs {need - header}"
+            )
+        return shape, dtype
 
     def close(self) -> None:
         self._zip.close()
 
     def read(self, name: str) -> np.ndarray:
-        with self._zip.open(self._members[name]) as handle:
-            return np.lib.format.read_array(handle, allow_pickle=False)
+        try:
+            with self._zip.open(self._members[name]) as handle:
+                return np.lib.format.read_array(handle, allow_pickle=False)
+        except (OSError, *_ZIP_ERRORS, ValueError) as exc:
+            raise ModelError(f"{self.path}: member {name + '.npy'!r}: cannot read: {_reason(exc)}") from None
 
-    def write(self, output: Path, plan: Plan, values: Values, metadata: Mapping[str, str], progress=None) -> None:
+    def write(
+        self, output: Path, plan: Plan, values: Values, metadata: Mapping[str, str], progress, transaction: Transaction
+    ) -> None:
         # Members go out in name order with fixed timestamps, so the output bytes do not
         # depend on the input's member order.  Untouched members are copied byte for byte.
         entries = {entry.name: entry for entry in plan}
         members = sorted(self._zip.infolist(), key=lambda m: m.filename)
-        with atomic_path(output) as temp, zipfile.ZipFile(temp, "w", allowZip64=True) as out:
+        temp = transaction.stage(output)
+        try:
+            self._write_members(temp, members, entries, values, progress)
+        except (OSError, zipfile.LargeZipFile) as exc:
+            raise ModelError(f"{output}: cannot write: {_reason(exc)}") from None
+
+    def _write_members(self, temp: Path, members, entries, values: Values, progress) -> None:
+        with zipfile.ZipFile(temp, "w", allowZip64=True) as out:
             for done, member in enumerate(members, 1):
                 name = member.filename[: -len(".npy")] if member.filename.endswith(".npy") else None
                 info = zipfile.ZipInfo(member.filename, date_time=_ZIP_EPOCH)
@@ -102,12 +168,25 @@ class NpzStateDict(_StateDict):
                 array = values(entries[name]) if name in entries else None
                 with out.open(info, "w", force_zip64=True) as sink:
                     if array is None:
-                        with self._zip.open(member) as source:
-                            shutil.copyfileobj(source, sink, 1 << 20)
+                        self._copy_member(member, sink)
                     else:
                         np.lib.format.write_array(sink, array, allow_pickle=False)
                 if progress:
                     progress(done, len(members), member.filename)
+
+    def _copy_member(self, member: zipfile.ZipInfo, sink) -> None:
+        """Copy an untouched member byte for byte; its CRC is checked as it is read."""
+        try:
+            with self._zip.open(member) as source:
+                shutil.copyfileobj(source, sink, 1 << 20)
+        except _ZIP_ERRORS as exc:
+            raise ModelError(f"{self.path}: member {member.filename!r}: cannot read: {_reason(exc)}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        return describe_os_error(exc)
+    return str(exc) or type(exc).__name__
 
 
 def _safetensors():
@@ -129,26 +208,34 @@ class SafetensorsStateDict(_StateDict):
         self._lib = _safetensors()
         try:
             self._file = self._lib.safe_open(str(path), framework="numpy")
+            self._infos = []
+            for name in self._file.keys():
+                view = self._file.get_slice(name)
+                # Types NumPy cannot hold (float8...) show as raw bytes: never filled, copied through.
+                dtype = np.dtype(_SAFETENSORS_DTYPES.get(view.get_dtype(), "V1"))
+                self._infos.append(TensorInfo(name, tuple(view.get_shape()), dtype))
+            self.metadata = dict(self._file.metadata() or {})
         except Exception as exc:  # safetensors raises its own error types
             raise ModelError(f"{path}: cannot read as .safetensors: {exc}") from None
-        self._infos = []
-        for name in self._file.keys():
-            view = self._file.get_slice(name)
-            # Types NumPy cannot hold (float8...) show as raw bytes: never filled, copied through.
-            dtype = np.dtype(_SAFETENSORS_DTYPES.get(view.get_dtype(), "V1"))
-            self._infos.append(TensorInfo(name, tuple(view.get_shape()), dtype))
-        self.metadata = dict(self._file.metadata() or {})
 
     def close(self) -> None:
         self._file = None
 
     def read(self, name: str) -> np.ndarray:
-        return self._file.get_tensor(name)
+        try:
+            return self._file.get_tensor(name)
+        except Exception as exc:  # safetensors raises its own error types
+            raise ModelError(f"{self.path}: tensor {name!r}: cannot read: {exc}") from None
 
-    def write(self, output: Path, plan: Plan, values: Values, metadata: Mapping[str, str], progress=None) -> None:
+    def write(
+        self, output: Path, plan: Plan, values: Values, metadata: Mapping[str, str], progress, transaction: Transaction
+    ) -> None:
         arrays = self.arrays(plan, values, progress)
-        with atomic_path(output) as temp:
+        temp = transaction.stage(output)
+        try:
             self._lib.numpy.save_file(arrays, str(temp), metadata={**self.metadata, **metadata})
+        except Exception as exc:  # safetensors wraps OSErrors in its own types
+            raise ModelError(f"{output}: cannot write: {exc}") from None
 
 
 _SAFETENSORS_DTYPES = {
@@ -167,8 +254,14 @@ class DictStateDict(_StateDict):
         self._arrays = {}
         for name, value in mapping.items():
             if not isinstance(name, str):
-                raise ModelError(f"state dict keys must be strings, got {name!r}")
-            self._arrays[name] = np.asarray(value)
+                raise TypeError(f"State dict keys must be strings. Received: {type(name).__name__}")
+            try:
+                array = np.asarray(value)
+            except (ValueError, TypeError) as exc:
+                raise TypeError(f"State dict value {name!r} is not an array: {exc}") from None
+            if array.dtype.hasobject:
+                raise TypeError(f"State dict value {name!r} is not an array of numbers (dtype object)")
+            self._arrays[name] = array
         self._infos = [TensorInfo(name, a.shape, a.dtype) for name, a in self._arrays.items()]
 
     def read(self, name: str) -> np.ndarray:
@@ -183,8 +276,6 @@ class DictStateDict(_StateDict):
 
 
 def open_state_dict(path: Path):
-    if not path.exists():
-        raise ModelError(f"{path}: no such file")
     if path.suffix == ".npz":
         return NpzStateDict(path)
     if path.suffix == ".safetensors":

@@ -146,8 +146,11 @@ def draw(
 
         blocks = range(-(-total // BLOCK_SIZE))
         if jobs > 1 and len(blocks) > 1:
-            with ThreadPoolExecutor(max_workers=jobs) as pool:
+            pool = ThreadPoolExecutor(max_workers=jobs)
+            try:
                 list(pool.map(fill, blocks))
+            finally:  # on an interrupt, drop the blocks not started yet
+                pool.shutdown(wait=True, cancel_futures=True)
         else:
             for block in blocks:
                 fill(block)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 import zipfile
 
 import numpy as np
@@ -50,7 +51,8 @@ def npz_bytes(arrays: dict[str, np.ndarray] | None = None) -> bytes:
 def zip_members(members: list[tuple[str, bytes]]) -> bytes:
     """An archive with exactly these members, in this order (duplicates allowed)."""
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
+    with warnings.catch_warnings(), zipfile.ZipFile(buffer, "w") as archive:
+        warnings.simplefilter("ignore")  # "Duplicate name": on purpose
         for name, data in members:
             archive.writestr(name, data)
     return buffer.getvalue()
