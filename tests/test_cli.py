@@ -116,7 +116,7 @@ def test_installed_command_applies_the_bundled_example_and_the_stds_match_the_pl
 
 
 def test_plan_json_matches_the_table(capsys):
-    from vsconf.cli import PLAN_COLUMNS
+    from vsconf.commands import PLAN_COLUMNS
 
     code, table, err = run(capsys, "plan", str(EXAMPLE), str(HE_CNN))
     assert code == 0 and err == ""

@@ -7,6 +7,7 @@ import hashlib
 import json
 import math
 import os
+import re
 
 import ml_dtypes
 import numpy as np
@@ -423,17 +424,20 @@ def test_external_data_in_and_a_fresh_data_file_out(tmp_path):
     assert vsconf.verify(out, spec) == []
 
 
-def test_in_place_with_external_data_replaces_the_data_file_too(tmp_path):
+def test_in_place_with_external_data_replaces_only_data_files_vsconf_named(tmp_path):
     path = _external_model(tmp_path)
     spec = spec_of("  - match: 'w*'\n    init: he_normal\n")
-    vsconf.apply(path, spec, in_place=True)
+    result = vsconf.apply(path, spec, in_place=True)
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["ext.onnx", "ext.onnx.data"]  # the old ext.onnx.weights is gone with the old model
+    # ext.onnx.weights is not a name vsconf gives data files: it stays, and the result says so
+    assert names == ["ext.onnx", "ext.onnx.data", "ext.onnx.weights"]
+    assert result.notes == ("kept ext.onnx.weights: not a data file vsconf made for ext.onnx",)
     onnx.checker.check_model(str(path))
     assert vsconf.verify(path, spec) == []
-    vsconf.apply(path, spec, in_place=True, seed=9)  # the data file is in use: a fresh name, then the old goes
-    names = sorted(p.name for p in tmp_path.iterdir())
-    assert len(names) == 2 and names[0] == "ext.onnx" and names[1].startswith("ext.onnx.") and names[1].endswith(".data")
+    result = vsconf.apply(path, spec, in_place=True, seed=9)  # the data file is in use: a fresh name, then the old goes
+    assert result.notes == ()
+    names = sorted(p.name for p in tmp_path.iterdir() if p.name != "ext.onnx.weights")
+    assert len(names) == 2 and names[0] == "ext.onnx" and re.fullmatch(r"ext\.onnx\.[0-9a-f]{8}\.data", names[1])
     onnx.checker.check_model(str(path))
     assert run(path)[0].shape == (2, 16)
 
@@ -506,7 +510,7 @@ def test_input_model_is_never_modified(tmp_path):
 
 def test_unreadable_onnx_is_a_user_error(tmp_path):
     (tmp_path / "bad.onnx").write_bytes(b"\x08\x07garbage\xff\xff")
-    with pytest.raises(ModelError, match="bad.onnx: cannot read as ONNX"):
+    with pytest.raises(ModelError, match="bad.onnx: not an ONNX model: protobuf cannot parse it"):
         vsconf.plan(tmp_path / "bad.onnx", EVERYTHING_HE)
 
 

@@ -17,10 +17,12 @@ import tempfile
 import weakref
 from collections.abc import Iterator
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from vsconf.errors import ModelError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 TEMP_SUFFIX = ".vsconf-tmp"
 # Every transaction not yet committed or aborted, so a signal handler can clean up.
@@ -177,6 +179,8 @@ def _kind(mode: int) -> str:
 
 def little_endian_bytes(array: np.ndarray) -> bytes:
     """The array's bytes as files store them: C order, little-endian."""
+    import numpy as np
+
     array = np.ascontiguousarray(array)
     if array.dtype.byteorder == ">":
         array = array.astype(array.dtype.newbyteorder("<"))

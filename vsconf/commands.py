@@ -1,0 +1,328 @@
+"""The commands of ``vsconf``: argument parsing and printing over the Python API.
+
+:mod:`vsconf.cli` runs them and turns every failure into one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from vsconf import api
+from vsconf.api import MAX_JOBS
+from vsconf._version import __version__
+from vsconf.engine import Plan, PlanEntry, auto_fans
+from vsconf.errors import SpecError
+from vsconf.spec import load_spec, schema_text
+
+
+def _warn(lines: Sequence[str]) -> None:
+    for line in lines:
+        print(line, file=sys.stderr)
+
+
+# --------------------------------------------------------------------------- plan tables
+
+
+def _init_text(entry: PlanEntry) -> str:
+    if entry.action == "fill":
+        vs = entry.init
+        axes = vs.get("axes") or ({"in": vs["input_axes"], "out": vs["output_axes"]} if "input_axes" in vs else None)
+        extra = f", axes={axes}" if axes else ""
+        return f"VS({vs['scale']:g}, {vs['mode']}, {vs['distribution']}{extra})"
+    if entry.action == "constant":
+        return f"constant {entry.value:g}"
+    return {"keep": "keep", "unmatched": "- (unmatched)", "skip": "- (not float)"}[entry.action]
+
+
+def _spread_text(entry: PlanEntry) -> str:
+    if entry.limit is not None:
+        return f"limit={entry.limit:.6g}"
+    if entry.std is not None:
+        return f"std={entry.std:.6g}"
+    return "-"
+
+
+PLAN_COLUMNS = ("name", "shape", "dtype", "rule", "init", "fan_in", "fan_out", "std/limit", "fans from")
+
+
+def plan_rows(plan: Plan) -> list[tuple[str, ...]]:
+    rows = []
+    for entry in plan:
+        rows.append(
+            (
+                entry.name,
+                "[" + ",".join(str(d) for d in entry.shape) + "]",
+                entry.dtype,
+                entry.rule or "-",
+                _init_text(entry),
+                "-" if entry.fan_in is None else str(entry.fan_in),
+                "-" if entry.fan_out is None else str(entry.fan_out),
+                _spread_text(entry),
+                entry.fans_from or "-",
+            )
+        )
+    return rows
+
+
+def format_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def _print_plan(plan: Plan, fmt: str) -> None:
+    if fmt == "json":
+        print(json.dumps(plan.as_list(), indent=2))
+        return
+    print(format_table(PLAN_COLUMNS, plan_rows(plan)))
+    consumers = [(e.name, ", ".join(e.consumers)) for e in plan if e.consumers]
+    if consumers:
+        print()
+        print(format_table(("name", "consumers"), consumers))
+
+
+# --------------------------------------------------------------------------- progress
+
+
+class _ProgressBar:
+    """A one-line bar on stderr, drawn only when stderr is a terminal."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled and sys.stderr.isatty()
+        self.drawn = False
+
+    def __call__(self, done: int, total: int, name: str) -> None:
+        if not self.enabled:
+            return
+        width = 30
+        filled = width * done // max(total, 1)
+        label = name if len(name) <= 40 else "..." + name[-37:]
+        sys.stderr.write(f"\r[{'#' * filled}{' ' * (width - filled)}] {done}/{total} {label:<40}")
+        sys.stderr.flush()
+        self.drawn = True
+
+    def finish(self) -> None:
+        if self.drawn:
+            sys.stderr.write("\n")
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _counts(plan: Plan) -> str:
+    counts: dict[str, int] = {}
+    for entry in plan:
+        counts[entry.action] = counts.get(entry.action, 0) + 1
+    words = {"fill": "filled", "constant": "set to constants", "keep": "kept", "unmatched": "unmatched", "skip": "not float"}
+    return ", ".join(f"{counts[k]} {words[k]}" for k in words if counts.get(k))
+
+
+def _apply(args: argparse.Namespace) -> int:
+    spec = load_spec(args.spec)
+    if args.dry_run:
+        plan = api.plan(args.model, spec, seed=args.seed, materialize=args.materialize, untie=args.untie)
+        _warn(plan.warnings)
+        _print_plan(plan, "table")
+        return 0
+    bar = _ProgressBar(not args.quiet)
+    try:
+        result = api.apply(
+            args.model,
+            spec,
+            args.output,
+            in_place=args.in_place,
+            force=args.force,
+            seed=args.seed,
+            jobs=args.jobs,
+            lock=args.lock,
+            materialize=args.materialize,
+            untie=args.untie,
+            progress=bar,
+        )
+    finally:
+        bar.finish()
+    _warn(result.plan.warnings)
+    _warn([f"vsconf: warning: {note}" for note in result.notes])
+    if not args.quiet:
+        print(f"wrote {result.output}: {_counts(result.plan)} (seed {result.plan.seed}, spec sha256 {result.plan.spec_sha256[:16]})")
+        if args.lock:
+            print(f"wrote {args.lock}")
+    return 0
+
+
+def _plan(args: argparse.Namespace) -> int:
+    plan = api.plan(args.model, args.spec, seed=args.seed, materialize=args.materialize, untie=args.untie)
+    _warn(plan.warnings)
+    _print_plan(plan, args.format)
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    problems = api.verify(args.model, args.spec, lock=args.lock, seed=args.seed, jobs=args.jobs, untie=args.untie)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        count = len(problems)
+        print(f"vsconf: error: {args.model}: {count} mismatch{'es' if count != 1 else ''}", file=sys.stderr)
+        return 1
+    print(f"{args.model}: every tensor matches the spec" + (" and the lock" if args.lock else ""))
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    with api.open_model(args.model, materialize=args.materialize) as adapter:
+        hints = adapter.hints()
+        records = []
+        for tensor in adapter.tensors():
+            hint = hints.get(tensor.name)
+            *fans, source = auto_fans(tensor, hint, adapter.target)
+            records.append(
+                {
+                    "name": tensor.name,
+                    "shape": list(tensor.shape),
+                    "dtype": tensor.dtype.name,
+                    "float": tensor.is_float,
+                    "consumers": [f"{c.qualified_op}.{c.input_name}" + (f" ({c.node})" if c.node else "") for c in tensor.consumers],
+                    "fan_in": fans[0],
+                    "fan_out": fans[1],
+                    "fans_from": source,
+                    "conflict": hint.conflict if hint is not None else None,
+                }
+            )
+    if args.format == "json":
+        print(json.dumps(records, indent=2))
+        return 0
+    rows = [
+        (
+            r["name"],
+            "[" + ",".join(map(str, r["shape"])) + "]",
+            r["dtype"],
+            str(r["fan_in"]),
+            str(r["fan_out"]),
+            r["fans_from"] + (f" (conflict: {r['conflict']})" if r["conflict"] else ""),
+            ", ".join(r["consumers"]) or "-",
+        )
+        for r in records
+    ]
+    print(format_table(("name", "shape", "dtype", "fan_in", "fan_out", "fans from", "consumers"), rows))
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    failed = 0
+    for path in args.specs:
+        try:
+            spec = load_spec(path)
+        except SpecError as exc:
+            failed += 1
+            for problem in exc.problems:
+                print(problem.format(), file=sys.stderr)
+            count = len(exc.problems)
+            print(f"vsconf: error: {path}: {count} problem{'s' if count != 1 else ''}", file=sys.stderr)
+            continue
+        _warn([w.format("warning") for w in spec.warnings])
+        print(f"{path}: valid ({len(spec.rules)} rules, spec sha256 {spec.sha256[:16]})")
+    return 1 if failed else 0
+
+
+def print_spec_error(exc: SpecError) -> None:
+    """One problem: one ``vsconf: error:`` line.  More: each on its line, then a count."""
+    if len(exc.problems) == 1:
+        print(f"vsconf: error: {exc.problems[0].format()}", file=sys.stderr)
+        return
+    for problem in exc.problems:
+        print(problem.format(), file=sys.stderr)
+    print(f"vsconf: error: {exc.problems[0].source}: {len(exc.problems)} problems", file=sys.stderr)
+
+
+def _schema(args: argparse.Namespace) -> int:
+    sys.stdout.write(schema_text())
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def _integer(text: str, expected: str) -> int:
+    digits = text.strip().lstrip("+-")
+    if len(digits) > 30 or not digits.isdigit():
+        shown = text if len(text) <= 40 else f"{text[:20]}... ({len(text)} characters)"
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {shown!r}")
+    return int(text)
+
+
+def _seed(text: str) -> int:
+    value = _integer(text, "an integer, 0 <= seed < 2**63")
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"must satisfy 0 <= seed < 2**63, got {value}")
+    return value
+
+
+def _positive(text: str) -> int:
+    value = _integer(text, f"an integer from 1 to {MAX_JOBS}")
+    if not 1 <= value <= MAX_JOBS:
+        raise argparse.ArgumentTypeError(f"expected an integer from 1 to {MAX_JOBS}, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vsconf",
+        description="Declarative, reproducible VarianceScaling initialization of ONNX models and state dicts.",
+    )
+    parser.add_argument("--version", action="version", version=f"vsconf {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def model_and_spec(command: argparse.ArgumentParser) -> None:
+        command.add_argument("model", metavar="MODEL", type=Path, help=".onnx, .npz or .safetensors")
+        command.add_argument("spec", metavar="SPEC", type=Path)
+
+    apply = commands.add_parser("apply", help="initialize a model's weights from a spec")
+    model_and_spec(apply)
+    where = apply.add_mutually_exclusive_group()
+    where.add_argument("-o", "--output", type=Path, help="output file (default: <stem>.init<suffix> beside MODEL)")
+    where.add_argument("--in-place", action="store_true", help="replace MODEL (atomically)")
+    apply.add_argument("--force", action="store_true", help="overwrite an existing output")
+    apply.add_argument("--seed", type=_seed, help="use this seed instead of the spec's")
+    apply.add_argument("--jobs", type=_positive, help="threads generating values (the values do not depend on it)")
+    apply.add_argument("--lock", type=Path, help="write a lock file: per tensor config, fans, std/limit, SHA-256")
+    apply.add_argument("--materialize", action="store_true", help="ONNX: turn ConstantOfShape weights into initializers")
+    apply.add_argument("--untie", action="store_true", help="ONNX: give each consumer of a shared weight its own copy")
+    apply.add_argument("--dry-run", action="store_true", help="print the plan; write nothing")
+    apply.add_argument("--quiet", action="store_true", help="no progress bar and no summary (warnings still print)")
+    apply.set_defaults(run=_apply)
+
+    plan = commands.add_parser("plan", help="which rule fills which tensor, with fans and std/limit")
+    model_and_spec(plan)
+    plan.add_argument("--format", choices=("table", "json"), default="table")
+    plan.add_argument("--seed", type=_seed, help="use this seed instead of the spec's")
+    plan.add_argument("--materialize", action="store_true", help="ONNX: include ConstantOfShape weights")
+    plan.add_argument("--untie", action="store_true", help="ONNX: plan each consumer of a shared weight apart")
+    plan.set_defaults(run=_plan)
+
+    verify = commands.add_parser("verify", help="check that a model's weights are what the spec produces")
+    model_and_spec(verify)
+    verify.add_argument("--lock", type=Path, help="also compare with this lock file (its seed is used)")
+    verify.add_argument("--seed", type=_seed, help="the seed the model was made with, if not the spec's")
+    verify.add_argument("--jobs", type=_positive)
+    verify.add_argument("--untie", action="store_true", help="ONNX: the model was made with --untie")
+    verify.set_defaults(run=_verify)
+
+    inspect = commands.add_parser("inspect", help="list tensors with shapes, dtypes, consumers and inferred fans")
+    inspect.add_argument("model", metavar="MODEL", type=Path)
+    inspect.add_argument("--format", choices=("table", "json"), default="table")
+    inspect.add_argument("--materialize", action="store_true", help="ONNX: include ConstantOfShape weights")
+    inspect.set_defaults(run=_inspect)
+
+    validate = commands.add_parser("validate", help="check spec files: schema and meaning, all errors at once")
+    validate.add_argument("specs", nargs="+", metavar="SPEC")
+    validate.set_defaults(run=_validate)
+
+    schema = commands.add_parser("schema", help="print the JSON Schema of the spec format")
+    schema.set_defaults(run=_schema)
+    return parser
