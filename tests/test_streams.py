@@ -32,6 +32,15 @@ GOLDEN = [
      "c6156e67199be82d2d32eb2626ee674ce1abf0a0d0436b0704bf4d00ec5b4a2c"),
     (7, "embed.weight", (5, 9), "bfloat16", "truncated_normal", 0.02,
      "c82c3d011ecb934a5e00cd7d31ae9ffa42968d9be8235dfed0846af7a4e274e8"),
+    # Several blocks each, and a partial last block.
+    (99, "blocks.weight", (300, 1000), "float32", "truncated_normal", 0.05,
+     "0cd64803f170d8cad0a0272db829b5a423e13ad0f68d3c958a01233443a7c80f"),
+    (5, "blocks.bias", (3, 100_000), "bfloat16", "uniform", 0.3,
+     "373eb45729d443a5bb0b872749b699158461cf2d56ca1a788b4893af7b4e6a37"),
+    (2**63 - 1, "emb", (70_000,), "float16", "untruncated_normal", 1.5,
+     "b522a9452f8bf65ef3636d2f023c3793032cd592e9e9d40d8b104d7026c058f4"),
+    (8, "d", (2, 70_000), "float64", "truncated_normal", 2.0,
+     "53b41a2a7554c06e917ac8e943099bf50f497660a16395e930737e910d85773a"),
 ]
 
 
@@ -39,6 +48,7 @@ GOLDEN = [
 def test_golden_digests(seed, name, shape, dtype, kind, param, expected):
     dt = np.dtype(ml_dtypes.bfloat16) if dtype == "bfloat16" else np.dtype(dtype)
     assert digest(draw(seed, name, shape, dt, kind, param)) == expected
+    assert digest(draw(seed, name, shape, dt, kind, param, jobs=3)) == expected
 
 
 def test_stream_key_ignores_python_hash_randomisation():
