@@ -8,6 +8,7 @@ import json
 import math
 import os
 import re
+from pathlib import Path
 
 import ml_dtypes
 import numpy as np
@@ -18,6 +19,8 @@ from onnx_builders import model, run, save, tensor, value
 
 import vsconf
 from vsconf.errors import MatchError, ModelError
+from vsconf.files import Transaction
+from vsconf.onnxmodel import OnnxModel
 from vsconf.spec import parse_spec
 
 
@@ -579,3 +582,337 @@ def test_loop_body_initializers_are_found(tmp_path):
     onnx.checker.check_model(str(out))
     result = run(out, {"trip": np.array(3), "cond": np.array(True), "h0": np.ones((2, 4), np.float32)})[0]
     assert result.shape == (2, 4) and np.isfinite(result).all()
+
+
+# ---------------------------------------------------------------- every element type, as onnx writes it
+
+
+def _identity_model(stored: TensorProto) -> onnx.ModelProto:
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["t"], ["y"])], "g", [], [value("y", list(stored.dims), stored.data_type)], [stored]
+    )
+    built = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
+    built.ir_version = 10
+    return built
+
+
+def _sample(data_type: int) -> np.ndarray:
+    if data_type == TensorProto.STRING:
+        return np.array([["a", "bc", "d"], ["e", "", "g"]], dtype=object)
+    return (np.arange(6).reshape(2, 3) % 2).astype(helper.tensor_dtype_to_np_dtype(data_type))
+
+
+_NOT_FILLED = [
+    (name, code)
+    for name, code in TensorProto.DataType.items()
+    if code not in (TensorProto.UNDEFINED, TensorProto.FLOAT, TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.BFLOAT16)
+]
+
+
+@pytest.mark.parametrize("layout", ["raw_data", "typed field", "external"])
+@pytest.mark.parametrize(("type_name", "data_type"), _NOT_FILLED, ids=[n for n, _ in _NOT_FILLED])
+def test_every_element_type_is_accepted_and_copied_byte_for_byte(tmp_path, type_name, data_type, layout):
+    """No false refusals: however onnx itself stores a type (packed 4-bit and 2-bit values,
+    float16 bits in int32_data, complex numbers as pairs), vsconf reads it and copies it."""
+    if data_type == TensorProto.FLOAT8E5M2:
+        pytest.xfail("matching.TensorInfo.is_float takes ml_dtypes' float8_e5m2 (kind 'f') for a fillable float")
+    array = _sample(data_type)
+    if layout == "typed field":
+        values = [s.encode() for s in array.flat] if data_type == TensorProto.STRING else array.flatten().tolist()
+        stored = helper.make_tensor("t", data_type, [2, 3], values)
+    else:
+        stored = numpy_helper.from_array(array, "t")
+    path = tmp_path / "m.onnx"
+    if layout == "external":
+        if data_type == TensorProto.STRING:
+            pytest.skip("strings have no raw bytes to put in a data file")
+        onnx.save(_identity_model(stored), str(path), save_as_external_data=True, location="m.bin", size_threshold=0)
+    else:
+        path.write_bytes(_identity_model(stored).SerializeToString())
+    onnx.checker.check_model(str(path))
+    out = vsconf.apply(path, EVERYTHING_HE_OPTIONAL).output
+    onnx.checker.check_model(str(out))
+    before, after = (numpy_helper.to_array(loaded(p).graph.initializer[0]) for p in (path, out))
+    assert before.dtype == after.dtype and before.shape == after.shape
+    assert before.tobytes() == after.tobytes() if data_type != TensorProto.STRING else (before == after).all()
+
+
+EVERYTHING_HE_OPTIONAL = spec_of("  - match: '*'\n    optional: true\n    init: he_normal\n")
+
+
+# ---------------------------------------------------------------- what is refused, and what is not
+
+
+def _gemm() -> onnx.ModelProto:
+    """A Linear layer whose weight (8 KiB) goes to a data file, and whose bias (128 bytes) does not."""
+    built = model(
+        [helper.make_node("Gemm", ["x", "w", "b"], ["y"], name="fc")],
+        [value("x", [1, 64])],
+        [value("y", [1, 32])],
+        [tensor("w", np.ones((64, 32), np.float32)), tensor("b", np.zeros(32, np.float32))],
+    )
+    return built
+
+
+@pytest.mark.parametrize(
+    ("recorded", "seed", "problem"),
+    [
+        ("7", 7, None),
+        ("0007", 7, None),
+        ("9223372036854775807", 2**63 - 1, None),
+        ("9223372036854775808", None, "'9223372036854775808'"),
+        ("-5", None, "'-5'"),
+        (" 7", None, "' 7'"),
+        ("7.0", None, "'7.0'"),
+        ("٣", None, "'٣'"),  # a digit, but not ASCII
+        ("9" * 5000, None, "'99999999999999999999'... (5000 characters)"),
+    ],
+    ids=["7", "leading-zeros", "max", "2**63", "negative", "space", "float", "arabic-digit", "5000-digits"],
+)
+def test_recorded_seed_is_an_int_or_a_problem_to_report_when_used(tmp_path, recorded, seed, problem):
+    built = _gemm()
+    entry = built.metadata_props.add()
+    entry.key, entry.value = "vsconf.seed", recorded
+    path = save(built, tmp_path / "m.onnx")
+    opened = OnnxModel(path)
+    assert opened.recorded_seed == seed
+    if problem is None:
+        assert opened.recorded_seed_problem is None
+    else:
+        assert opened.recorded_seed_problem == (
+            f"{path}: metadata vsconf.seed is {problem}, not a seed (0 <= seed < 2**63); give the seed explicitly"
+        )
+        with pytest.raises(ModelError, match="not a seed"):
+            vsconf.verify(path, EVERYTHING_HE)
+        assert vsconf.verify(path, EVERYTHING_HE, seed=3) != []  # an explicit seed: the model opens
+
+
+def test_ir3_models_without_opset_import_are_refused_but_ir2_ones_are_not(tmp_path):
+    built = _gemm()
+    del built.opset_import[:]
+    built.ir_version = 3
+    (tmp_path / "m.onnx").write_bytes(built.SerializeToString())
+    with pytest.raises(ModelError, match=r"m.onnx: not an ONNX model: it imports no operator set \(opset_import is empty\)$"):
+        OnnxModel(tmp_path / "m.onnx")
+    built.ir_version = 2  # before IR 3 there was no opset_import: opset 1 is implied
+    (tmp_path / "m.onnx").write_bytes(built.SerializeToString())
+    assert [t.name for t in OnnxModel(tmp_path / "m.onnx").tensors()] == ["w", "b"]
+
+
+def test_materialize_a_scalar_shape(tmp_path):
+    built = model(
+        [helper.make_node("ConstantOfShape", ["shape"], ["c"], value=numpy_helper.from_array(np.array([2.5], np.float32)))],
+        [],
+        [value("c", [])],
+        [tensor("shape", np.array([], np.int64))],
+    )
+    opened = OnnxModel(save(built, tmp_path / "m.onnx"), materialize=True)
+    assert [(t.name, t.shape) for t in opened.tensors()] == [("c", ())]
+    assert opened.read("c") == np.float32(2.5)
+
+
+def test_a_node_reading_one_weight_twice_is_untied_once(tmp_path):
+    built = model(
+        [helper.make_node("Add", ["w", "w"], ["s"], name="twice"), helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")],
+        [value("x", [2, 4])],
+        [value("s", [4, 4]), value("y", [2, 4])],
+        [tensor("w", np.ones((4, 4), np.float32))],
+    )
+    opened = OnnxModel(save(built, tmp_path / "m.onnx"), untie=True)
+    assert [t.name for t in opened.tensors()] == ["w:twice", "w:mm"]
+
+
+def test_constant_ints_never_reads_a_large_tensor(tmp_path, monkeypatch):
+    built = model(
+        [helper.make_node("Unsqueeze", ["w", "axes"], ["w3"]), helper.make_node("MatMul", ["x", "w3"], ["y"])],
+        [value("x", [1, 2, 4])],
+        [value("y", [1, 2, 3])],
+        [tensor("w", np.ones((4, 3), np.float32)), tensor("axes", np.zeros(100_000, np.int64))],
+    )
+    path = tmp_path / "m.onnx"
+    path.write_bytes(built.SerializeToString())
+    monkeypatch.setattr(OnnxModel, "_array", lambda *args: pytest.fail("a 100,000-element tensor was read"))
+    opened = OnnxModel(path)
+    assert opened.hints()["w"].source == "tf (auto: cannot follow Unsqueeze (Unsqueeze#0))"
+
+
+# ---------------------------------------------------------------- writing: a transaction, and what may be removed
+
+
+def _external_gemm(tmp_path, name: str, location: str) -> Path:
+    path = tmp_path / name
+    onnx.save(_gemm(), str(path), save_as_external_data=True, location=location, size_threshold=0)
+    return path
+
+
+class _Recording(Transaction):
+    def __init__(self):
+        super().__init__()
+        self.targets = []
+
+    def stage(self, target):
+        self.targets.append(Path(target).name)
+        return super().stage(target)
+
+
+def test_write_stages_the_data_file_before_the_model_and_does_not_commit(tmp_path):
+    source = _external_gemm(tmp_path, "m.onnx", "m.onnx.data")
+    opened = OnnxModel(source)
+    plan = vsconf.plan(source, EVERYTHING_HE)
+    output = tmp_path / "out.onnx"
+    with _Recording() as transaction:
+        opened.write(output, plan, lambda entry: None, {"k": "v"}, None, transaction)
+        assert transaction.targets == ["out.onnx.data", "out.onnx"]
+        assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["m.onnx", "m.onnx.data"]
+        transaction.commit()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.data", "out.onnx", "out.onnx.data"]
+    onnx.checker.check_model(str(output))
+
+
+def test_an_aborted_write_leaves_nothing(tmp_path):
+    source = _external_gemm(tmp_path, "m.onnx", "m.onnx.data")
+    opened = OnnxModel(source)
+    plan = vsconf.plan(source, EVERYTHING_HE)
+
+    def failing(entry):
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError), Transaction() as transaction:
+        opened.write(tmp_path / "out.onnx", plan, failing, {}, None, transaction)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.data"]
+
+
+def test_the_new_data_file_never_takes_a_name_the_input_uses(tmp_path):
+    source = _external_gemm(tmp_path, "m.onnx", "out.onnx.data")  # the input's data has the output's natural name
+    before = sha(tmp_path / "out.onnx.data")
+    result = vsconf.apply(source, EVERYTHING_HE, output=tmp_path / "out.onnx")
+    assert sha(tmp_path / "out.onnx.data") == before
+    data = [p.name for p in tmp_path.iterdir() if re.fullmatch(r"out\.onnx\.[0-9a-f]{8}\.data", p.name)]
+    assert len(data) == 1
+    assert onnx.load(str(result.output), load_external_data=False).graph.initializer[0].external_data[0].value == data[0]
+    onnx.checker.check_model(str(result.output))
+
+
+def _old_output(folder: Path, *locations: str) -> Path:
+    """An out.onnx whose tensors name ``locations`` as external data."""
+    built = _gemm()
+    del built.graph.initializer[:]
+    for k, location in enumerate(locations):
+        stored = built.graph.initializer.add()
+        stored.name, stored.data_type, stored.data_location = f"t{k}", TensorProto.FLOAT, TensorProto.EXTERNAL
+        stored.dims.append(1)
+        entry = stored.external_data.add()
+        entry.key, entry.value = "location", location
+    path = folder / "out.onnx"
+    path.write_bytes(built.SerializeToString())
+    return path
+
+
+def test_stale_data_files_are_only_vsconfs_own_for_that_output(tmp_path):
+    outside = tmp_path / "outside.txt"
+    outside.write_text("precious")
+    work = tmp_path / "work"
+    work.mkdir()
+    source = save(_gemm(), work / "m.onnx")
+    for name in ("out.onnx.data", "out.onnx.0123abcd.data", "out.onnx.0123ABCD.data", "out.onnx.x.data", "spec.yaml", "m.onnx.data"):
+        (work / name).write_bytes(b"x")
+    os.symlink("../outside.txt", work / "out.onnx.deadbeef.data")
+    (work / "out.onnx.cafecafe.data").mkdir()
+    output = _old_output(
+        work,
+        "out.onnx.data",
+        "out.onnx.0123abcd.data",
+        "out.onnx.0123ABCD.data",
+        "out.onnx.x.data",
+        "spec.yaml",
+        "m.onnx.data",
+        "../outside.txt",
+        str(outside),
+        "out.onnx.deadbeef.data",
+        "out.onnx.cafecafe.data",
+        "out.onnx.00000000.data",  # named, but not there: nothing to remove, nothing to say
+        "./out.onnx.data",
+        "line\nbreak",
+    )
+    stale, notes = OnnxModel(source).stale_data_files(output)
+    assert stale == [work / "out.onnx.data", work / "out.onnx.0123abcd.data"]
+    assert notes == [
+        "kept out.onnx.0123ABCD.data: not a data file vsconf made for out.onnx",
+        "kept out.onnx.x.data: not a data file vsconf made for out.onnx",
+        "kept spec.yaml: not a data file vsconf made for out.onnx",
+        "kept m.onnx.data: not a data file vsconf made for out.onnx",
+        "kept ../outside.txt: not a data file vsconf made for out.onnx",
+        f"kept {outside}: not a data file vsconf made for out.onnx",
+        "kept out.onnx.deadbeef.data: it is a symbolic link",
+        "kept out.onnx.cafecafe.data: not a regular file",
+        "kept ./out.onnx.data: not a data file vsconf made for out.onnx",
+        "kept 'line\\nbreak': not a data file vsconf made for out.onnx",
+    ]
+
+
+def test_stale_data_files_spare_what_the_input_names(tmp_path):
+    source = _external_gemm(tmp_path, "m.onnx", "out.onnx.data")
+    output = _old_output(tmp_path, "out.onnx.data")
+    assert OnnxModel(source).stale_data_files(output) == ([], ["kept out.onnx.data: the input model m.onnx names it too"])
+
+
+def test_stale_data_files_in_place_are_the_inputs_own(tmp_path):
+    source = _external_gemm(tmp_path, "m.onnx", "m.onnx.data")
+    assert OnnxModel(source).stale_data_files(source) == ([tmp_path / "m.onnx.data"], [])
+
+
+def test_stale_data_files_of_an_unreadable_or_missing_output(tmp_path):
+    opened = OnnxModel(save(_gemm(), tmp_path / "m.onnx"))
+    assert opened.stale_data_files(tmp_path / "none.onnx") == ([], [])
+    (tmp_path / "out.onnx").write_bytes(b"")
+    assert opened.stale_data_files(tmp_path / "out.onnx") == (
+        [],
+        [f"kept every file {tmp_path / 'out.onnx'} names: it is not a readable ONNX model"],
+    )
+
+
+def test_materialize_allocates_nothing_until_written(tmp_path, monkeypatch):
+    import vsconf.onnxmodel as onnxmodel
+
+    def constant_of_shape(shape):
+        return model(
+            [helper.make_node("ConstantOfShape", ["shape"], ["c"], value=numpy_helper.from_array(np.array([2.5], np.float32)))],
+            [],
+            [value("c", list(shape))],
+            [tensor("shape", np.array(shape, np.int64))],
+        )
+
+    keep = spec_of("  - match: c\n    init: keep\n")
+    huge = save(constant_of_shape([2**17, 2**20]), tmp_path / "huge.onnx")  # 512 GiB of float32
+    assert vsconf.plan(huge, keep, materialize=True).entry("c").shape == (2**17, 2**20)
+    monkeypatch.setattr(onnxmodel, "_INLINE_LIMIT", 1000)  # stand-in for 2 GB: the fill goes to a data file
+    path = save(constant_of_shape([300, 300]), tmp_path / "m.onnx")
+    out = vsconf.apply(path, keep, materialize=True).output
+    onnx.checker.check_model(str(out))
+    stored = onnx.load(str(out)).graph.initializer[0]
+    assert stored.name == "c" and (numpy_helper.to_array(stored) == np.float32(2.5)).all()
+    assert (tmp_path / "m.init.onnx.data").stat().st_size == 300 * 300 * 4
+
+
+def test_external_attribute_tensors_come_inline(tmp_path):
+    """onnx can put any tensor attribute in a data file, not only weights; the output may be
+    in another folder, so those come inline."""
+    from onnx.external_data_helper import convert_model_to_external_data
+
+    built = model(
+        [
+            helper.make_node("ConstantOfShape", ["shape"], ["c"], value=numpy_helper.from_array(np.array([2.5], np.float32), "fill")),
+            helper.make_node("Add", ["c", "x"], ["y"]),
+        ],
+        [value("x", [4, 4])],
+        [value("y", [4, 4])],
+        [tensor("shape", np.array([4, 4], np.int64))],
+    )
+    convert_model_to_external_data(built, location="m.bin", size_threshold=0, convert_attribute=True)
+    onnx.save(built, str(tmp_path / "m.onnx"))
+    (tmp_path / "sub").mkdir()
+    out = vsconf.apply(tmp_path / "m.onnx", EVERYTHING_HE_OPTIONAL, output=tmp_path / "sub" / "out.onnx").output
+    onnx.checker.check_model(str(out))
+    np.testing.assert_array_equal(run(out, {"x": np.zeros((4, 4), np.float32)})[0], np.full((4, 4), 2.5, np.float32))
+    materialized = vsconf.apply(tmp_path / "m.onnx", EVERYTHING_HE_OPTIONAL, output=tmp_path / "sub" / "m2.onnx", materialize=True)
+    assert materialized.plan.entry("c").action == "fill"

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 from pathlib import Path
 
 import jsonschema
@@ -10,7 +12,15 @@ import yaml
 import vsconf
 from vsconf.errors import SpecError
 from vsconf.fans import Axes
-from vsconf.spec import ConstantInit, KeepInit, VarianceScalingInit, load_spec, parse_spec, schema_text
+from vsconf.spec import (
+    MAX_SPEC_BYTES,
+    ConstantInit,
+    KeepInit,
+    VarianceScalingInit,
+    load_spec,
+    parse_spec,
+    schema_text,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
@@ -258,11 +268,11 @@ INVALID = [
         id='axes_and_keras_axes',
     ),
     pytest.param(
-        "vsconf: 1\nseed: 1\nrules:\n  - match: '*'\n    init: {scale: 1e-3}\n",
+        "vsconf: 1\nseed: 08\nrules:\n  - match: '*'\n    init: zeros\n",
         [
-            "init.yaml:5:19: rules[0].init.scale: expected a number, got a string ('1e-3') (YAML 1.1 reads 1e-3 as a string: write it with a dot, e.g. 1.0e-2)",
+            "init.yaml:2:7: seed: expected an integer, got a string ('08') (YAML 1.1 reads 08 as a string, as it starts with 0 but is not octal)",
         ],
-        id='exponent_without_dot',
+        id='seed_not_octal',
     ),
     pytest.param(
         "vsconf: 1\nseed: 1\nrules:\n  - match: '*'\n    init: [he_normal]\n",
@@ -304,11 +314,174 @@ INVALID = [
         ],
         id='many_at_once',
     ),
+    # --- hostile input: numbers YAML has and JSON has not
+    pytest.param(
+        "vsconf: 1\nseed: 7.0\nrules:\n  - match: '*'\n    init: zeros\n",
+        [
+            "init.yaml:2:7: seed: expected an integer, got a number (7.0)",
+        ],
+        id='seed_float',
+    ),
+    pytest.param(
+        "vsconf: 1\nseed: " + "9" * 5000 + "\nrules:\n  - match: '*'\n    init: zeros\n",
+        [
+            "init.yaml:2:7: seed: an integer of 5000 digits; expected at most 40 digits",
+        ],
+        id='seed_5000_digits',
+    ),
+    pytest.param(
+        "vsconf: 1\nseed: 1\nrules:\n  - match: '*'\n    init: {axes: {in: 0x" + "f" * 50 + "}}\n",
+        [
+            "init.yaml:5:23: rules[0].init.axes.in: an integer of 50 digits; expected at most 40 digits",
+        ],
+        id='hex_axis_50_digits',
+    ),
+    pytest.param(
+        "vsconf: 1\nseed: 1\nrules:\n  - match: '*'\n    init: {scale: .nan}\n  - match: b\n    init: {constant: -.inf}\n"
+        "  - match: c\n    init: {class_name: Constant, config: {value: 1.0e+999}}\n",
+        [
+            "init.yaml:5:19: rules[0].init.scale: expected a finite number, got .nan (not a number)",
+            "init.yaml:7:22: rules[1].init.constant: expected a finite number, got -.inf (infinity)",
+            "init.yaml:9:50: rules[2].init.config.value: expected a finite number, got .inf (infinity)",
+        ],
+        id='non_finite_numbers',
+    ),
+    pytest.param(
+        "vsconf: 1\nseed: 1\nrules:\n  - match: '*'\n    init: {seed: 3.0, axes: {in: 1.0}}\n",
+        [
+            "init.yaml:5:18: rules[0].init.seed: expected an integer or null, got a number (3.0)",
+            "init.yaml:5:34: rules[0].init.axes.in: expected an integer or a list, got a number (1.0)",
+        ],
+        id='floats_for_integers',
+    ),
+    # --- hostile input: YAML that PyYAML cannot construct, or that vsconf will not
+    pytest.param(
+        "vsconf: 1\nseed: 2024-13-45\nrules:\n  - match: '*'\n    init: !!int zero\n",
+        [
+            "init.yaml:2:7: invalid YAML: '2024-13-45' is not a date",
+        ],
+        id='impossible_date',
+    ),
+    pytest.param(
+        "vsconf: 1\nseed: !!int zero\nrules:\n  - match: '*'\n    init: zeros\n",
+        [
+            "init.yaml:2:7: invalid YAML: 'zero' is not an integer",
+        ],
+        id='explicit_int_tag',
+    ),
+    pytest.param(
+        "vsconf: 1\nseed: !!python/object/apply:os.system [ls]\nrules:\n  - match: '*'\n    init: zeros\n",
+        [
+            "init.yaml:2:7: invalid YAML: unknown tag !!python/object/apply:os.system; a spec holds plain YAML values",
+        ],
+        id='python_tag',
+    ),
+    pytest.param(
+        "vsconf: 1\nseed: 2024-01-02\nrules:\n  - match: '*'\n    init: zeros\n",
+        [
+            "init.yaml:2:7: seed: expected an integer, got a date (2024-01-02)",
+        ],
+        id='seed_date',
+    ),
+    pytest.param(
+        "vsconf: 1\nseed: 1\n1: a\nyes: b\nrules:\n  - match: '*'\n    init: zeros\n",
+        [
+            "init.yaml:3:1: 1: a key must be a string; YAML reads '1' as an integer (quote it)",
+            "init.yaml:4:1: yes: a key must be a string; YAML reads 'yes' as a boolean (quote it)",
+        ],
+        id='keys_not_strings',
+    ),
+    pytest.param(
+        "vsconf: 1\nseed: 1\nrules: " + "[" * 100 + "]" * 100 + "\n",
+        [
+            "init.yaml:3:71: the spec nests deeper than 64 levels",
+        ],
+        id='deep_nesting',
+    ),
+    pytest.param(
+        "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+        + "".join(f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+        + "vsconf: 1\nseed: 1\nrules: *i\n",
+        [
+            "init.yaml:5:20: expanding alias *d makes the spec larger than 50000 nodes, the limit",
+        ],
+        id='alias_bomb',
+    ),
+    pytest.param(
+        "vsconf: 1\nseed: 1\nrules: &r\n  - match: '*'\n    init: *r\n",
+        [
+            "init.yaml:5:11: alias *r refers to a node that contains it; a spec cannot be recursive",
+        ],
+        id='recursive_alias',
+    ),
+    pytest.param(
+        "deep: &d " + "[" * 40 + "]" * 40 + "\nvsconf: 1\nseed: 1\nrules: [[[[[[[[[[[[[[[[[[[[[[[[[[*d]]]]]]]]]]]]]]]]]]]]]]]]]\n",
+        [
+            "init.yaml:4:34: alias *d nests the spec deeper than 64 levels",
+        ],
+        id='alias_too_deep',
+    ),
+    pytest.param(
+        "vsconf: 1\nseed: 1\x00\nrules: []\n",
+        [
+            "init.yaml:2:8: invalid YAML: a NUL character (U+0000); is this a binary file?",
+        ],
+        id='nul_character',
+    ),
+    pytest.param(
+        "vsconf: 1\r\nseed: 1\r\nrules:\r\n  - match: 'a\x1b[31m'\r\n",
+        [
+            "init.yaml:4:14: invalid YAML: control character U+001B, which YAML does not allow",
+        ],
+        id='escape_character_crlf',
+    ),
+    pytest.param(
+        "defaults: &d {scale: 2.0}\nvsconf: 1\nseed: 1\nrules:\n  - match: '*'\n    init: *x\n",
+        [
+            "init.yaml:6:11: invalid YAML: alias *x is not defined; its anchor must come before it",
+        ],
+        id='undefined_alias',
+    ),
+    pytest.param(
+        "vsconf: &a 1\nseed: &a 1\nrules: []\n",
+        [
+            "init.yaml:2:7: invalid YAML: anchor &a is defined twice (first at line 1)",
+        ],
+        id='duplicate_anchor',
+    ),
+    pytest.param(
+        "vsconf: 1\nseed: 1\nrules:\n  - match: '*'\n    init: {mode: " + "fan" * 100 + "}\n",
+        [
+            "init.yaml:5:18: rules[0].init.mode: 'fanfanfanfanfanfanfanfanfanfanfanfanfanf'...(300 characters) is not one of 'fan_in', 'fan_out', 'fan_avg'",
+        ],
+        id='long_value_cut_short',
+    ),
+    pytest.param(
+        "vsconf: 1\nseed: 1\nrules:\n  - match: '*'\n    init: zeros\n    init: ones\n    optional: maybe\n",
+        [
+            "init.yaml:6:5: rules[0].init: duplicate key 'init' (first given at line 5)",
+            "init.yaml:7:15: rules[0].optional: expected true or false, got a string ('maybe')",
+        ],
+        id='duplicate_key_and_schema',
+    ),
 ]
 
 # Problems only vsconf's own checks find; the schema alone accepts these documents.
-SEMANTIC_ONLY = {"bad_regex", "axis_two_roles", "duplicate_key", "op_case_typo", "input_not_of_op", "axes_and_keras_axes"}
-NOT_YAML = {"yaml_syntax", "tab_indent"}
+SEMANTIC_ONLY = {
+    "bad_regex", "axis_two_roles", "duplicate_key", "op_case_typo", "input_not_of_op", "axes_and_keras_axes",
+    # YAML keeps what JSON cannot say: JSON Schema counts 7.0 as an integer, and the schema
+    # cannot refuse .nan or .inf (JSON has neither); vsconf's validator tells them apart.
+    "seed_float", "floats_for_integers", "non_finite_numbers",
+}
+NOT_YAML = {
+    "yaml_syntax", "tab_indent", "python_tag", "nul_character", "escape_character_crlf", "undefined_alias",
+    "duplicate_anchor",
+}
+# yaml.safe_load itself raises ValueError on these (vsconf reports them at the node).
+NOT_CONSTRUCTIBLE = {"impossible_date", "explicit_int_tag"}
+# Valid YAML that vsconf refuses to read at all (yaml.safe_load would take long, recurse too
+# deep, or build a number too long to print): nothing for the schema to agree on.
+REFUSED = {"seed_5000_digits", "hex_axis_50_digits", "deep_nesting", "alias_bomb", "recursive_alias", "alias_too_deep"}
 
 
 @pytest.mark.parametrize(("text", "expected"), INVALID)
@@ -326,6 +499,12 @@ def test_there_are_at_least_25_distinct_invalid_specs():
 @pytest.mark.parametrize(("text", "expected"), INVALID)
 def test_schema_alone_agrees_with_the_python_validation(request, text, expected):
     case = request.node.callspec.id
+    if case in REFUSED:
+        return
+    if case in NOT_CONSTRUCTIBLE:
+        with pytest.raises(ValueError):
+            yaml.safe_load(text)
+        return
     if case in NOT_YAML:
         with pytest.raises(yaml.YAMLError):
             yaml.safe_load(text)
@@ -502,8 +681,103 @@ def test_load_spec_reports_unreadable_files(tmp_path):
         load_spec(tmp_path / "missing.yaml")
     binary = tmp_path / "binary.yaml"
     binary.write_bytes(b"\xff\xfe\x00bad")
-    with pytest.raises(SpecError, match="binary.yaml: cannot read the spec"):
+    with pytest.raises(SpecError, match="binary.yaml:1:1: cannot read the spec: it is UTF-16 text"):
         load_spec(binary)
+
+
+def _problems(path) -> list[str]:
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    return [str(p) for p in info.value.problems]
+
+
+def test_load_spec_reads_only_regular_files(tmp_path):
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)  # opening it for reading would block until a writer came
+    assert _problems(fifo) == [f"{fifo}: cannot read the spec: it is a FIFO, not a regular file"]
+    assert _problems(tmp_path) == [f"{tmp_path}: cannot read the spec: it is a folder, not a regular file"]
+    assert _problems("/dev/zero") == ["/dev/zero: cannot read the spec: it is a character device, not a regular file"]
+    link = tmp_path / "link.yaml"
+    link.symlink_to(fifo)
+    assert _problems(link) == [f"{link}: cannot read the spec: it is a FIFO, not a regular file"]
+
+
+def test_load_spec_refuses_a_spec_over_1_mib_without_reading_it_all(tmp_path, monkeypatch):
+    big = tmp_path / "big.yaml"
+    with big.open("wb") as out:
+        out.truncate(100 << 20)  # sparse: 100 MiB of NULs
+    reads = []
+    real_read = os.read
+    monkeypatch.setattr(os, "read", lambda fd, n: reads.append(n) or real_read(fd, n))
+    assert _problems(big) == [f"{big}: cannot read the spec: it is larger than 1 MiB (1048576 bytes), the limit for a spec"]
+    assert sum(reads) <= MAX_SPEC_BYTES + 1
+    exact = tmp_path / "exact.yaml"
+    exact.write_bytes(b"# " + b"x" * (MAX_SPEC_BYTES - 3) + b"\n")
+    assert _problems(exact) == [f"{exact}:1:1: the spec is empty; expected a mapping with `vsconf: 1`, `seed` and `rules`"]
+
+
+def test_load_spec_points_at_the_first_byte_that_is_not_utf8(tmp_path):
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes("vsconf: 1\nseed: 1\nrules:\n  - match: 'caf\u00e9s.\u00e9t\u00e9'\n".encode("utf-8").replace(b"\xc3\xa9t", b"\xe9t"))
+    assert _problems(bad) == [f"{bad}:4:19: cannot read the spec: it is not UTF-8 text (byte 0xe9: invalid continuation byte); save it as UTF-8"]
+    truncated = tmp_path / "truncated.yaml"
+    truncated.write_bytes("\ufeffa: \u00e9".encode("utf-8")[:-1])
+    assert _problems(truncated) == [f"{truncated}:1:4: cannot read the spec: it is not UTF-8 text (byte 0xc3: unexpected end of data); save it as UTF-8"]
+
+
+def test_a_bom_and_crlf_line_ends_are_fine(tmp_path):
+    spec = tmp_path / "windows.yaml"
+    spec.write_bytes(b"\xef\xbb\xbfvsconf: 1\r\nseed: 3\r\nrules:\r\n  - match: '*'\r\n    init: he_normal\r\n")
+    assert load_spec(spec).sha256 == parse_spec("vsconf: 1\nseed: 3\nrules:\n  - match: '*'\n    init: he_normal\n").sha256
+    spec.write_bytes(b"\xef\xbb\xbfvsconf: 1\r\nseed: x\r\n")
+    assert _problems(spec)[0] == f"{spec}:1:1: missing required key 'rules'"
+    assert _problems(spec)[1] == f"{spec}:2:7: seed: expected an integer, got a string ('x')"
+
+
+def test_wrong_argument_types_are_type_errors():
+    with pytest.raises(TypeError, match="load_spec: path must be a str or an os.PathLike, got NoneType"):
+        load_spec(None)
+    with pytest.raises(TypeError, match="parse_spec: text must be a str, got bytes"):
+        parse_spec(b"vsconf: 1")
+    with pytest.raises(SpecError, match="cannot read the spec: the path holds a NUL character"):
+        load_spec("a\0b.yaml")
+
+
+def test_numbers_with_an_exponent_are_floats_as_in_json():
+    # YAML 1.1 reads 1e-3 as a string; JSON and YAML 1.2 read a number, and so does vsconf,
+    # so that the canonical form (JSON, where Python writes 1e-05) loads back.
+    spec = parse_spec("vsconf: 1\nseed: 1\nrules:\n  - match: '*'\n    init: {scale: 1e-3}\n  - match: b\n    init: {constant: -.5E+2}\n")
+    assert spec.rules[0].init.scale == 0.001 and spec.rules[1].init == ConstantInit(-50.0)
+    tiny = parse_spec("vsconf: 1\nseed: 1\nrules:\n  - match: '*'\n    init: {scale: 0.00001}\n")
+    assert '"scale":1e-05' in tiny.canonical_json()
+    assert parse_spec(tiny.canonical_json()).sha256 == tiny.sha256
+
+
+def test_anchors_and_aliases_in_an_ordinary_spec_still_work():
+    spec = parse_spec(
+        "vsconf: 1\nseed: 1\nrules:\n"
+        "  - match: '*.bias'\n    init: &he {preset: he_normal, mode: fan_out}\n"
+        "  - match: '*.weight'\n    init: *he\n"
+        "  - match: 'x'\n    init: {<<: *he, scale: 3.0}\n"
+    )
+    assert spec.rules[0].init == spec.rules[1].init == VarianceScalingInit(2.0, "fan_out", "truncated_normal")
+    assert spec.rules[2].init == VarianceScalingInit(3.0, "fan_out", "truncated_normal")
+
+
+def test_an_alias_bomb_is_refused_quickly():
+    levels = "".join(f"l{i + 1}: &l{i + 1} [" + ", ".join([f"*l{i}"] * 10) + "]\n" for i in range(12))
+    started = time.monotonic()
+    with pytest.raises(SpecError, match="expanding alias \\*l4 makes the spec larger than 50000 nodes"):
+        parse_spec("l0: &l0 lol\n" + levels)
+    assert time.monotonic() - started < 1
+
+
+def test_a_spec_of_the_largest_size_is_read_in_bounded_time():
+    rules = "".join(f"  - {{match: 'x{i:06}.*', init: he_normal}}\n" for i in range(24000))
+    started = time.monotonic()
+    with pytest.raises(SpecError, match=":10002:26: the spec is larger than 50000 nodes, the limit"):
+        parse_spec("vsconf: 1\nseed: 1\nrules:\n" + rules)
+    assert time.monotonic() - started < 10
 
 
 def test_spec_error_is_a_vsconf_error():

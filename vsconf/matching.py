@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import fnmatch
 import functools
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from vsconf.errors import MatchError, did_you_mean
-from vsconf.spec import REGEX_PREFIX, Rule, Spec
+from vsconf.saferegex import RegexError, compile_pattern
+from vsconf.spec import REGEX_PREFIX, Rule, Spec, pattern_problem
 
 _GLOB_CHARS = frozenset("*?[")
 
@@ -55,10 +55,18 @@ class TensorInfo:
 
 @functools.lru_cache(maxsize=4096)
 def name_matcher(pattern: str) -> Callable[[str], bool]:
-    """A predicate on names: ``re:`` regexes must match the whole name; globs use fnmatchcase."""
+    """A predicate on names, linear in the name's length whatever the pattern.
+
+    ``re:`` regexes must match the whole name and run on :mod:`vsconf.saferegex` (never
+    backtracking); a refused one (only a hand-made :class:`Spec` can hold it) raises
+    :class:`MatchError`.  Globs use ``fnmatchcase``, which makes each star an atomic group
+    (a lookahead and a backreference before Python 3.11): it does not backtrack either.
+    """
     if pattern.startswith(REGEX_PREFIX):
-        regex = re.compile(pattern[len(REGEX_PREFIX) :])
-        return lambda name: regex.fullmatch(name) is not None
+        try:
+            return compile_pattern(pattern[len(REGEX_PREFIX) :])
+        except RegexError:
+            raise MatchError(f"{pattern!r}: {pattern_problem(pattern)}") from None
     if not _GLOB_CHARS & set(pattern):
         return lambda name: name == pattern
     return lambda name: fnmatch.fnmatchcase(name, pattern)

@@ -33,7 +33,7 @@ import os
 import re
 import secrets
 import stat
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,7 +87,8 @@ _BITS_BY_NAME = {
 _BITS = {getattr(TensorProto, name): bits for name, bits in _BITS_BY_NAME.items() if hasattr(TensorProto, name)}
 # The typed field each element type uses when it has no raw_data, and how many entries
 # of that field one element takes (onnx.proto: complex numbers take two; int32_data
-# packs two 4-bit or four 2-bit elements into one entry).
+# packs two 4-bit or four 2-bit elements into one entry; every other type not listed
+# keeps one element per int32_data entry: float16 and bfloat16 as their bits).
 _TYPED_FIELDS = ("float_data", "int32_data", "string_data", "int64_data", "double_data", "uint64_data")
 _FIELD_BY_NAME = {
     "FLOAT": ("float_data", 1, 1), "COMPLEX64": ("float_data", 2, 1),
@@ -244,10 +245,15 @@ def _dims_text(dims) -> str:
 
 
 def _shown(text: str) -> str:
-    """A string from the file as a message shows it: quoted, and cut when long."""
-    if len(text) <= 40:
+    """A name or value from the file as a message shows it: quoted, and cut when long."""
+    if len(text) <= 200:
         return repr(text)
     return f"{text[:20]!r}... ({len(text)} characters)"
+
+
+def _plain(location: str) -> str:
+    """A file name from the model as a message shows it: as is, unless it would mislead."""
+    return location if location.isprintable() and len(location) <= 200 else _shown(location)
 
 
 def _layout_problem(tensor: TensorProto) -> str | None:
@@ -258,15 +264,19 @@ def _layout_problem(tensor: TensorProto) -> str | None:
         return f"data_type {tensor.data_type} is not an element type vsconf knows"
     if any(d < 0 for d in tensor.dims):
         return f"dims {_dims_text(tensor.dims)} have a negative dimension"
-    count = 1
+    # NumPy refuses a shape whose non-zero dims pass 2**63 bytes even when a 0 empties it.
+    element_bytes = -(-(_BITS[tensor.data_type] or 64) // 8)
+    span = element_bytes
     for d in tensor.dims:
-        count *= d
-        if count >= _INT64_LIMIT:
+        span *= max(d, 1)
+        if span >= _INT64_LIMIT:
             break
-    bits = _BITS[tensor.data_type] or 8
-    if count >= _INT64_LIMIT or -(-count * bits // 8) >= _INT64_LIMIT:
-        return f"dims {_dims_text(tensor.dims)} ({_type_text(tensor.data_type)}) need more than 2**63 bytes"
-    return None
+    if span < _INT64_LIMIT:
+        return None
+    declared = f"dims {_dims_text(tensor.dims)} ({_type_text(tensor.data_type)})"
+    if 0 in tensor.dims:
+        return f"{declared} hold no elements, but their other dims pass 2**63 bytes"
+    return f"{declared} need more than 2**63 bytes"
 
 
 def _element_count(tensor: TensorProto) -> int:
@@ -401,7 +411,10 @@ class OnnxModel:
         self._stored = self._collect()
         for item in self._stored.values():  # every declared size, before any work
             self._check_stored(item.name, item.proto)
+        self._loose = self._loose_external()
         self._input_locations = _external_locations(self.model)
+        # Materialized tensors hold no bytes until they are written: name -> fill value.
+        self._fills: dict[str, np.ndarray] = {}
         if materialize:
             self._materialize()
             self._stored = self._collect()
@@ -429,18 +442,18 @@ class OnnxModel:
             defined |= {s.values.name for s in graph.sparse_initializer}
             scopes = [*scopes, defined]
             for node in graph.node:
-                where = f"{self.path}: node {labels[id(node)]!r} ({node.op_type})"
+                where = f"{self.path}: node {_shown(labels[id(node)])} ({node.op_type})"
                 for value in node.input:
                     if value and not any(value in scope for scope in scopes):
                         raise ModelError(
-                            f"{where} reads {value!r}, which nothing defines before it "
+                            f"{where} reads {_shown(value)}, which nothing defines before it "
                             "(a cycle, or nodes out of topological order)"
                         )
                 for sub in _subgraphs(node):
                     walk(sub, scopes)
                 for value in node.output:
                     if value and value in defined:
-                        raise ModelError(f"{where} writes {value!r}, which is already defined in its graph")
+                        raise ModelError(f"{where} writes {_shown(value)}, which is already defined in its graph")
                     defined.add(value)
 
         walk(self.model.graph, [])
@@ -452,7 +465,7 @@ class OnnxModel:
         def add(item: _Stored) -> None:
             if item.name in stored:
                 raise ModelError(
-                    f"{self.path}: two tensors are named {item.name!r}; vsconf needs unique tensor names"
+                    f"{self.path}: two tensors are named {_shown(item.name)}; vsconf needs unique tensor names"
                 )
             stored[item.name] = item
 
@@ -470,16 +483,29 @@ class OnnxModel:
         """Refuse a tensor whose type, dims and stored bytes do not agree (external data too)."""
         problem = _layout_problem(tensor) or _data_problem(tensor)
         if problem:
-            raise ModelError(f"{self.path}: tensor {name!r}: {problem}")
+            raise ModelError(f"{self.path}: tensor {_shown(name)}: {problem}")
         if tensor.data_location == TensorProto.EXTERNAL:
             self._external(tensor, name)
 
-    def _external(self, tensor: TensorProto) -> _External:
-        """Where an external tensor's bytes are, every key checked against the data file's size."""
-        where = f"{self.path}: tensor {tensor.name!r}"
+    def _loose_external(self) -> list[tuple[str, TensorProto]]:
+        """External tensors that are not weights (a ConstantOfShape's value, sparse
+        initializers), checked like weights: the writer brings them inline, since the
+        output may be in another folder."""
+        weights = {id(item.proto) for item in self._stored.values()}  # the items keep these protos alive
+        loose = []
+        for tensor in _all_tensors(self.model.graph):
+            if tensor.data_location == TensorProto.EXTERNAL and id(tensor) not in weights:
+                name = tensor.name or "(unnamed)"
+                self._check_stored(name, tensor)
+                loose.append((name, tensor))
+        return loose
+
+    def _external(self, tensor: TensorProto, name: str) -> _External:
+        """Where the external tensor ``name``'s bytes are, every key checked against the data file's size."""
+        where = f"{self.path}: tensor {_shown(name)}"
         info = {entry.key: entry.value for entry in tensor.external_data}
         location = info.get("location", "")
-        path = self._data_path(tensor, location)
+        path = self._data_path(where, location)
         numbers = {}
         for key in ("offset", "length"):
             if key in info:
@@ -490,17 +516,19 @@ class OnnxModel:
                     )
         offset, length = numbers.get("offset", 0), numbers.get("length")
         need = _data_bytes(tensor)
-        size = os.stat(path).st_size
+        try:
+            size = os.stat(path).st_size
+        except OSError as exc:
+            raise ModelError(f"{where}: {_plain(location)}: cannot read: {describe_os_error(exc)}") from None
         if length is not None and length != need:
             raise ModelError(f"{where}: external data length is {length} bytes, {_need_text(tensor)} {need}")
         if offset + need > size:
             span = f"offset {offset} + length {length}" if length is not None else f"offset {offset} + the {need} bytes its dims need"
-            raise ModelError(f"{where}: {location} holds {size} bytes; {span} pass its end")
+            raise ModelError(f"{where}: {_plain(location)} holds {size} bytes; {span} pass its end")
         return _External(location, path, offset, need)
 
-    def _data_path(self, tensor: TensorProto, location: str) -> Path:
-        """The data file of an external tensor: a regular file inside the model's folder."""
-        where = f"{self.path}: tensor {tensor.name!r}"
+    def _data_path(self, where: str, location: str) -> Path:
+        """The data file ``location`` of an external tensor: a regular file inside the model's folder."""
         if not location:
             raise ModelError(f"{where}: its external data has no location")
         if "\0" in location:
@@ -508,7 +536,7 @@ class OnnxModel:
         candidate = _resolved(self.base / location)
         base = _resolved(self.base)
         if Path(location).is_absolute() or candidate is None or base is None or base not in candidate.parents:
-            raise ModelError(f"{where} has external data outside the model's folder: {location!r}")
+            raise ModelError(f"{where} has external data outside the model's folder: {_shown(location)}")
         try:
             regular_file(self.base / location, "external data file")
         except ModelError as exc:
@@ -517,30 +545,33 @@ class OnnxModel:
 
     # ------------------------------------------------------------------ reading
 
-    def _tensor_bytes(self, tensor: TensorProto) -> bytes:
+    def _tensor_bytes(self, tensor: TensorProto, name: str) -> bytes:
         """Raw little-endian bytes of an external tensor, read by offset from its data file."""
-        ref = self._external(tensor)
+        ref = self._external(tensor, name)
+        where = f"{self.path}: tensor {_shown(name)}: {_plain(ref.location)}"
         try:
             with open(ref.path, "rb") as handle:
                 handle.seek(ref.offset)
                 data = handle.read(ref.length)
         except OSError as exc:
-            raise ModelError(f"{self.path}: tensor {tensor.name!r}: cannot read {ref.location}: {describe_os_error(exc)}") from None
+            raise ModelError(f"{where}: cannot read: {describe_os_error(exc)}") from None
         if len(data) != ref.length:
-            raise ModelError(f"{self.path}: tensor {tensor.name!r}: {ref.location} ends before offset {ref.offset} + {ref.length}")
+            raise ModelError(f"{where}: the file ends before offset {ref.offset} + {ref.length}")
         return data
 
-    def _array(self, tensor: TensorProto) -> np.ndarray:
+    def _array(self, tensor: TensorProto, name: str) -> np.ndarray:
+        if name in self._fills:
+            return np.full(tuple(tensor.dims), self._fills[name])
         if tensor.data_location != TensorProto.EXTERNAL:
             return numpy_helper.to_array(tensor)
-        data = self._tensor_bytes(tensor)
+        data = self._tensor_bytes(tensor, name)
         if (_BITS[tensor.data_type] or 0) % 8:  # packed sub-byte types: onnx unpacks them
             return numpy_helper.to_array(TensorProto(data_type=tensor.data_type, dims=list(tensor.dims), raw_data=data))
         dtype = _np_dtype(tensor.data_type).newbyteorder("<")
         return np.frombuffer(data, dtype=dtype).reshape(tuple(tensor.dims))
 
     def read(self, name: str) -> np.ndarray:
-        return self._array(self._stored[name].proto)
+        return self._array(self._stored[name].proto, name)
 
     def tensors(self) -> list[TensorInfo]:
         return list(self._infos)
@@ -571,7 +602,7 @@ class OnnxModel:
         if item is None or item.proto.data_type not in _INT_TYPES or _element_count(item.proto) > limit:
             return None
         try:
-            return [int(v) for v in self._array(item.proto).ravel()]
+            return [int(v) for v in self._array(item.proto, name).ravel()]
         except (ModelError, ValueError, TypeError):
             return None
 
@@ -792,10 +823,10 @@ class OnnxModel:
     def _materialized(self, node: onnx.NodeProto, label: str) -> TensorProto | None:
         """The initializer a ConstantOfShape node stands for, or None for a fill value of a
         type vsconf cannot lay out (strings, sub-byte types): that node stays."""
-        where = f"{self.path}: ConstantOfShape {label!r}"
+        where = f"{self.path}: ConstantOfShape {_shown(label)}"
         shape = self._constant_ints(node.input[0])
         if shape is None:
-            raise ModelError(f"{where}: its shape {node.input[0]!r} is not a list of at most {_MAX_RANK} integers")
+            raise ModelError(f"{where}: its shape {_shown(node.input[0])} is not a list of at most {_MAX_RANK} integers")
         if any(d < 0 for d in shape):
             raise ModelError(f"{where}: its shape {shape} has a negative dimension")
         fill = self._fill_value(node, where)
@@ -808,24 +839,25 @@ class OnnxModel:
                 f"vsconf materializes at most 2**40 bytes"
             )
         made = TensorProto(name=node.output[0], data_type=onnx.helper.np_dtype_to_tensor_dtype(fill.dtype), dims=shape)
-        made.raw_data = little_endian_bytes(np.broadcast_to(fill, shape))
+        self._fills[made.name] = fill  # its bytes are made when written (or read), not now
         return made
 
     def _fill_value(self, node: onnx.NodeProto, where: str) -> np.ndarray | None:
+        """The fill value as a 0-d array (float32 0 by default), or None for strings and sub-byte types."""
         try:
             value = _attribute(node, "value", AttributeProto.TENSOR)
         except _CannotFollow:
             raise ModelError(f"{where}: its value attribute is not a tensor") from None
         if value is None:
-            return np.zeros(1, np.float32)
+            return np.zeros((), np.float32)
         problem = _layout_problem(value) or _data_problem(value)
         if problem:
             raise ModelError(f"{where}: its value: {problem}")
-        if value.data_location == TensorProto.EXTERNAL or _element_count(value) != 1:
+        if _element_count(value) != 1:
             raise ModelError(f"{where}: its value attribute is not a one-element tensor")
         if value.data_type == TensorProto.STRING or (_BITS[value.data_type] or 0) % 8:
             return None
-        return numpy_helper.to_array(value).ravel()[:1]
+        return self._array(value, value.name or "(unnamed)").reshape(())
 
     def _untie(self) -> None:
         """Give every direct consumer of a shared float initializer its own copy, ``<name>:<node>``.
@@ -843,6 +875,8 @@ class OnnxModel:
                 copy = TensorProto()
                 copy.CopyFrom(item.proto)
                 copy.name = f"{name}:{consumer}"
+                if name in self._fills:
+                    self._fills[copy.name] = self._fills[name]
                 item.graph.initializer.append(copy)
                 if self.model.ir_version < 4:
                     item.graph.input.append(onnx.helper.make_tensor_value_info(copy.name, copy.data_type, list(copy.dims)))
@@ -860,14 +894,16 @@ class OnnxModel:
         """Stage the model with new values as ``output`` in ``transaction`` (not committed).
 
         With external data (the input had some, or the output would pass protobuf's 2 GiB),
-        tensors go to a fresh data file beside the output, staged before the model that
-        names it so that the commit renames it into place first.
+        tensors of 1 KiB or more go to a fresh data file beside the output (none when no
+        tensor is that large), staged before the model that names it so that the commit
+        renames it into place first.
         """
         output = Path(output)
         entries = {entry.name: entry for entry in plan}
         inline_bytes = sum(_nbytes(item.proto) for item in self._stored.values())
+        external = bool(self._input_locations) or inline_bytes > _INLINE_LIMIT
         data_path = None
-        if self._input_locations or inline_bytes > _INLINE_LIMIT:
+        if external and any(self._moves(item) for item in self._stored.values()):
             data_path = output.parent / self._fresh_data_name(output)
         if data_path is not None:
             temp = transaction.stage(data_path)
@@ -875,6 +911,8 @@ class OnnxModel:
                 self._store(entries, values, progress, data, data_path.name)
         else:
             self._store(entries, values, progress, None, None)
+        for name, tensor in self._loose:
+            _set_inline(tensor, self._tensor_bytes(tensor, name))
         _set_metadata(self.model, metadata)
         try:
             serialized = self.model.SerializeToString()
@@ -885,26 +923,32 @@ class OnnxModel:
             temp.write_bytes(serialized)
 
     def _store(self, entries, values, progress, data, location: str | None) -> None:
-        """Put every tensor's bytes in place: new values, and in external mode every big initializer."""
+        """Put every tensor's bytes in place: new values, materialized fills, and in
+        external mode every big initializer (``data``: the open data file, or None)."""
         total = len(self._stored)
         for done, (name, item) in enumerate(self._stored.items(), 1):
             entry = entries.get(name)
             array = values(entry) if entry is not None else None
-            movable = data is not None and item.kind == "initializer" and _movable(item.proto)
-            is_external = item.proto.data_location == TensorProto.EXTERNAL
-            if array is not None or is_external or (movable and _nbytes(item.proto) >= _EXTERNAL_THRESHOLD):
-                raw = little_endian_bytes(array) if array is not None else self._raw(item.proto)
-                if movable and len(raw) >= _EXTERNAL_THRESHOLD:
-                    _write_external(item.proto, data, location, raw)
-                else:
-                    _set_inline(item.proto, raw)
+            target = data if data is not None and self._moves(item) else None
+            if array is not None:
+                _put(item.proto, [little_endian_bytes(array)], target, location)
+            elif name in self._fills:
+                _put(item.proto, _fill_chunks(self._fills[name], _element_count(item.proto)), target, location)
+            elif item.proto.data_location == TensorProto.EXTERNAL or target is not None:
+                _put(item.proto, [self._raw(item.proto, name)], target, location)
             if progress:
                 progress(done, total, name)
 
-    def _raw(self, tensor: TensorProto) -> bytes:
+    @staticmethod
+    def _moves(item: _Stored) -> bool:
+        """Whether the tensor goes to the data file when the output has one (its new values
+        have the size its dims declare)."""
+        return item.kind == "initializer" and _movable(item.proto) and _nbytes(item.proto) >= _EXTERNAL_THRESHOLD
+
+    def _raw(self, tensor: TensorProto, name: str) -> bytes:
         """The tensor's bytes as raw_data stores them."""
         if tensor.data_location == TensorProto.EXTERNAL:
-            return self._tensor_bytes(tensor)
+            return self._tensor_bytes(tensor, name)
         if tensor.HasField("raw_data"):
             return tensor.raw_data
         return little_endian_bytes(numpy_helper.to_array(tensor))
@@ -946,7 +990,7 @@ class OnnxModel:
             if reason is None:
                 stale.append(output.parent / location)
             elif reason:
-                notes.append(f"kept {_shown(location) if not location.isprintable() else location}: {reason}")
+                notes.append(f"kept {_plain(location)}: {reason}")
         return stale, notes
 
     def _keep_reason(self, output: Path, location: str, input_files: set[Path | None]) -> str | None:
@@ -1053,18 +1097,38 @@ def _set_inline(tensor: TensorProto, raw: bytes) -> None:
     tensor.raw_data = raw
 
 
-def _write_external(tensor: TensorProto, data, location: str, raw: bytes) -> None:
-    """Append ``raw`` to the open data file (page-aligned) and point the tensor at it."""
+def _put(tensor: TensorProto, chunks: Iterable[bytes], data, location: str | None) -> None:
+    """Store the bytes ``chunks`` make as the tensor's values: appended to the open data
+    file ``data`` when given, else inline as raw_data."""
+    if data is None:
+        _set_inline(tensor, b"".join(chunks))
+    else:
+        _write_external(tensor, data, location, chunks)
+
+
+def _fill_chunks(fill: np.ndarray, count: int) -> Iterator[bytes]:
+    """``count`` copies of ``fill``'s bytes, at most about 64 MiB at a time."""
+    one = little_endian_bytes(fill)
+    per_chunk = max(1, (64 << 20) // max(len(one), 1))
+    for start in range(0, count, per_chunk):
+        yield one * min(per_chunk, count - start)
+
+
+def _write_external(tensor: TensorProto, data, location: str, chunks: Iterable[bytes]) -> None:
+    """Append the bytes ``chunks`` make to the open data file (page-aligned) and point the tensor at it."""
     position = data.tell()
     padding = (-position) % _ALIGNMENT
     if padding:
         data.write(b"\0" * padding)
         position += padding
-    data.write(raw)
+    length = 0
+    for chunk in chunks:
+        data.write(chunk)
+        length += len(chunk)
     _set_inline(tensor, b"")
     tensor.ClearField("raw_data")
     tensor.data_location = TensorProto.EXTERNAL
-    for key, value in (("location", location), ("offset", str(position)), ("length", str(len(raw)))):
+    for key, value in (("location", location), ("offset", str(position)), ("length", str(length))):
         entry = tensor.external_data.add()
         entry.key, entry.value = key, value
 

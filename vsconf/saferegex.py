@@ -48,7 +48,7 @@ _MAX_PATTERN_LENGTH = 32_768
 _MAX_NESTING = 100
 _MAX_STATES = 10_000
 _MAX_CLASS_SPAN = 1 << 20
-_CACHE_LIMIT = 100_000
+_CACHE_LIMIT = 20_000  # NFA states in cached sets, plus transitions
 
 _LINEAR = "vsconf matches regexes in linear time, without backtracking"
 _REFUSALS = {
@@ -62,17 +62,27 @@ _REFUSALS = {
 _TOO_LONG = f"pattern is too long: more than {_MAX_PATTERN_LENGTH} characters"
 _TOO_DEEP = f"pattern is nested too deeply: more than {_MAX_NESTING} levels of groups"
 _TOO_LARGE = (
-    f"pattern is too large: its counted repeats expand to more than {_MAX_STATES} states, "
-    "and vsconf matches regexes in linear time by expanding them"
+    f"pattern is too large: matching it in linear time takes an automaton of more than {_MAX_STATES} "
+    "states (counted repeats such as {m,n} are expanded)"
 )
-_TOO_WIDE = f"character classes are too wide: their ranges span more than {_MAX_CLASS_SPAN} characters"
+_TOO_WIDE = (
+    f"character classes are too wide: their ranges span more than {_MAX_CLASS_SPAN} characters in all"
+)
 _TOO_MANY_REPEATS = "the repetition number is too large"  # Python's words for its OverflowError
 
 _TYPE_FLAGS = re.ASCII | re.LOCALE | re.UNICODE
 _CHAR_FLAGS = re.IGNORECASE | re.DOTALL | re.ASCII
-_GROUP_KINDS = (("=", "lookahead"), ("!", "lookahead"), ("<=", "lookbehind"), ("<!", "lookbehind"),
-                ("(", "conditional"), (">", "atomic"))
+_GROUP_KINDS = (  # what follows "(?"
+    ("=", "lookahead"),
+    ("!", "lookahead"),
+    ("<=", "lookbehind"),
+    ("<!", "lookbehind"),
+    ("(", "conditional"),
+    (">", "atomic"),
+)
 _FLAG_LETTERS = frozenset("aiLmsux-")
+_GROUP_DIGITS = frozenset("123456789")
+_OCTAL_DIGITS = frozenset("01234567")
 _COUNTS = re.compile(r"\{([0-9]*)(?:,([0-9]*))?\}")  # no nested quantifier: linear
 _CATEGORIES = {
     _sre.CATEGORY_DIGIT: r"\d", _sre.CATEGORY_NOT_DIGIT: r"\D",
@@ -229,7 +239,8 @@ class _Scanner:
 def _is_backreference(text: str, i: int) -> bool:
     """At a backslash outside a class: ``\\1``..``\\99``, not a three-digit octal escape."""
     digits = text[i + 1 : i + 4]
-    return digits[:1] in set("123456789") and not (len(digits) == 3 and set(digits) <= set("01234567"))
+    octal = len(digits) == 3 and set(digits) <= _OCTAL_DIGITS
+    return digits[:1] in _GROUP_DIGITS and not octal
 
 
 def _class_end(text: str, i: int) -> int:
@@ -353,7 +364,8 @@ class _Builder:
 
     def node(self, op: Any, av: Any, flags: int, out: int) -> int:
         if op is _sre.BRANCH:
-            return self.add(_FORK, tuple(self.sequence(alternative, flags, out) for alternative in av[1]))
+            alternatives = tuple(self.sequence(alternative, flags, out) for alternative in av[1])
+            return self.add(_FORK, alternatives)
         if op is _sre.SUBPATTERN:
             _group, add_flags, del_flags, sub = av
             return self.sequence(sub, _combine_flags(flags, add_flags, del_flags), out)
@@ -371,7 +383,7 @@ class _Builder:
         else:
             start = out
             for _ in range(high - low):
-                start = self.add(_FORK, (self.sequence(item, flags, start), out))
+                start = self.add(_FORK, (self.sequence(item, flags, out), out))
         for _ in range(low):
             start = self.sequence(item, flags, start)
         return start
@@ -400,11 +412,18 @@ class _Builder:
         test = self.tests.get(key)
         if test is None:
             if op is _sre.IN:
-                self.span_left -= sum(min(bounds[1] - bounds[0] + 1, 1 << 16) for kind, bounds in av if kind is _sre.RANGE)
-                if self.span_left < 0:
-                    raise RegexError(_TOO_WIDE, 0)
+                self.spend_span(av)
             test = self.tests[key] = re.compile(*key).fullmatch
         return test
+
+    def spend_span(self, items: Sequence[tuple[Any, Any]]) -> None:
+        """Charge a new class's ranges: :mod:`re` compiles a range in time proportional to its
+        width (up to 65536 characters), so their total width bounds the compile time."""
+        for op, av in items:
+            if op is _sre.RANGE:
+                self.span_left -= min(av[1] - av[0] + 1, 1 << 16)
+        if self.span_left < 0:
+            raise RegexError(_TOO_WIDE, 0)
 
 
 def _combine_flags(flags: int, add_flags: int, del_flags: int) -> int:
@@ -487,7 +506,7 @@ class _DState:
 
     def __init__(self, kernel: frozenset[int]):
         self.kernel = kernel
-        self.steps: dict[tuple[str | None, str, bool], _DState] = {}
+        self.steps: dict[str | tuple[str | None, str, bool], _DState] = {}
         self.ends: dict[str | None, bool] = {}
 
 
@@ -522,10 +541,13 @@ class _Matcher:
         last = len(name) - 1
         needs_previous = self._nfa.needs_previous
         for i, cur in enumerate(name):
-            context = (prev, cur, i == last)
-            after = state.steps.get(context)
+            # Between the first and the last character, the character alone decides a step
+            # unless assertions look at the previous one: the short key is three times faster.
+            key = (prev, cur, i == last) if needs_previous or not 0 < i < last else cur
+            after = state.steps.get(key)
             if after is None:
-                after = state.steps[context] = self._state(self._nfa.step(state.kernel, *context)[0])
+                kernel = self._nfa.step(state.kernel, prev, cur, i == last)[0]
+                after = state.steps[key] = self._state(kernel)
                 self._cached += 1
             if not after.kernel:
                 return False

@@ -1,17 +1,44 @@
-"""The spec: load YAML, validate it (schema, then meaning), and normalise it.
+"""The spec: read it, load YAML, validate it (schema, then meaning), and normalise it.
 
 Every problem is reported at once, each as ``FILE:LINE:COL: PATH: message`` with the
 line and column of the offending YAML node.  A valid spec becomes a :class:`Spec`
 whose rules each carry one explicit init; its canonical JSON and SHA-256 identify it.
+
+Contracts on hostile input: :func:`load_spec` and :func:`parse_spec` raise only
+:class:`SpecError` (or ``TypeError`` for an argument of the wrong type), and their work is
+bounded whatever the input:
+
+* only regular files are read (a FIFO or a device is refused before it is opened for
+  reading), and at most :data:`MAX_SPEC_BYTES` bytes of them;
+* the text must be UTF-8 (the position of the first bad byte is reported) and hold only
+  characters YAML allows;
+* the YAML document may nest at most :data:`MAX_DEPTH` levels and may have at most
+  :data:`MAX_NODES` nodes once every alias is expanded (a recursive alias is refused), so
+  an alias bomb stops at the alias that would overflow it;
+* an integer is read only when it has at most :data:`MAX_INT_DIGITS` digits, so no
+  message ever holds a huge number; ``integer`` in the schema means a YAML integer (not
+  ``7.0``), and every number must be finite;
+* a ``re:`` pattern is compiled by :mod:`vsconf.saferegex`, which matches in linear time
+  and refuses what it cannot match so (backreferences, lookarounds, huge repeats).
+
+YAML is read as YAML 1.1 (PyYAML's safe schema) with one addition from YAML 1.2 and JSON:
+a number with an exponent (``1e-3``, ``2E+5``) or a signed leading dot (``-.5``) is a
+float, so that every JSON number means what it means in JSON -- the canonical form, which
+is JSON, loads back as the same spec.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import datetime
 import functools
 import hashlib
 import json
+import math
+import os
 import re
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import resources
@@ -24,9 +51,15 @@ import yaml
 from vsconf.errors import Problem, SpecError, did_you_mean
 from vsconf.fans import Axes, axes_from_config
 from vsconf.initializers import CONSTANTS, PRESETS
+from vsconf.saferegex import RegexError, compile_pattern
 
 PathKey = tuple[Union[str, int], ...]
 REGEX_PREFIX = "re:"
+
+MAX_SPEC_BYTES = 1 << 20  # a spec is a short text file; 1 MiB leaves room for generated ones
+MAX_DEPTH = 64  # a valid spec nests 6 levels deep; PyYAML's composer recurses per level
+MAX_NODES = 50_000  # nodes with every alias expanded: what is walked and validated (~3 s)
+MAX_INT_DIGITS = 40  # a seed needs 19; Python refuses to print an int of over 4300 digits
 
 # Keras's class names for the presets vsconf knows by their snake_case names.
 KERAS_PRESETS = {
@@ -149,12 +182,164 @@ def schema_text() -> str:
     return resources.files("vsconf").joinpath("vsconf.schema.json").read_text(encoding="utf-8")
 
 
+def _is_integer(checker: Any, instance: Any) -> bool:
+    # JSON Schema counts 7.0 as an integer; YAML tells 7 from 7.0, and a seed must be 7.
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+def _is_number(checker: Any, instance: Any) -> bool:
+    # JSON has no NaN or infinity; YAML has .nan and .inf, and they must not pass as numbers.
+    return _is_integer(checker, instance) or (isinstance(instance, float) and math.isfinite(instance))
+
+
+def _item_key(item: Any) -> str:
+    """A hashable stand-in for a list item: equal items (by JSON) have equal keys."""
+    try:
+        return json.dumps(item, sort_keys=True)
+    except (TypeError, ValueError):
+        return repr(item)
+
+
+def _unique_items(validator: Any, unique: bool, instance: Any, schema: Any) -> Iterable[jsonschema.ValidationError]:
+    # jsonschema's own check falls back to comparing every pair of items: quadratic.
+    if unique and validator.is_type(instance, "array"):
+        keys = [_item_key(item) for item in instance]
+        if len(set(keys)) < len(keys):
+            yield jsonschema.ValidationError("has repeated items")
+
+
 @functools.lru_cache(maxsize=1)
-def _validator() -> jsonschema.Draft202012Validator:
-    return jsonschema.Draft202012Validator(json.loads(schema_text()))
+def _validator() -> jsonschema.protocols.Validator:
+    """The schema's validator, with YAML's notion of integers and finite numbers only."""
+    base = jsonschema.Draft202012Validator
+    checker = base.TYPE_CHECKER.redefine_many({"integer": _is_integer, "number": _is_number})
+    cls = jsonschema.validators.extend(base, validators={"uniqueItems": _unique_items}, type_checker=checker)
+    return cls(json.loads(schema_text()))
 
 
-# --------------------------------------------------------------------------- YAML with positions
+# --------------------------------------------------------------------------- YAML, bounded
+
+_INT_TAG = "tag:yaml.org,2002:int"
+_STR_TAG = "tag:yaml.org,2002:str"
+# Keys PyYAML itself turns into strings or merges away (<< and =).
+_KEY_TAGS = frozenset({_STR_TAG, "tag:yaml.org,2002:merge", "tag:yaml.org,2002:value"})
+# YAML 1.2's and JSON's floats that YAML 1.1 reads as strings: an exponent without a dot
+# or without a sign (1e-3, 1.0e5), or a sign before a leading dot (-.5).
+_JSON_FLOAT = re.compile(
+    r"^(?:[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+|[-+]\.[0-9][0-9_]*)$"
+)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_TAG_WORDS = {
+    "int": "an integer",
+    "float": "a number",
+    "bool": "a boolean",
+    "null": "null",
+    "timestamp": "a date",
+    "binary": "base64 data",
+    "str": "a string",
+    "seq": "a list",
+    "map": "a mapping",
+}
+
+
+def _tag_word(tag: str) -> str:
+    """``tag:yaml.org,2002:int`` -> ``an integer``; other tags by their name."""
+    name = tag.rsplit(":", 1)[-1] if tag.startswith("tag:yaml.org,2002:") else tag
+    return _TAG_WORDS.get(name, f"!!{name}")
+
+
+class _LimitError(yaml.MarkedYAMLError):
+    """Valid YAML that vsconf refuses to read: too deep, too large, recursive."""
+
+    def __init__(self, message: str, mark: yaml.Mark):
+        super().__init__(problem=message, problem_mark=mark)
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, bounded: nesting depth and expanded size are counted while
+    composing, before anything recursive or exponential can run.
+
+    An alias contributes the expanded size and depth of its target, both known when the
+    alias is read (a target still being composed is an alias to an enclosing node:
+    recursive, refused).
+    """
+
+    def __init__(self, text: str):
+        super().__init__(text)
+        self._depth = 0
+        self._nodes = 0
+        self._shape: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded size, expanded depth)
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            target = self.anchors.get(event.anchor)
+            if target is not None:
+                self._count_alias(event, target)
+            return super().compose_node(parent, index)
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise _LimitError(f"the spec nests deeper than {MAX_DEPTH} levels", event.start_mark)
+        self._count(1, event.start_mark, None)
+        node = super().compose_node(parent, index)
+        self._depth -= 1
+        self._shape[id(node)] = self._expanded(node)
+        return node
+
+    def _count_alias(self, event: yaml.AliasEvent, target: yaml.Node) -> None:
+        shape = self._shape.get(id(target))
+        if shape is None:
+            raise _LimitError(
+                f"alias *{event.anchor} refers to a node that contains it; a spec cannot be recursive", event.start_mark
+            )
+        size, depth = shape
+        if self._depth + depth > MAX_DEPTH:
+            raise _LimitError(f"alias *{event.anchor} nests the spec deeper than {MAX_DEPTH} levels", event.start_mark)
+        self._count(size, event.start_mark, event.anchor)
+
+    def _count(self, size: int, mark: yaml.Mark, alias: str | None) -> None:
+        self._nodes += size
+        if self._nodes > MAX_NODES:
+            what = f"expanding alias *{alias} makes the spec" if alias else "the spec is"
+            raise _LimitError(f"{what} larger than {MAX_NODES} nodes, the limit", mark)
+
+    def _expanded(self, node: yaml.Node) -> tuple[int, int]:
+        if isinstance(node, yaml.ScalarNode):
+            return 1, 1
+        children = [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode) else node.value
+        shapes = [self._shape[id(child)] for child in children]
+        return 1 + sum(size for size, _ in shapes), 1 + max((depth for _, depth in shapes), default=0)
+
+    def scan_flow_scalar(self, style: str) -> yaml.ScalarToken:
+        # "\ud83d\ude00" (how JSON, hence the canonical form, escapes U+1F600) is one
+        # character, as in JSON; PyYAML would keep two lone surrogates.
+        token = super().scan_flow_scalar(style)
+        if _SURROGATE.search(token.value):
+            token.value = token.value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
+        return token
+
+    def scan_flow_scalar_non_spaces(self, double: bool, start_mark: yaml.Mark) -> list[str]:
+        # PyYAML turns "\U00110000" into chr(0x110000), a ValueError.
+        try:
+            return super().scan_flow_scalar_non_spaces(double, start_mark)
+        except ValueError:
+            raise yaml.scanner.ScannerError(
+                "while scanning a double-quoted scalar", start_mark, "an escape beyond U+10FFFF", self.get_mark()
+            ) from None
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        # PyYAML's scalar constructors raise ValueError & co. on explicit tags and on
+        # dates like 2001-13-45; every such failure becomes an error at the node.
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError):
+            what = _show(node.value) if isinstance(node, yaml.ScalarNode) else "this node"
+            raise yaml.constructor.ConstructorError(
+                problem=f"{what} is not {_tag_word(node.tag)}", problem_mark=node.start_mark
+            ) from None
+
+
+_Loader.add_implicit_resolver("tag:yaml.org,2002:float", _JSON_FLOAT, list("-+.0123456789"))
 
 
 class _Document:
@@ -166,22 +351,45 @@ class _Document:
         self.values: dict[PathKey, tuple[int, int]] = {}
         self.keys: dict[PathKey, tuple[int, int]] = {}
         self.data: Any = None
-        loader = yaml.SafeLoader(text)
+        self._unreadable = False  # a scalar that must not be constructed (a huge integer)
+        try:
+            loader = _Loader(text)
+        except yaml.reader.ReaderError as exc:
+            self.problems.append(self._character_problem(exc, text))
+            return
         try:
             node = loader.get_single_node()
             if node is not None:
                 self._walk(node, ())
-                self.data = loader.construct_document(node)
+                if not self._unreadable:
+                    self.data = loader.construct_document(node)
         except yaml.MarkedYAMLError as exc:
             self.problems.append(self._yaml_problem(exc, text))
-        except yaml.YAMLError as exc:  # unmarked errors (encoding...) have no position
-            self.problems.append(Problem(source, 0, 0, "", f"invalid YAML: {exc}"))
+        except yaml.YAMLError as exc:  # unmarked errors have no position
+            self.problems.append(Problem(source, 1, 1, "", f"invalid YAML: {exc}"))
         finally:
             loader.dispose()
 
+    def _character_problem(self, exc: yaml.reader.ReaderError, text: str) -> Problem:
+        """A character YAML refuses (NUL, other control characters, lone surrogates)."""
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character)
+        if code == 0:
+            what = "a NUL character (U+0000); is this a binary file?"
+        elif chr(code).isprintable() or 0xD800 <= code <= 0xDFFF or code in (0xFFFE, 0xFFFF):
+            what = f"character U+{code:04X}, which YAML does not allow"
+        else:
+            what = f"control character U+{code:04X}, which YAML does not allow"
+        line, column = line_column(text, exc.position)
+        return Problem(self.source, line, column, "", f"invalid YAML: {what}")
+
     def _yaml_problem(self, exc: yaml.MarkedYAMLError, text: str) -> Problem:
         mark = exc.problem_mark or exc.context_mark
-        line, column = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        if isinstance(exc, _LimitError):
+            return Problem(self.source, line, column, "", exc.problem)
+        plain = _plain_yaml_problem(exc)
+        if plain:
+            return Problem(self.source, line, column, "", f"invalid YAML: {plain}")
         problem = exc.problem or "syntax error"
         if mark is not None and mark.index < len(text) and text[mark.index] == "\t":
             problem = "a tab character; YAML indents with spaces only"
@@ -193,29 +401,50 @@ class _Document:
         return Problem(self.source, line, column, "", message)
 
     def _walk(self, node: yaml.Node, path: PathKey) -> None:
-        self.values[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
-        if isinstance(node, yaml.MappingNode):
+        self.values[path] = _position(node)
+        if isinstance(node, yaml.ScalarNode):
+            self._check_scalar(node, path)
+        elif isinstance(node, yaml.MappingNode):
             seen: dict[Any, int] = {}
             for key_node, value_node in node.value:
-                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else repr(key_node)
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else f"<{_tag_word(key_node.tag)}>"
                 child = path + (key,)
+                if isinstance(key_node, yaml.ScalarNode) and key_node.tag not in _KEY_TAGS:
+                    self._check_key(key_node, child)
                 if key in seen:
-                    self.problems.append(
-                        Problem(
-                            self.source,
-                            key_node.start_mark.line + 1,
-                            key_node.start_mark.column + 1,
-                            format_path(child),
-                            f"duplicate key {key!r} (first given at line {seen[key]})",
-                        )
-                    )
+                    message = f"duplicate key {_show(key)} (first given at line {seen[key]})"
+                    self.problems.append(self._at(key_node, child, message))
                     continue
-                seen[key] = key_node.start_mark.line + 1
-                self.keys[child] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+                seen[key] = _position(key_node)[0]
+                self.keys[child] = _position(key_node)
                 self._walk(value_node, child)
         elif isinstance(node, yaml.SequenceNode):
             for index, item in enumerate(node.value):
                 self._walk(item, path + (index,))
+
+    def _check_scalar(self, node: yaml.ScalarNode, path: PathKey) -> None:
+        if node.tag == _INT_TAG:
+            digits = len(re.sub(r"^[-+]?(0[box])?|[_:]", "", node.value))
+            if digits > MAX_INT_DIGITS:
+                self._unreadable = True
+                self.problems.append(
+                    self._at(node, path, f"an integer of {digits} digits; expected at most {MAX_INT_DIGITS} digits")
+                )
+
+    def _check_key(self, key_node: yaml.ScalarNode, path: PathKey) -> None:
+        """Every key of a spec is a string; YAML reads ``1:``, ``yes:``, ``~:`` otherwise."""
+        self._check_scalar(key_node, path)
+        self.problems.append(
+            self._at(
+                key_node,
+                path,
+                f"a key must be a string; YAML reads {_show(key_node.value)} as {_tag_word(key_node.tag)} (quote it)",
+            )
+        )
+
+    def _at(self, node: yaml.Node, path: PathKey, message: str) -> Problem:
+        line, column = _position(node)
+        return Problem(self.source, line, column, format_path(path), message)
 
     def problem(self, path: Iterable[str | int], message: str, *, at_key: bool = False) -> Problem:
         path = tuple(path)
@@ -225,14 +454,55 @@ class _Document:
     def _nearest(self, path: PathKey) -> tuple[int, int]:
         while path not in self.values and path:
             path = path[:-1]
-        return self.values.get(path, (0, 0))
+        return self.values.get(path, (1, 1))
 
 
-def format_path(path: Iterable[str | int]) -> str:
-    """``("rules", 1, "init", "mode")`` -> ``rules[1].init.mode``."""
+_UNKNOWN_TAG = re.compile(r"could not determine a constructor for the tag '(.*)'", re.DOTALL)
+_DUPLICATE_ANCHOR = re.compile(r"found duplicate anchor '(.*)'; first occurrence", re.DOTALL)
+_UNDEFINED_ALIAS = re.compile(r"found undefined alias '(.*)'", re.DOTALL)
+
+
+def _plain_yaml_problem(exc: yaml.MarkedYAMLError) -> str | None:
+    """PyYAML's wording where it names its own machinery, in a user's words (else None)."""
+    problem, context = exc.problem or "", exc.context or ""
+    unknown = _UNKNOWN_TAG.fullmatch(problem)
+    if unknown:
+        tag = unknown.group(1).replace("tag:yaml.org,2002:", "!!")
+        return f"unknown tag {_cut(tag)}; a spec holds plain YAML values"
+    undefined = _UNDEFINED_ALIAS.fullmatch(problem)
+    if undefined:
+        return f"alias *{_cut(undefined.group(1))} is not defined; its anchor must come before it"
+    duplicate = _DUPLICATE_ANCHOR.fullmatch(context)
+    if duplicate and exc.context_mark is not None:
+        return f"anchor &{_cut(duplicate.group(1))} is defined twice (first at line {exc.context_mark.line + 1})"
+    return None
+
+
+def _position(node: yaml.Node) -> tuple[int, int]:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")
+
+
+def line_column(text: str, index: int) -> tuple[int, int]:
+    """The 1-based line and column of ``text[index]``, counting lines and columns as
+    PyYAML does (CR LF, CR, LF, NEL, LS and PS break lines; a BOM takes no column)."""
+    line, start = 1, 0
+    for match in _LINE_BREAK.finditer(text, 0, index):
+        line, start = line + 1, match.end()
+    return line, index - start - text.count("\ufeff", start, index) + 1
+
+
+def format_path(path: Iterable[Any]) -> str:
+    """``("rules", 1, "init", "mode")`` -> ``rules[1].init.mode``; a long key is cut short."""
     out = ""
     for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int) and not isinstance(part, bool):
+            out += f"[{part}]"
+        else:
+            part = _cut(str(part))
+            out += f".{part}" if out else part
     return out
 
 
@@ -248,7 +518,23 @@ _TYPE_WORDS = {
     "boolean": "true or false",
     "null": "null",
 }
-_NUMBER_LIKE = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+_SHOW_LIMIT = 60
+# YAML 1.1 reads 08 and 09 (not octal) as strings.
+_LEADING_ZERO = re.compile(r"^[-+]?0[0-9_]+$")
+
+
+def _cut(text: str) -> str:
+    """``text``, or its start and its length when it is too long for a message."""
+    if len(text) <= _SHOW_LIMIT:
+        return text
+    return f"{text[:_SHOW_LIMIT - 20]}...({len(text)} characters)"
+
+
+def _show(value: Any) -> str:
+    """``repr(value)`` for a message, cut short when long (a key, a pattern, an enum miss)."""
+    if isinstance(value, str) and len(value) > _SHOW_LIMIT:
+        return f"{value[:_SHOW_LIMIT - 20]!r}...({len(value)} characters)"
+    return repr(value)
 
 
 def _describe(value: Any) -> str:
@@ -259,13 +545,23 @@ def _describe(value: Any) -> str:
     if isinstance(value, int):
         return f"an integer ({value})"
     if isinstance(value, float):
+        if math.isnan(value):
+            return ".nan (not a number)"
+        if math.isinf(value):
+            return f"{'-' if value < 0 else ''}.inf (infinity)"
         return f"a number ({value!r})"
     if isinstance(value, str):
-        return f"a string ({value!r})"
-    if isinstance(value, list):
+        return f"a string ({_show(value)})"
+    if isinstance(value, (list, tuple)):
         return "a list"
     if isinstance(value, dict):
         return "a mapping"
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        return f"a date ({value.isoformat()})"
+    if isinstance(value, bytes):
+        return "binary data (!!binary)"
+    if isinstance(value, set):
+        return "a set (!!set)"
     return type(value).__name__
 
 
@@ -285,11 +581,11 @@ def _schema_problems(doc: _Document, error: jsonschema.ValidationError) -> list[
         return [
             doc.problem(
                 path + (key,),
-                f"unknown key {key!r}" + (did_you_mean(key, allowed) or f"; allowed keys: {_choices(allowed)}"),
+                f"unknown key {_show(key)}" + (did_you_mean(key, allowed) or f"; allowed keys: {_choices(allowed)}"),
                 at_key=True,
             )
             for key in instance
-            if key not in allowed
+            if key not in allowed and isinstance(key, str)  # other keys: see _Document._check_key
         ]
     if kind == "required":
         return [
@@ -313,14 +609,17 @@ def _schema_problems(doc: _Document, error: jsonschema.ValidationError) -> list[
 def _message(error: jsonschema.ValidationError) -> str:
     kind, value, instance = error.validator, error.validator_value, error.instance
     if kind == "enum":
-        return f"{instance!r} is not one of {_choices(value)}" + did_you_mean(instance, value)
+        return f"{_show(instance)} is not one of {_choices(value)}" + did_you_mean(instance, value)
     if kind == "const":
         return f"must be {value!r}, got {_describe(instance)}"
     if kind == "type":
         types = [value] if isinstance(value, str) else list(value)
-        message = f"expected {' or '.join(_TYPE_WORDS[t] for t in types)}, got {_describe(instance)}"
-        if isinstance(instance, str) and _NUMBER_LIKE.match(instance) and {"number", "integer"} & set(types):
-            message += f" (YAML 1.1 reads {instance} as a string: write it with a dot, e.g. 1.0e-2)"
+        words = [_TYPE_WORDS[t] for t in types]
+        if isinstance(instance, float) and not math.isfinite(instance) and "number" in types:
+            words[types.index("number")] = "a finite number"
+        message = f"expected {' or '.join(words)}, got {_describe(instance)}"
+        if isinstance(instance, str) and _LEADING_ZERO.match(instance) and {"number", "integer"} & set(types):
+            message += f" (YAML 1.1 reads {instance} as a string, as it starts with 0 but is not octal)"
         return message
     if kind == "minItems":
         return "must not be empty" if value == 1 else f"needs at least {value} items"
@@ -335,8 +634,8 @@ def _message(error: jsonschema.ValidationError) -> str:
     if kind == "exclusiveMaximum":
         return f"must be < {_bound(value)}, got {instance!r}"
     if kind == "uniqueItems":
-        repeated = sorted({json.dumps(v) for v in instance if instance.count(v) > 1})
-        return f"repeats {', '.join(repeated)}"
+        counts = collections.Counter(_item_key(v) for v in instance)
+        return f"repeats {', '.join(sorted(key for key, n in counts.items() if n > 1))}"
     return error.message
 
 
@@ -375,6 +674,32 @@ def _onnx_ops() -> dict[str, list[list[str]]]:
     return ops
 
 
+@functools.lru_cache(maxsize=1)
+def _onnx_ops_lowered() -> dict[str, str]:
+    return {name.lower(): name for name in _onnx_ops()}
+
+
+@functools.lru_cache(maxsize=1024)
+def _op_hint(op: str) -> str:
+    return did_you_mean(op, _onnx_ops())
+
+
+def pattern_problem(pattern: str) -> str | None:
+    """Why a ``match`` pattern cannot be matched in linear time, or None when it can.
+
+    Only ``re:`` patterns can fail: a glob is matched by ``fnmatch``, whose translation
+    makes every star an atomic group (a lookahead and a backreference before Python 3.11),
+    so globs such as ``*a*a*a*b`` never backtrack.
+    """
+    if not pattern.startswith(REGEX_PREFIX):
+        return None
+    try:
+        compile_pattern(pattern[len(REGEX_PREFIX) :])
+    except RegexError as exc:
+        return f"invalid regular expression: {exc.message} at position {exc.position}"
+    return None
+
+
 def _as_list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else [value]
 
@@ -398,22 +723,19 @@ class _Checker:
     def rule(self, rule: Mapping[str, Any], path: PathKey) -> None:
         for i, pattern in enumerate(_as_list(rule.get("match", []))):
             where = path + ("match",) + ((i,) if isinstance(rule["match"], list) else ())
-            if isinstance(pattern, str) and pattern.startswith(REGEX_PREFIX):
-                try:
-                    re.compile(pattern[len(REGEX_PREFIX) :])
-                except re.error as exc:
-                    self.errors.append(self.doc.problem(where, f"invalid regular expression: {exc}"))
+            message = pattern_problem(pattern) if isinstance(pattern, str) else None
+            if message:
+                self.errors.append(self.doc.problem(where, message))
         ops = [op for op in _as_list(rule.get("op", [])) if isinstance(op, str)]
         known = _onnx_ops()
-        lowered = {name.lower(): name for name in known}
         for i, op in enumerate(ops):
             if op in known or "." in op:
                 continue
             where = path + ("op",) + ((i,) if isinstance(rule["op"], list) else ())
-            problem = self.doc.problem(where, f"{op!r} is not an ONNX operator" + did_you_mean(op, known))
+            problem = self.doc.problem(where, f"{_show(op)} is not an ONNX operator" + _op_hint(op))
             # Op types are case-sensitive: 'conv' is a typo of 'Conv', while an unknown
             # name may be a custom operator and only earns a warning.
-            (self.errors if op.lower() in lowered else self.warnings).append(problem)
+            (self.errors if op.lower() in _onnx_ops_lowered() else self.warnings).append(problem)
         if ops and all(op in known for op in ops):
             formal = list(dict.fromkeys(name for op in ops for names in known[op] for name in names))
             for i, name in enumerate(_as_list(rule.get("input", []))):
@@ -422,7 +744,7 @@ class _Checker:
                     self.errors.append(
                         self.doc.problem(
                             where,
-                            f"{'/'.join(ops)} has no input {name!r}; its inputs are {_choices(formal)}"
+                            f"{'/'.join(ops)} has no input {_show(name)}; its inputs are {_choices(formal)}"
                             + did_you_mean(name, formal),
                         )
                     )
@@ -541,6 +863,13 @@ def _normalise(data: Mapping[str, Any], doc: _Document, warnings: list[Problem])
 
 def parse_spec(text: str, source: str = "<string>") -> Spec:
     """Parse, validate and normalise spec ``text``; raises :class:`SpecError` with every problem."""
+    if not isinstance(text, str):
+        raise TypeError(f"parse_spec: text must be a str, got {type(text).__name__}")
+    if not isinstance(source, str):
+        raise TypeError(f"parse_spec: source must be a str, got {type(source).__name__}")
+    if len(text) > MAX_SPEC_BYTES:
+        raise SpecError([Problem(source, 0, 0, "", _TOO_LARGE)])
+    text = text.removeprefix("\ufeff")  # a UTF-8 BOM takes no column
     doc = _Document(text, source)
     problems = list(doc.problems)
     warnings: list[Problem] = []
@@ -553,19 +882,9 @@ def parse_spec(text: str, source: str = "<string>") -> Spec:
         elif not isinstance(data, dict):
             problems.append(doc.problem((), f"expected a mapping at the top of the spec, got {_describe(data)}"))
         else:
-            typed: set[PathKey] = set()
-            for error in _validator().iter_errors(data):
-                # A value of the wrong type fails every branch below it too; the first
-                # (outermost) type error says it best.
-                if error.validator == "type":
-                    if tuple(error.absolute_path) in typed:
-                        continue
-                    typed.add(tuple(error.absolute_path))
-                problems.extend(_schema_problems(doc, error))
-            checker = _Checker(doc)
-            checker.run(data)
-            problems.extend(checker.errors)
-            warnings.extend(checker.warnings)
+            problems.extend(_validation_problems(doc, data, warnings))
+    elif isinstance(data, dict):  # YAML was read, with problems of its own (duplicate keys...)
+        problems.extend(_validation_problems(doc, data, warnings))
     if problems:
         unique = {(p.line, p.column, p.path, p.message): p for p in problems}
         raise SpecError(sorted(unique.values(), key=lambda p: (p.line, p.column, p.path, p.message)))
@@ -573,12 +892,107 @@ def parse_spec(text: str, source: str = "<string>") -> Spec:
     return _normalise(data, doc, warnings)
 
 
-def load_spec(path: str | Path) -> Spec:
-    """Load the spec file at ``path``; raises :class:`SpecError` with every problem found."""
+def _validation_problems(doc: _Document, data: dict[Any, Any], warnings: list[Problem]) -> list[Problem]:
+    """Problems the schema finds, then those only vsconf's own checks find."""
+    problems = []
+    typed: set[PathKey] = set()
+    for error in _validator().iter_errors(data):
+        # A value of the wrong type fails every branch below it too; the first
+        # (outermost) type error says it best.
+        if error.validator == "type":
+            if tuple(error.absolute_path) in typed:
+                continue
+            typed.add(tuple(error.absolute_path))
+        problems.extend(_schema_problems(doc, error))
+    checker = _Checker(doc)
+    checker.run(data)
+    warnings.extend(checker.warnings)
+    return problems + checker.errors
+
+
+# --------------------------------------------------------------------------- reading files
+
+
+_TOO_LARGE = f"cannot read the spec: it is larger than 1 MiB ({MAX_SPEC_BYTES} bytes), the limit for a spec"
+_O_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+_FILE_KINDS = (
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+_WIDE_BOMS = (
+    (b"\xff\xfe\x00\x00", "UTF-32"),
+    (b"\x00\x00\xfe\xff", "UTF-32"),
+    (b"\xff\xfe", "UTF-16"),
+    (b"\xfe\xff", "UTF-16"),
+)
+
+
+def load_spec(path: str | os.PathLike[str]) -> Spec:
+    """Load the spec file at ``path``; raises :class:`SpecError` with every problem found.
+
+    The file must be a regular file of at most :data:`MAX_SPEC_BYTES` bytes of UTF-8.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"load_spec: path must be a str or an os.PathLike, got {type(path).__name__}")
     path = Path(path)
+    source = str(path)
+    return parse_spec(_decode(_read_bytes(path, source), source), source=source)
+
+
+def _unreadable(source: str, reason: str, line: int = 0, column: int = 0) -> SpecError:
+    return SpecError([Problem(source, line, column, "", f"cannot read the spec: {reason}")])
+
+
+def _read_bytes(path: Path, source: str) -> bytes:
+    """At most ``MAX_SPEC_BYTES + 1`` bytes of a regular file; never opens a FIFO for a
+    blocking read (the kind is checked before opening, and again on what was opened)."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise SpecError([Problem(str(path), 0, 0, "", f"cannot read the spec: {reason}")]) from None
-    return parse_spec(text, source=str(path))
+        _require_regular(os.stat(path).st_mode, source)
+        fd = os.open(path, _O_FLAGS)
+        try:
+            _require_regular(os.fstat(fd).st_mode, source)
+            data = _read_at_most(fd, MAX_SPEC_BYTES + 1)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise _unreadable(source, exc.strerror or str(exc)) from None
+    except ValueError:  # os.stat refuses a path with a NUL character in it
+        raise _unreadable(source, "the path holds a NUL character") from None
+    if len(data) > MAX_SPEC_BYTES:
+        raise SpecError([Problem(source, 0, 0, "", _TOO_LARGE)])
+    return data
+
+
+def _require_regular(mode: int, source: str) -> None:
+    if not stat.S_ISREG(mode):
+        kind = next((word for test, word in _FILE_KINDS if test(mode)), "a special file")
+        raise _unreadable(source, f"it is {kind}, not a regular file")
+
+
+def _read_at_most(fd: int, limit: int) -> bytes:
+    chunks, size = [], 0
+    while size < limit:
+        chunk = os.read(fd, min(limit - size, 1 << 16))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _decode(data: bytes, source: str) -> str:
+    """UTF-8 text (a UTF-8 BOM is allowed); else the position of the first bad byte."""
+    for bom, name in _WIDE_BOMS:
+        if data.startswith(bom):
+            reason = f"it is {name} text (it starts with a {name} byte-order mark); save it as UTF-8"
+            raise _unreadable(source, reason, 1, 1)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start].decode("utf-8")
+        line, column = line_column(before, len(before))
+        reason = f"byte 0x{data[exc.start]:02x}: {exc.reason}"
+        raise _unreadable(source, f"it is not UTF-8 text ({reason}); save it as UTF-8", line, column) from None

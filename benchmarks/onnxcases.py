@@ -1,0 +1,185 @@
+"""Sections 2 and 3: whole-process runs on an inline and an external-data ONNX model."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxfiles
+from measure import ProcessRun, run_process
+
+from vsconf import streams
+
+MB = 1e6
+
+
+def _vsconf(*args: Any) -> list[str]:
+    return [sys.executable, "-m", "vsconf", *map(str, args)]
+
+
+class _Runner:
+    """Runs commands in ``folder``, keeping each run's log there, and collects the runs by label."""
+
+    def __init__(self, folder: Path, log):
+        self.folder = folder
+        self.log = log
+        self.runs: dict[str, ProcessRun] = {}
+
+    def __call__(self, label: str, argv: list[str]) -> ProcessRun:
+        self.log(f"{label}: {' '.join(map(str, argv))}")
+        name = "".join(c if c.isalnum() else "-" for c in label)
+        self.runs[label] = run_process(argv, self.folder / f"{name}.log")
+        return self.runs[label]
+
+
+def _row(label: str, run: ProcessRun, size: int) -> list[str]:
+    return [label, f"{run.wall_s:.2f}", f"{run.peak_rss_bytes / MB:.0f}", f"{run.peak_rss_bytes / size:.2f}"]
+
+
+# --------------------------------------------------------------------------- inline
+
+
+def inline(folder: Path, count: int, dim: int, log) -> dict[str, Any]:
+    """apply (default jobs and --jobs 1), the hand script, cp, plan, inspect, verify."""
+    model, spec, hand = folder / "inline.onnx", folder / "spec.yaml", folder / "hand.py"
+    log(f"inline: writing {count} x [{dim},{dim}] float32 to {model}")
+    onnxfiles.write_inline_model(model, count, dim)
+    spec.write_text(onnxfiles.SPEC)
+    hand.write_text(onnxfiles.HAND_SCRIPT)
+    size = model.stat().st_size
+    out, out1, other = folder / "inline.out.onnx", folder / "inline.jobs1.onnx", folder / "inline.other.onnx"
+    run = _Runner(folder, log)
+    run("cp", ["cp", model, other])
+    other.unlink()
+    run("vsconf apply", _vsconf("apply", model, spec, "-o", out, "--force", "--quiet"))
+    run("vsconf apply --jobs 1", _vsconf("apply", model, spec, "-o", out1, "--force", "--quiet", "--jobs", 1))
+    log("inline: digests of both outputs")
+    same = onnxfiles.tensor_digests(out) == onnxfiles.tensor_digests(out1)
+    onnxfiles.remove_model(out1)
+    run("hand script", [sys.executable, hand, model, other])
+    other.unlink()
+    run("vsconf plan", _vsconf("plan", model, spec))
+    run("vsconf inspect", _vsconf("inspect", model))
+    run("vsconf verify", _vsconf("verify", out, spec))
+    for path in (model, out):
+        onnxfiles.remove_model(path)
+    runs = run.runs
+    apply = runs["vsconf apply"]
+    return {
+        "model": {"weights": count, "shape": [dim, dim], "file_bytes": size},
+        "runs": {label: r.as_dict() for label, r in runs.items()},
+        "digest_jobs1_equals_default": same,
+        "ratios": {
+            "apply_over_hand": apply.wall_s / runs["hand script"].wall_s,
+            "apply_over_cp": apply.wall_s / runs["cp"].wall_s,
+            "apply_rss_over_file": apply.peak_rss_bytes / size,
+            "verify_over_apply": runs["vsconf verify"].wall_s / apply.wall_s,
+            "apply_jobs1_over_default": runs["vsconf apply --jobs 1"].wall_s / apply.wall_s,
+        },
+    }
+
+
+def inline_figures(result: dict[str, Any]) -> dict[str, float]:
+    runs = result["runs"]
+    out = {f"inline.{key}": value for key, value in result["ratios"].items()}
+    for command in ("plan", "inspect"):
+        out[f"inline.{command}_wall_s"] = runs[f"vsconf {command}"]["wall_s"]
+        out[f"inline.{command}_rss_mb"] = runs[f"vsconf {command}"]["peak_rss_bytes"] / MB
+    return out
+
+
+def inline_table(result: dict[str, Any], cpus: int) -> tuple[str, list[str], list[list[str]]]:
+    size = result["model"]["file_bytes"]
+    rows = [_row(label, ProcessRun(**run), size) for label, run in result["runs"].items()]
+    r = result["ratios"]
+    title = (
+        f"inline ONNX, {result['model']['weights']} MatMul weights {result['model']['shape']} float32, "
+        f"{size / 1e9:.2f} GB file, He normal, whole processes on {cpus} CPUs (apply: default jobs)\n"
+        f"apply/hand {r['apply_over_hand']:.2f}  apply/cp {r['apply_over_cp']:.2f}  "
+        f"apply RSS/file {r['apply_rss_over_file']:.2f}  verify/apply {r['verify_over_apply']:.2f}  "
+        f"apply jobs1/default {r['apply_jobs1_over_default']:.2f}  "
+        f"output digest --jobs 1 vs default: {'identical' if result['digest_jobs1_equals_default'] else 'DIFFERENT'}"
+    )
+    return title, ["command", "wall s", "peak RSS MB", "RSS/file"], rows
+
+
+# --------------------------------------------------------------------------- external
+
+
+def _fill_only(count: int, dim: int, jobs: int, expected: dict[str, str]) -> tuple[float, bool]:
+    """Seconds spent in ``streams.draw`` for every weight at ``jobs`` (results discarded after
+    hashing, which is not timed), and whether the hashes equal ``expected``."""
+    seconds, same = 0.0, True
+    param = onnxfiles.he_param(dim)
+    for name in onnxfiles.weight_names(count):
+        start = time.perf_counter()
+        values = streams.draw(onnxfiles.SEED, name, (dim, dim), np.float32, "truncated_normal", param, jobs=jobs)
+        seconds += time.perf_counter() - start
+        same &= hashlib.sha256(values.data).hexdigest() == expected.get(name)
+        del values
+    return seconds, same
+
+
+def external(folder: Path, count: int, dim: int, log) -> dict[str, Any]:
+    """apply (default jobs and --jobs 1), plan, verify, and the fill-only time at the default jobs."""
+    model, spec, data_name = folder / "external.onnx", folder / "spec.yaml", "external.data"
+    log(f"external: writing {count} x [{dim},{dim}] float32 to {folder / data_name}")
+    onnxfiles.write_external_model(model, data_name, count, dim)
+    spec.write_text(onnxfiles.SPEC)
+    data_size = (folder / data_name).stat().st_size
+    out, out1 = folder / "external.out.onnx", folder / "external.jobs1.onnx"
+    run = _Runner(folder, log)
+    run("vsconf apply", _vsconf("apply", model, spec, "-o", out, "--force", "--quiet"))
+    run("vsconf plan", _vsconf("plan", model, spec))
+    run("vsconf verify", _vsconf("verify", out, spec))
+    log("external: digests of the output")
+    digests = onnxfiles.tensor_digests(out)
+    onnxfiles.remove_model(out)
+    run("vsconf apply --jobs 1", _vsconf("apply", model, spec, "-o", out1, "--force", "--quiet", "--jobs", 1))
+    same = onnxfiles.tensor_digests(out1) == digests
+    onnxfiles.remove_model(out1)
+    jobs = os.cpu_count() or 1
+    log(f"external: fill-only, streams.draw of every weight at jobs={jobs}")
+    fill_s, fill_same = _fill_only(count, dim, jobs, digests)
+    (folder / data_name).unlink()
+    model.unlink()
+    runs = run.runs
+    apply = runs["vsconf apply"]
+    return {
+        "model": {"weights": count, "shape": [dim, dim], "data_bytes": data_size},
+        "runs": {label: r.as_dict() for label, r in runs.items()},
+        "fill_only": {"jobs": jobs, "seconds": fill_s, "digests_equal_apply_output": fill_same},
+        "digest_jobs1_equals_default": same,
+        "ratios": {
+            "apply_rss_over_data": apply.peak_rss_bytes / data_size,
+            "apply_over_fill": apply.wall_s / fill_s,
+            "verify_over_apply": runs["vsconf verify"].wall_s / apply.wall_s,
+            "apply_jobs1_over_default": runs["vsconf apply --jobs 1"].wall_s / apply.wall_s,
+        },
+    }
+
+
+def external_figures(result: dict[str, Any]) -> dict[str, float]:
+    return {f"external.{key}": value for key, value in result["ratios"].items()}
+
+
+def external_table(result: dict[str, Any], cpus: int) -> tuple[str, list[str], list[list[str]]]:
+    size = result["model"]["data_bytes"]
+    rows = [_row(label, ProcessRun(**run), size) for label, run in result["runs"].items()]
+    fill = result["fill_only"]
+    rows.append([f"fill-only in-process, jobs={fill['jobs']}", f"{fill['seconds']:.2f}", "-", "-"])
+    r = result["ratios"]
+    title = (
+        f"external-data ONNX, {result['model']['weights']} MatMul weights {result['model']['shape']} float32, "
+        f"{size / 1e9:.2f} GB data, He normal, whole processes on {cpus} CPUs (apply: default jobs)\n"
+        f"apply RSS/data {r['apply_rss_over_data']:.3f}  apply/fill-only {r['apply_over_fill']:.2f}  "
+        f"verify/apply {r['verify_over_apply']:.2f}  apply jobs1/default {r['apply_jobs1_over_default']:.2f}  "
+        f"output digest --jobs 1 vs default: {'identical' if result['digest_jobs1_equals_default'] else 'DIFFERENT'}  "
+        f"fill-only digests vs apply output: {'identical' if fill['digests_equal_apply_output'] else 'DIFFERENT'}"
+    )
+    return title, ["command", "wall s", "peak RSS MB", "RSS/data"], rows
