@@ -61,9 +61,15 @@ def check(figures: dict[str, float], cpus: int, quick: bool) -> list[dict[str, A
     return out
 
 
+def _shown(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
 def table(checked: list[dict[str, Any]]) -> tuple[str, list[str], list[list[str]]]:
     rows = [
-        [c["text"], "-" if c["measured"] is None else f"{c['measured']:.3g}", f"{c['op']} {c['limit']:g}", c["status"], c["note"]]
+        [c["text"], _shown(c["measured"]), f"{c['op']} {c['limit']:g}", c["status"], c["note"]]
         for c in checked
     ]
     return "issue 9 targets", ["target", "measured", "target", "status", "note"], rows

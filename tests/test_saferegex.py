@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import pickle
 import random
 import re
@@ -19,9 +20,9 @@ ATOMS = [
     *("a", "b", "A", "k", "s", "1", "_", " ", r"\.", r"\n", "\u212a", "\u017f", "\u0130", "i"),
     *("[ab]", "[^a]", "[a-c]", r"[^\n]", r"[\d_]", "[.]", "[A-Z]", r"[^\W\d]", "[k-s]", r"[\s\S]"),
     *(r"\d", r"\w", r"\s", r"\D", r"\W", r"\S", "."),
-    *("^", "$", r"\A", r"\Z", r"\b", r"\B", r"\n^", r"$\n", r".$"),
+    *("^", "$", r"\A", r"\Z", r"\b", r"\B", r"\n^", r"^\n", r"\n$", r"$\n"),
 ]
-GROUPS = ["(", "(?:", "(?P<g>", "(?i:", "(?-i:", "(?s:", "(?m:", "(?a:", "(?x:"]
+GROUPS = ["(", "(?:", "(?P<g>", "(?i:", "(?-i:", "(?s:", "(?m:", "(?a:", "(?u:", "(?x:"]
 QUANTIFIERS = ["*", "+", "?", "{2}", "{1,}", "{,2}", "{1,3}", "{0}", "*?", "+?", "??", "{1,3}?"]
 GLOBAL_FLAGS = ["", "", "", "(?i)", "(?s)", "(?m)", "(?a)", "(?x)", "(?ims)", "(?ai)"]
 COMPOSITES = ["sequence", "sequence", "alternation", "group", "repeat"]
@@ -69,6 +70,19 @@ def test_agrees_with_re_fullmatch(choices):
     matches = compile_pattern(pattern)
     for name in NAMES:
         assert matches(name) == (regex.fullmatch(name) is not None), (pattern, name)
+
+
+@pytest.mark.parametrize("flags", ["", "(?m)", "(?a)", "(?s)", "(?ms)"])
+def test_anchors_agree_with_re_fullmatch(flags):
+    """Every anchor between every pair of neighbours, on every short name: exhaustively."""
+    neighbours = ["", ".", r"\n", "a", "é", " ", ".*", r"\n?"]
+    names = ["".join(chars) for size in range(4) for chars in itertools.product("a é\n", repeat=size)]
+    for anchor in ["^", "$", r"\A", r"\Z", r"\b", r"\B"]:
+        for left, right in itertools.product(neighbours, repeat=2):
+            pattern = flags + left + anchor + right
+            matches, regex = compile_pattern(pattern), re.compile(pattern)
+            for name in names:
+                assert matches(name) == (regex.fullmatch(name) is not None), (pattern, name)
 
 
 RESNET = r".*(conv\d*|downsample\.0)\.weight"

@@ -373,7 +373,7 @@ class _Builder:
             return self.repeat(*av, flags, out)
         if op is _sre.AT:
             return self.add(_ASSERT, self.assertion(av, flags), out)
-        return self.add(_CHAR, self.test(op, av, flags), out)
+        return self.add(_CHAR, self.char_test(op, av, flags), out)
 
     def repeat(self, low: int, high: int, item: Sequence[Any], flags: int, out: int) -> int:
         """``item{low,high}`` as `low` copies, then a loop or ``high - low`` nested options."""
@@ -383,7 +383,7 @@ class _Builder:
         else:
             start = out
             for _ in range(high - low):
-                start = self.add(_FORK, (self.sequence(item, flags, out), out))
+                start = self.add(_FORK, (self.sequence(item, flags, start), out))
         for _ in range(low):
             start = self.sequence(item, flags, start)
         return start
@@ -406,7 +406,7 @@ class _Builder:
             return functools.partial(_at_non_boundary, word)
         raise RegexError(f"unsupported regex assertion {code}", 0)
 
-    def test(self, op: Any, av: Any, flags: int) -> Predicate:
+    def char_test(self, op: Any, av: Any, flags: int) -> Predicate:
         """A one-character test, compiled by :mod:`re` with the flags that apply to it."""
         key = (_char_regex(op, av), flags & _CHAR_FLAGS)
         test = self.tests.get(key)
