@@ -156,7 +156,7 @@ def test_apply_refuses_to_overwrite_then_force_and_in_place(tmp_path, capsys):
     assert run(capsys, "apply", str(model), str(HE_CNN), "--quiet")[0] == 0
     code, out, err = run(capsys, "apply", str(model), str(HE_CNN))
     assert code == 1 and out == ""
-    assert err == f"vsconf: error: {tmp_path / 'm.init.npz'} exists; use --force to overwrite it, or -o to write elsewhere\n"
+    assert err == f"vsconf: error: {tmp_path / 'm.init.npz'}: exists; use --force to overwrite it, or -o to write elsewhere\n"
     assert run(capsys, "apply", str(model), str(HE_CNN), "--force", "--seed", "8")[0] == 0
     assert run(capsys, "apply", str(model), str(HE_CNN), "--in-place", "--quiet")[0] == 0
     assert run(capsys, "verify", str(model), str(HE_CNN))[0] == 0

@@ -769,7 +769,7 @@ def test_an_alias_bomb_is_refused_quickly():
     started = time.monotonic()
     with pytest.raises(SpecError, match="expanding alias \\*l4 makes the spec larger than 50000 nodes"):
         parse_spec("l0: &l0 lol\n" + levels)
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < 5  # a few milliseconds: it stops at the alias
 
 
 def test_a_spec_of_the_largest_size_is_read_in_bounded_time():
@@ -777,7 +777,7 @@ def test_a_spec_of_the_largest_size_is_read_in_bounded_time():
     started = time.monotonic()
     with pytest.raises(SpecError, match=":10002:26: the spec is larger than 50000 nodes, the limit"):
         parse_spec("vsconf: 1\nseed: 1\nrules:\n" + rules)
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 30  # about 2 s; the bound only catches unbounded work
 
 
 def test_spec_error_is_a_vsconf_error():
@@ -795,3 +795,19 @@ def test_the_canonical_form_is_itself_a_spec_with_the_same_digest(path):
 def test_canonical_form_of_a_valid_spec_with_every_init_kind_round_trips():
     spec = parse_spec(VALID)
     assert parse_spec(spec.canonical_json()).sha256 == spec.sha256
+
+
+def test_the_canonical_form_keeps_characters_beyond_the_bmp():
+    # JSON escapes U+1F600 as the pair \ud83d\ude00; read back, it is one character again.
+    spec = parse_spec("vsconf: 1\nseed: 1\nrules:\n  - match: 'emb\U0001F600.*'\n    init: zeros\n")
+    again = parse_spec(spec.canonical_json())
+    assert again.rules[0].match == ("emb\U0001F600.*",)
+    assert again.canonical() == spec.canonical()
+
+
+def test_an_escape_beyond_unicode_is_a_located_problem():
+    with pytest.raises(SpecError) as info:
+        parse_spec('vsconf: 1\nseed: 1\nrules:\n  - match: "\\U00110000"\n', source="init.yaml")
+    assert [str(p) for p in info.value.problems] == [
+        "init.yaml:4:15: invalid YAML: an escape beyond U+10FFFF (while scanning a double-quoted scalar at line 4)"
+    ]

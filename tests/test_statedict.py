@@ -85,7 +85,7 @@ def test_npz_apply_never_touches_the_input_and_refuses_to_overwrite(tmp_path):
     assert other.output == result.output and other.plan.seed == 6
     with pytest.raises(ModelError, match="m.npz: the output is the input model; pass in_place=True to replace it"):
         vsconf.apply(model, SPEC, output=model)
-    with pytest.raises(ModelError, match="either -o/--output or --in-place"):
+    with pytest.raises(ValueError, match="Give either `output` or `in_place=True`, not both"):
         vsconf.apply(model, SPEC, output=tmp_path / "x.npz", in_place=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.init.npz", "m.npz"]
 

@@ -12,7 +12,8 @@ All I/O and graph reading; the values come from the engine.  The contracts:
   typed field must hold exactly what the dims need, and external data must lie inside
   the model's folder, in a regular file, within that file's size.  Every refusal is a
   :class:`~vsconf.errors.ModelError` that starts with the model's path and names the
-  tensor or node.
+  tensor or node.  ``--materialize`` refuses a ConstantOfShape past 1 TiB and makes
+  the bytes of the others only when they are written.
 * **Graph analysis never fails on what it cannot follow.**  An attribute of the wrong
   type or out of range, an unknown operator or opset, a huge constant: the tensor's
   fans fall back to the tf rule and the plan says "cannot follow <op>".
@@ -49,6 +50,7 @@ from vsconf.files import Transaction, describe_os_error, little_endian_bytes, re
 from vsconf.matching import Consumer, TensorInfo
 
 # Protobuf refuses messages over 2 GiB; stay clear of it with room for the graph.
+_PROTOBUF_LIMIT = 2**31 - 1
 _INLINE_LIMIT = 1_800_000_000
 # Tensors at least this large go to the data file when writing external data.
 _EXTERNAL_THRESHOLD = 1024
@@ -251,9 +253,9 @@ def _shown(text: str) -> str:
     return f"{text[:20]!r}... ({len(text)} characters)"
 
 
-def _plain(location: str) -> str:
-    """A file name from the model as a message shows it: as is, unless it would mislead."""
-    return location if location.isprintable() and len(location) <= 200 else _shown(location)
+def _plain(text: str) -> str:
+    """A file or op name from the model as a message shows it: as is, unless it would mislead."""
+    return text if text.isprintable() and len(text) <= 200 else _shown(text)
 
 
 def _layout_problem(tensor: TensorProto) -> str | None:
@@ -353,6 +355,8 @@ def _resolved(path: Path) -> Path | None:
 def _load(path: Path) -> onnx.ModelProto:
     """The model at ``path``, refused unless it is one: parsed, with a graph, an IR version and opsets."""
     try:
+        if os.stat(path).st_size > _PROTOBUF_LIMIT:
+            raise ModelError(f"{path}: not an ONNX model: it is larger than protobuf's 2 GiB limit")
         data = path.read_bytes()
     except OSError as exc:
         raise ModelError(f"{path}: cannot read: {describe_os_error(exc)}") from None
@@ -442,7 +446,7 @@ class OnnxModel:
             defined |= {s.values.name for s in graph.sparse_initializer}
             scopes = [*scopes, defined]
             for node in graph.node:
-                where = f"{self.path}: node {_shown(labels[id(node)])} ({node.op_type})"
+                where = f"{self.path}: node {_shown(labels[id(node)])} ({_plain(node.op_type)})"
                 for value in node.input:
                     if value and not any(value in scope for scope in scopes):
                         raise ModelError(
@@ -560,8 +564,7 @@ class OnnxModel:
         return data
 
     def _array(self, tensor: TensorProto, name: str) -> np.ndarray:
-        if name in self._fills:
-            return np.full(tuple(tensor.dims), self._fills[name])
+        """The values a checked tensor stores (``name`` is for messages)."""
         if tensor.data_location != TensorProto.EXTERNAL:
             return numpy_helper.to_array(tensor)
         data = self._tensor_bytes(tensor, name)
@@ -571,7 +574,11 @@ class OnnxModel:
         return np.frombuffer(data, dtype=dtype).reshape(tuple(tensor.dims))
 
     def read(self, name: str) -> np.ndarray:
-        return self._array(self._stored[name].proto, name)
+        """One stored tensor's values (a materialized one is made now)."""
+        proto = self._stored[name].proto
+        if name in self._fills:
+            return np.full(tuple(proto.dims), self._fills[name])
+        return self._array(proto, name)
 
     def tensors(self) -> list[TensorInfo]:
         return list(self._infos)
@@ -602,7 +609,7 @@ class OnnxModel:
         if item is None or item.proto.data_type not in _INT_TYPES or _element_count(item.proto) > limit:
             return None
         try:
-            return [int(v) for v in self._array(item.proto, name).ravel()]
+            return [int(v) for v in self.read(name).ravel()]
         except (ModelError, ValueError, TypeError):
             return None
 
@@ -779,9 +786,10 @@ class OnnxModel:
         """Turn ``ConstantOfShape`` nodes with a constant shape into initializers of that shape.
 
         The new initializer holds the node's fill value (so ``keep`` keeps it), and shape
-        tensors that nothing reads any more are dropped with their graph inputs.  Tensors
-        are built in place: big models are not copied message by message.  A shape that
-        is not a short list of non-negative integers, or a tensor past 1 TiB, is an error.
+        tensors that nothing reads any more are dropped with their graph inputs.  Its bytes
+        are made only when it is written or read (``self._fills``), so ``plan`` and
+        ``inspect`` allocate nothing.  A shape that is not a short list of non-negative
+        integers, or a tensor past 1 TiB, is an error.
         """
         nodes, labels = _node_labels(self.model.graph)
         uses: dict[str, int] = {}
@@ -832,13 +840,16 @@ class OnnxModel:
         fill = self._fill_value(node, where)
         if fill is None:
             return None
-        nbytes = math.prod(shape) * fill.dtype.itemsize
+        made = TensorProto(name=node.output[0], data_type=onnx.helper.np_dtype_to_tensor_dtype(fill.dtype), dims=shape)
+        problem = _layout_problem(made)  # an empty shape's other dims too must fit NumPy
+        if problem:
+            raise ModelError(f"{where}: its output's {problem}")
+        nbytes = _data_bytes(made)
         if nbytes > _MATERIALIZE_LIMIT:
             raise ModelError(
                 f"{where}: a {fill.dtype.name} tensor of shape {shape} needs {nbytes} bytes; "
                 f"vsconf materializes at most 2**40 bytes"
             )
-        made = TensorProto(name=node.output[0], data_type=onnx.helper.np_dtype_to_tensor_dtype(fill.dtype), dims=shape)
         self._fills[made.name] = fill  # its bytes are made when written (or read), not now
         return made
 

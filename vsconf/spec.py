@@ -287,15 +287,13 @@ class _Loader(yaml.SafeLoader):
         return node
 
     def _count_alias(self, event: yaml.AliasEvent, target: yaml.Node) -> None:
-        shape = self._shape.get(id(target))
+        shape, alias = self._shape.get(id(target)), _cut(event.anchor)
         if shape is None:
-            raise _LimitError(
-                f"alias *{event.anchor} refers to a node that contains it; a spec cannot be recursive", event.start_mark
-            )
+            raise _LimitError(f"alias *{alias} refers to a node that contains it; a spec cannot be recursive", event.start_mark)
         size, depth = shape
         if self._depth + depth > MAX_DEPTH:
-            raise _LimitError(f"alias *{event.anchor} nests the spec deeper than {MAX_DEPTH} levels", event.start_mark)
-        self._count(size, event.start_mark, event.anchor)
+            raise _LimitError(f"alias *{alias} nests the spec deeper than {MAX_DEPTH} levels", event.start_mark)
+        self._count(size, event.start_mark, alias)
 
     def _count(self, size: int, mark: yaml.Mark, alias: str | None) -> None:
         self._nodes += size
@@ -874,16 +872,15 @@ def parse_spec(text: str, source: str = "<string>") -> Spec:
     problems = list(doc.problems)
     warnings: list[Problem] = []
     data = doc.data
-    if not problems:
-        if data is None:
-            problems.append(
-                Problem(source, 1, 1, "", "the spec is empty; expected a mapping with `vsconf: 1`, `seed` and `rules`")
-            )
-        elif not isinstance(data, dict):
-            problems.append(doc.problem((), f"expected a mapping at the top of the spec, got {_describe(data)}"))
-        else:
-            problems.extend(_validation_problems(doc, data, warnings))
-    elif isinstance(data, dict):  # YAML was read, with problems of its own (duplicate keys...)
+    # The YAML may have been read with problems of its own (a duplicate key...): the data
+    # is still checked then, so that every problem is reported at once.
+    if data is None and not problems:
+        problems.append(
+            Problem(source, 1, 1, "", "the spec is empty; expected a mapping with `vsconf: 1`, `seed` and `rules`")
+        )
+    elif data is not None and not isinstance(data, dict):
+        problems.append(doc.problem((), f"expected a mapping at the top of the spec, got {_describe(data)}"))
+    elif isinstance(data, dict):
         problems.extend(_validation_problems(doc, data, warnings))
     if problems:
         unique = {(p.line, p.column, p.path, p.message): p for p in problems}

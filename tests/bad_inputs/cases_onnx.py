@@ -359,6 +359,13 @@ CASES: list[Case] = [
         argv=("apply", "model.onnx", "spec.yaml", "--materialize"),
     ),
     refused(
+        "onnx-materialize-empty-shape-with-huge-dims",
+        edited(with_nodes([helper.make_node("ConstantOfShape", ["shape"], ["z"], name="zeros"), GEMM], [ints("shape", [0, 2**62])])),
+        "ConstantOfShape 'zeros': its output's dims [0, 4611686018427387904] (float32) hold no elements, "
+        "but their other dims pass 2**63 bytes",
+        argv=("apply", "model.onnx", "spec.yaml", "--materialize"),
+    ),
+    refused(
         "onnx-materialize-shape-too-long",
         edited(with_nodes([helper.make_node("ConstantOfShape", ["shape"], ["z"], name="zeros"), GEMM], [ints("shape", [1] * 1000)])),
         "ConstantOfShape 'zeros': its shape 'shape' is not a list of at most 64 integers",

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bad_inputs.common import GOOD_SPEC, npz_bytes
+from bad_inputs.common import GOOD_SPEC, npz_bytes, onnx_bytes
 from bad_inputs.harness import Case
 
 HEAD = "vsconf: 1\nseed: 7\nrules:\n"
@@ -25,15 +25,14 @@ MODEL = {"m.npz": npz_bytes()}
 LONG_MODEL = {"long.npz": npz_bytes({LONG_NAME: np.ones((2, 2), np.float32), "fc.bias": np.zeros(2, np.float32)})}
 
 
-def validate(case_id: str, spec: str | bytes, *lines: str, build=None) -> Case:
+def validate(case_id: str, spec: str | bytes, *lines: str) -> Case:
     """``vsconf validate spec.yaml`` exits 1 with these problem lines and the count."""
     count = len(lines)
     stderr = (
         "".join(f"{line}\n" for line in lines)
         + f"vsconf: error: spec.yaml: {count} problem{'s' if count != 1 else ''}\n"
     )
-    files = {} if spec is None else {"spec.yaml": spec}
-    return Case(case_id, ("validate", "spec.yaml"), 1, stderr, files=files, build=build, stdout="")
+    return Case(case_id, ("validate", "spec.yaml"), 1, stderr, files={"spec.yaml": spec}, stdout="")
 
 
 def refused(
@@ -54,6 +53,14 @@ def _fifo(name: str):
 def _folder(name: str):
     def build(folder: Path) -> None:
         (folder / name).mkdir()
+
+    return build
+
+
+def _links(links: dict[str, str]):
+    def build(folder: Path) -> None:
+        for name, target in links.items():
+            os.symlink(target, folder / name)
 
     return build
 
@@ -121,6 +128,23 @@ CASES: list[Case] = [
         GOOD_SPEC + "#" * (1 << 20),
         "spec.yaml: cannot read the spec: it is larger than 1 MiB (1048576 bytes), the limit for a spec",
         argv=("apply", "m.npz", "spec.yaml"),
+    ),
+    Case(
+        "spec-symlink-loop",
+        ("validate", "a.yaml"),
+        1,
+        "a.yaml: cannot read the spec: Too many levels of symbolic links\nvsconf: error: a.yaml: 1 problem\n",
+        build=_links({"a.yaml": "b.yaml", "b.yaml": "a.yaml"}),
+        stdout="",
+    ),
+    Case(
+        "spec-is-a-model",
+        ("apply", "m.npz", "model.onnx"),
+        1,
+        "vsconf: error: model.onnx:1:4: cannot read the spec: it is not UTF-8 text (byte 0x99: invalid start byte); "
+        "save it as UTF-8\n",
+        files={**MODEL, "model.onnx": onnx_bytes()},
+        stdout="",
     ),
     refused(
         "spec-latin-1",
