@@ -52,12 +52,12 @@ _CACHE_LIMIT = 20_000  # NFA states in cached sets, plus transitions
 
 _LINEAR = "vsconf matches regexes in linear time, without backtracking"
 _REFUSALS = {
-    "backreference": "backreferences are not supported: " + _LINEAR,
-    "conditional": "conditional groups (?(id)yes|no) are not supported: " + _LINEAR,
-    "lookahead": "lookahead assertions (?=...) and (?!...) are not supported: " + _LINEAR,
-    "lookbehind": "lookbehind assertions (?<=...) and (?<!...) are not supported: " + _LINEAR,
-    "atomic": "atomic groups (?>...) are not supported: " + _LINEAR,
-    "possessive": "possessive quantifiers (*+, ++, ?+, {m,n}+) are not supported: " + _LINEAR,
+    "backreference": "backreferences are not supported (" + _LINEAR + ")",
+    "conditional": "conditional groups (?(id)yes|no) are not supported (" + _LINEAR + ")",
+    "lookahead": "lookahead assertions (?=...) and (?!...) are not supported (" + _LINEAR + ")",
+    "lookbehind": "lookbehind assertions (?<=...) and (?<!...) are not supported (" + _LINEAR + ")",
+    "atomic": "atomic groups (?>...) are not supported (" + _LINEAR + ")",
+    "possessive": "possessive quantifiers (*+, ++, ?+, {m,n}+) are not supported (" + _LINEAR + ")",
 }
 _TOO_LONG = f"pattern is too long: more than {_MAX_PATTERN_LENGTH} characters"
 _TOO_DEEP = f"pattern is nested too deeply: more than {_MAX_NESTING} levels of groups"
