@@ -3,7 +3,8 @@
 All I/O and graph reading; the values come from the engine.  The contracts:
 
 * **Nothing is trusted before it is checked.**  A file is refused unless it parses as a
-  ``ModelProto`` with a graph, an ``ir_version`` and (from IR 3) an ``opset_import``;
+  ``ModelProto`` with a graph, an ``ir_version`` and (from IR 3) an ``opset_import``,
+  whose every string field is UTF-8 (protobuf hands any other to Python as bytes);
   every node must read only values defined before it (graph inputs, initializers,
   earlier nodes, or the enclosing graphs' values for If/Loop/Scan bodies), so a cycle
   is an error, not a hang.  Every stored tensor -- the ones vsconf fills and the ones it
@@ -41,6 +42,8 @@ from typing import Any
 
 import numpy as np
 import onnx
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
 from onnx import AttributeProto, TensorProto, numpy_helper
 
 from vsconf.engine import FanHint, Plan
@@ -367,7 +370,7 @@ def _load(path: Path) -> onnx.ModelProto:
         model.ParseFromString(data)
     except Exception:  # protobuf's DecodeError; nesting past protobuf's limit
         raise ModelError(f"{path}: not an ONNX model: protobuf cannot parse it") from None
-    problem = _model_problem(model)
+    problem = _model_problem(model) or _text_problem(model)
     if problem:
         raise ModelError(f"{path}: not an ONNX model: {problem}")
     return model
@@ -381,6 +384,33 @@ def _model_problem(model: onnx.ModelProto) -> str | None:
         return "it has no ir_version" if model.ir_version == 0 else f"its ir_version is {model.ir_version}"
     if model.ir_version >= 3 and not model.opset_import:  # IR 1 and 2 had no opset_import
         return "it imports no operator set (opset_import is empty)"
+    return None
+
+
+_STRING = FieldDescriptor.TYPE_STRING
+_MESSAGE = FieldDescriptor.TYPE_MESSAGE
+
+
+def _text_problem(message: Message, where: str = "") -> str | None:
+    """The first string field that is not UTF-8, or None.  Protobuf hands such a field to
+    Python as ``bytes`` instead of ``str`` -- a name, an op type, an external-data
+    location -- and nothing downstream expects that.  A tensor's data is never touched."""
+    if isinstance(message, TensorProto):  # listing its fields would copy raw_data
+        fields = [(TensorProto.DESCRIPTOR.fields_by_name[n], getattr(message, n)) for n in ("name", "doc_string", "external_data")]
+    else:
+        fields = message.ListFields()
+    for descriptor, value in fields:
+        name = f"{where}.{descriptor.name}" if where else descriptor.name
+        repeated = descriptor.is_repeated if hasattr(descriptor, "is_repeated") else descriptor.label == descriptor.LABEL_REPEATED
+        items = list(enumerate(value)) if repeated else [(None, value)]
+        for index, item in items:
+            at = name if index is None else f"{name}[{index}]"
+            if descriptor.type == _STRING and isinstance(item, bytes):
+                return f"{at} is not UTF-8 text"
+            if descriptor.type == _MESSAGE:
+                problem = _text_problem(item, at)
+                if problem:
+                    return problem
     return None
 
 
@@ -541,10 +571,12 @@ class OnnxModel:
         base = _resolved(self.base)
         if Path(location).is_absolute() or candidate is None or base is None or base not in candidate.parents:
             raise ModelError(f"{where} has external data outside the model's folder: {_shown(location)}")
+        shown = self.base / location
         try:
-            regular_file(self.base / location, "external data file")
-        except ModelError as exc:
-            raise ModelError(f"{where}: {exc}") from None
+            regular_file(shown, "external data file")
+        except ModelError as exc:  # "w.bin: no such file", "w.bin: the external data file is a FIFO, ..."
+            reason = str(exc).removeprefix(f"{shown}: ")
+            raise ModelError(f"{where}: {_plain(str(shown))}: {reason}") from None
         return candidate
 
     # ------------------------------------------------------------------ reading

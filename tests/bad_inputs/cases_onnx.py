@@ -71,6 +71,17 @@ CASES: list[Case] = [
         edited(lambda m: m.ClearField("opset_import")),
         "not an ONNX model: it imports no operator set (opset_import is empty)",
     ),
+    refused(
+        "onnx-op-type-not-utf8",  # protobuf hands such a field to Python as bytes, not str
+        onnx_bytes().replace(b"Gemm", b"\xc9emm"),
+        "not an ONNX model: graph.node[0].op_type is not UTF-8 text",
+        argv=APPLY,
+    ),
+    refused(
+        "onnx-external-location-not-utf8",
+        external_model("w.bin", offset="0", length="48").replace(b"w.bin", b"\xc9.bin"),
+        "not an ONNX model: graph.initializer[0].external_data[0].value is not UTF-8 text",
+    ),
     # ------------------------------------------------------------ graphs vsconf cannot order
     refused(
         "onnx-graph-cycle",
