@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from vsconf._version import __version__
+from vsconf._version import __version__  # noqa: F401  (listed in __all__)
 
 _HOMES = {
     "vsconf.api": ("ApplyResult", "apply", "apply_state_dict", "plan", "verify"),
@@ -48,7 +48,7 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_HOME_OF))
 
 
-if TYPE_CHECKING:  # what type checkers and editors see
+if TYPE_CHECKING:  # what type checkers and editors see  # noqa: F401
     from vsconf.api import ApplyResult, apply, apply_state_dict, plan, verify
     from vsconf.engine import Plan, PlanEntry
     from vsconf.errors import MatchError, ModelError, Problem, SpecError, VsconfError

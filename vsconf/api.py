@@ -20,7 +20,7 @@ import numpy as np
 from vsconf import statedict
 from vsconf.engine import Plan, PlanEntry, generate, make_plan
 from vsconf.errors import ModelError
-from vsconf.files import Transaction, default_output, describe_os_error, regular_file
+from vsconf.files import Transaction, default_output, describe_os_error, is_data_name, regular_file
 from vsconf.lock import build_lock, compare_lock, read_lock, tensor_sha256, write_lock
 from vsconf.spec import Spec, load_spec
 from vsconf.streams import MAX_SEED
@@ -201,21 +201,13 @@ def _check_lock(lock: Path, guarded: Mapping[str, Path], output: Path, *, force:
     for what, path in guarded.items():
         if _same_file(lock, path):
             raise ModelError(f"{lock}: the lock would replace {what}")
-    if lock.parent.resolve() == output.parent.resolve() and _is_data_name(lock.name, output.name):
+    if lock.parent.resolve() == output.parent.resolve() and is_data_name(lock.name, output.name):
         raise ModelError(f"{lock}: the lock would take the name of the output's data file")
     if lock.exists() and not force:
         raise ModelError(
             f"{lock}: exists; pass force=True to overwrite it",
             cli_message=f"{lock}: exists; use --force to overwrite it",
         )
-
-
-def _is_data_name(name: str, output_name: str) -> bool:
-    """``<output>.data`` or ``<output>.<8 hex>.data``: the names vsconf gives data files."""
-    if name == f"{output_name}.data":
-        return True
-    middle = name[len(output_name) + 1 : -len(".data")] if name.startswith(output_name + ".") and name.endswith(".data") else ""
-    return len(middle) == 8 and all(c in "0123456789abcdef" for c in middle)
 
 
 def apply(
@@ -266,6 +258,11 @@ def apply(
             if not in_place and _same_file(target, file):
                 raise ModelError(f"{target}: the output would replace {file.name}, which the input model reads")
         stale, notes = adapter.stale_data_files(target)
+        for file in list(stale):  # a data file's name is no proof: never the spec, the lock or the input
+            for what, other in (("the spec", spec_file), ("the lock", lock_path), ("the input model", path)):
+                if other is not None and _same_file(file, other) and file in stale:
+                    stale.remove(file)
+                    notes.append(f"kept {file.name}: it is {what}")
         if lock_path is not None:
             for file in stale:
                 guarded.setdefault(f"{file.name}, which the old output names", file)

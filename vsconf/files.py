@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import stat
 import tempfile
 import weakref
@@ -185,6 +186,12 @@ def little_endian_bytes(array: np.ndarray) -> bytes:
     if array.dtype.byteorder == ">":
         array = array.astype(array.dtype.newbyteorder("<"))
     return array.tobytes()
+
+
+def is_data_name(name: str, output_name: str) -> bool:
+    """``<output>.data`` or ``<output>.<8 lowercase hex>.data``: the names vsconf gives the
+    external data of an output named ``output_name`` (and the only ones it ever removes)."""
+    return re.fullmatch(re.escape(output_name) + r"(\.[0-9a-f]{8})?\.data", name) is not None
 
 
 def default_output(model: Path) -> Path:

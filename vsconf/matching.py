@@ -21,6 +21,7 @@ from vsconf.errors import MatchError, did_you_mean
 from vsconf.saferegex import RegexError, compile_pattern
 from vsconf.spec import REGEX_PREFIX, Rule, Spec, pattern_problem
 
+FILLABLE_DTYPES = frozenset({"float16", "bfloat16", "float32", "float64"})
 _GLOB_CHARS = frozenset("*?[")
 
 
@@ -50,7 +51,8 @@ class TensorInfo:
 
     @property
     def is_float(self) -> bool:
-        return self.dtype.kind == "f" or self.dtype.name == "bfloat16"
+        """The dtypes vsconf fills; float8 and other exotic floats pass through untouched."""
+        return self.dtype.name in FILLABLE_DTYPES
 
 
 @functools.lru_cache(maxsize=4096)

@@ -32,7 +32,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import re
 import secrets
 import stat
 from collections.abc import Iterable, Iterator, Mapping
@@ -49,7 +48,7 @@ from onnx import AttributeProto, TensorProto, numpy_helper
 from vsconf.engine import FanHint, Plan
 from vsconf.errors import ModelError
 from vsconf.fans import Axes, axes_fans
-from vsconf.files import Transaction, describe_os_error, little_endian_bytes, regular_file
+from vsconf.files import Transaction, describe_os_error, is_data_name, little_endian_bytes, regular_file
 from vsconf.matching import Consumer, TensorInfo
 
 # Protobuf refuses messages over 2 GiB; stay clear of it with room for the graph.
@@ -338,11 +337,6 @@ def _decimal(text: str) -> int | None:
         return None
     value = int(digits)
     return value if value < _INT64_LIMIT else None
-
-
-def _is_own_data_name(name: str, output_name: str) -> bool:
-    """``<output>.data`` or ``<output>.<8 lowercase hex>.data``: what :meth:`OnnxModel._fresh_data_name` makes."""
-    return re.fullmatch(re.escape(output_name) + r"(\.[0-9a-f]{8})?\.data", name) is not None
 
 
 def _resolved(path: Path) -> Path | None:
@@ -1038,7 +1032,7 @@ class OnnxModel:
 
     def _keep_reason(self, output: Path, location: str, input_files: set[Path | None]) -> str | None:
         """Why the old output's data file ``location`` stays; None if it may go, '' if it is not there."""
-        if not _is_own_data_name(location, output.name):
+        if not is_data_name(location, output.name):
             return f"not a data file vsconf made for {output.name}"
         path = output.parent / location
         try:
