@@ -26,6 +26,7 @@ _MAX_DEFLATE_RATIO = 1100
 # What reading a damaged archive member can raise, besides OSError.
 _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError)
 _INT64_MAX = 2**63 - 1
+_COMPRESSIONS = frozenset({zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED, zipfile.ZIP_BZIP2, zipfile.ZIP_LZMA})
 
 
 def _npy_header(handle) -> tuple[tuple[int, ...], np.dtype, int]:
@@ -108,6 +109,11 @@ class NpzStateDict(_StateDict):
             if member.filename in seen:
                 raise ModelError(f"{path}: two members are named {member.filename!r}")
             seen.add(member.filename)
+            if member.compress_type not in _COMPRESSIONS:
+                raise ModelError(
+                    f"{path}: member {member.filename!r} uses compression method {member.compress_type}, "
+                    "which vsconf cannot read (stored, deflate, bzip2 and lzma can be read)"
+                )
             if not member.filename.endswith(".npy"):
                 continue
             name = member.filename[: -len(".npy")]

@@ -41,6 +41,15 @@ def _bad_crc_npz() -> bytes:
     return good[:index] + b"\xff" + good[index + 1 :]
 
 
+def _odd_compression_npz() -> bytes:
+    """A member (not even an array) whose local and central headers name compression method 99."""
+    data = bytearray(zip_members([("w.npy", npy_bytes(np.ones(2, np.float32))), ("notes.txt", b"hello")]))
+    for signature, offset in ((b"PK\x03\x04", 8), (b"PK\x01\x02", 10)):
+        at = data.index(signature, data.index(signature) + 1)  # the second member's header
+        data[at + offset : at + offset + 2] = (99).to_bytes(2, "little")
+    return bytes(data)
+
+
 def _fifo(name: str):
     def build(folder: Path) -> None:
         os.mkfifo(folder / name)
@@ -235,6 +244,14 @@ CASES = [
         1,
         "vsconf: error: m.npz: member 'steps.npy': cannot read: Bad CRC-32 for file 'steps.npy'\n",
         files={"m.npz": _bad_crc_npz(), "spec.yaml": GOOD_SPEC},
+    ),
+    Case(
+        "npz-unknown-compression-method",
+        ("apply", "m.npz", "spec.yaml"),
+        1,
+        "vsconf: error: m.npz: member 'notes.txt' uses compression method 99, which vsconf cannot read "
+        "(stored, deflate, bzip2 and lzma can be read)\n",
+        files={"m.npz": _odd_compression_npz(), "spec.yaml": GOOD_SPEC},
     ),
     # ------------------------------------------------------------------ .safetensors contents
     Case(
