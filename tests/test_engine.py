@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import vsconf
-from vsconf.engine import FanHint, generate, make_plan, state_dict_hints
+from vsconf.engine import FanHint, generate, generate_chunks, make_plan, state_dict_hints
 from vsconf.errors import MatchError
 from vsconf.fans import Axes
 from vsconf.matching import Consumer, TensorInfo
@@ -156,3 +156,16 @@ def test_consumers_are_listed():
     tensor = t("w", (4, 2, 3, 3), consumers=[Consumer("Conv", "W", "conv_1")])
     entry = make_plan([tensor], spec, target="onnx").entry("w")
     assert entry.consumers == ("Conv.W (conv_1)",)
+
+
+@pytest.mark.parametrize("step", [999, 65_536, 100_000, None])
+def test_chunks_of_any_size_give_the_whole_tensor(step):
+
+
+    spec = parse_spec("vsconf: 1\nseed: 4\nrules:\n  - match: w\n    init: he_normal\n  - match: c\n    init: {constant: 0.5}\n")
+    tensors = [TensorInfo("w", (300, 700), np.dtype(np.float32)), TensorInfo("c", (5, 7), np.dtype(np.float16))]
+    for entry in make_plan(tensors, spec):
+        whole = generate(entry, jobs=2)
+        chunks = list(generate_chunks(entry, jobs=3, step=step))
+        assert all(c.ndim == 1 and c.dtype == whole.dtype for c in chunks)
+        assert np.concatenate(chunks).tobytes() == whole.tobytes()

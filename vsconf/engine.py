@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -257,5 +257,31 @@ def generate(entry: PlanEntry, *, jobs: int = 1) -> np.ndarray | None:
     dtype = float_dtype(entry.dtype)
     if entry.action == "constant":
         return np.full(entry.shape, entry.value, dtype=dtype)
+    total = math.prod(entry.shape)
     kind, param = sampling(entry.distribution, entry.variance)
-    return streams.draw(entry.seed, entry.name, entry.shape, dtype, kind, param, jobs=jobs)
+    key = streams.stream_key(entry.seed, entry.name)
+    return streams.draw_flat(key, total, 0, total, dtype, kind, param, jobs=jobs).reshape(entry.shape)
+
+
+def chunk_elements(jobs: int, itemsize: int) -> int:
+    """How many elements a chunk holds: 16 MiB, or more so that every thread has blocks."""
+    per_round = jobs * streams.BLOCKS_PER_TASK * streams.BLOCK_SIZE
+    return max((16 << 20) // itemsize, 2 * per_round)
+
+
+def generate_chunks(entry: PlanEntry, *, jobs: int = 1, step: int | None = None) -> Iterator[np.ndarray] | None:
+    """The new values of ``entry``'s tensor as flat C-order chunks of ``step`` elements, or
+    None when it keeps its values.  Writers stream these; any ``step`` gives the same values."""
+    if not entry.changes:
+        return None
+    dtype = float_dtype(entry.dtype)
+    total = math.prod(entry.shape)
+    step = step or chunk_elements(jobs, dtype.itemsize)
+    if entry.action == "constant":
+        return (np.full(min(step, total - lo), entry.value, dtype=dtype) for lo in range(0, total, step))
+    kind, param = sampling(entry.distribution, entry.variance)
+    key = streams.stream_key(entry.seed, entry.name)
+    return (
+        streams.draw_flat(key, total, lo, min(total, lo + step), dtype, kind, param, jobs=jobs)
+        for lo in range(0, total, step)
+    )

@@ -85,7 +85,7 @@ def _block_draws(key: int, block: int, count: int, kind: str, out: np.ndarray | 
 
 _SCRATCH = threading.local()
 # Blocks a thread takes at a time: fewer, larger tasks keep the pool's overhead small.
-_BLOCKS_PER_TASK = 8
+BLOCKS_PER_TASK = 8
 
 
 def _scratch() -> np.ndarray:
@@ -121,6 +121,54 @@ def _segments(shape: Shape, full_shape: Shape, offset: Shape) -> list[tuple[int,
     return [(int(s), int(s) + run) for s in starts]
 
 
+def draw_flat(
+    key: int,
+    total: int,
+    start: int,
+    stop: int,
+    dtype: np.dtype,
+    kind: str,
+    param: float,
+    *,
+    jobs: int = 1,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Elements ``start:stop`` (C order) of a tensor of ``total`` elements with stream ``key``.
+
+    The values are those of the whole tensor, whatever the range and ``jobs``: this is
+    what writers call to produce a big tensor chunk by chunk.  Blocks go to ``jobs``
+    threads, ``BLOCKS_PER_TASK`` at a time; each thread draws into its own buffer and
+    scales and rounds straight into ``out``.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"Unknown distribution kind {kind!r}; expected one of {KINDS}")
+    if not 0 <= start <= stop <= total:
+        raise ValueError(f"Range {start}:{stop} does not fit in a tensor of {total} elements")
+    out = np.empty(stop - start, dtype=dtype) if out is None else out
+    first, last = start // BLOCK_SIZE, -(-stop // BLOCK_SIZE)
+
+    def fill(task: int) -> None:
+        for block in range(task, min(task + BLOCKS_PER_TASK, last)):
+            lo = block * BLOCK_SIZE
+            count = min(BLOCK_SIZE, total - lo)
+            values = _block_draws(key, block, count, kind, _scratch()[:count])
+            a, b = max(start, lo), min(stop, lo + count)
+            # scale in float64 and round once to the target dtype, in one pass
+            np.multiply(values[a - lo : b - lo], param, out=out[a - start : b - start], casting="unsafe")
+
+    tasks = range(first, last, BLOCKS_PER_TASK)
+    if jobs > 1 and len(tasks) > 1:
+        pool = ThreadPoolExecutor(max_workers=min(jobs, len(tasks)))
+        try:
+            list(pool.map(fill, tasks))
+        finally:  # on an interrupt, drop the tasks not started yet
+            pool.shutdown(wait=True, cancel_futures=True)
+    else:
+        for task in tasks:
+            fill(task)
+    return out
+
+
 def draw(
     seed: int,
     name: str,
@@ -151,43 +199,20 @@ def draw(
     key = stream_key(seed, name)
     total = int(np.prod(full, dtype=np.int64))
     out = np.empty(int(np.prod(shape, dtype=np.int64)), dtype=dtype)
-
-    def block_values(block: int) -> np.ndarray:
-        count = min(BLOCK_SIZE, total - block * BLOCK_SIZE)
-        values = _block_draws(key, block, count, kind)
-        values *= param
-        return values
-
-    if shape == full:
-        def fill(first: int) -> None:
-            for block in range(first, min(first + _BLOCKS_PER_TASK, blocks)):
-                lo = block * BLOCK_SIZE
-                count = min(BLOCK_SIZE, total - lo)
-                values = _block_draws(key, block, count, kind, _scratch()[:count])
-                # scale in float64 and round once to the target dtype, in one pass
-                np.multiply(values, param, out=out[lo : lo + count], casting="unsafe")
-
-        blocks = -(-total // BLOCK_SIZE)
-        tasks = range(0, blocks, _BLOCKS_PER_TASK)
-        if jobs > 1 and len(tasks) > 1:
-            pool = ThreadPoolExecutor(max_workers=min(jobs, len(tasks)))
-            try:
-                list(pool.map(fill, tasks))
-            finally:  # on an interrupt, drop the tasks not started yet
-                pool.shutdown(wait=True, cancel_futures=True)
-        else:
-            for first in tasks:
-                fill(first)
-        return out.reshape(shape)
-
+    segments = _segments(shape, full, start)
+    if len(segments) == 1:  # the whole tensor, or a run of whole rows
+        lo, hi = segments[0]
+        return draw_flat(key, total, lo, hi, dtype, kind, param, jobs=jobs, out=out).reshape(shape)
+    # Many short runs (a column slice...): draw each block once, however many runs it feeds.
     cached: tuple[int, np.ndarray] | None = None
     position = 0
-    for lo, hi in _segments(shape, full, start):
+    for lo, hi in segments:
         index = lo
         while index < hi:
             block = index // BLOCK_SIZE
             if cached is None or cached[0] != block:
-                cached = (block, block_values(block))
+                count = min(BLOCK_SIZE, total - block * BLOCK_SIZE)
+                cached = (block, _block_draws(key, block, count, kind) * param)
             stop = min(hi, (block + 1) * BLOCK_SIZE)
             piece = cached[1][index - block * BLOCK_SIZE : stop - block * BLOCK_SIZE]
             out[position : position + piece.size] = piece

@@ -1,0 +1,63 @@
+"""Where work runs and how it overlaps: producing the next chunk while the last is written.
+
+:func:`prefetch` runs an iterator in a background thread, ``depth`` items ahead of its
+consumer, so that generating values (NumPy, which releases the GIL) and writing bytes
+(the file system) proceed at the same time with at most ``depth + 1`` items in memory.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+from typing import TypeVar
+
+T = TypeVar("T")
+_DONE = object()
+
+
+class _Failed:
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+def prefetch(items: Iterable[T], depth: int = 1) -> Iterator[T]:
+    """The items of ``items``, produced by a background thread up to ``depth`` ahead.
+
+    An exception in the producer is raised in the consumer at the same point; closing
+    the returned generator early (or an interrupt in the consumer) stops the producer.
+    """
+    handoff: queue.Queue = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def put(item) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+            put(_DONE)
+        except BaseException as error:  # handed to the consumer, which re-raises it
+            put(_Failed(error))
+
+    producer = threading.Thread(target=produce, name="vsconf-prefetch", daemon=True)
+    producer.start()
+    try:
+        while True:
+            item = handoff.get()
+            if item is _DONE:
+                return
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        producer.join()
