@@ -110,10 +110,10 @@ def test_a_failed_write_leaves_no_output_and_no_temporary_file(tmp_path, monkeyp
     np.savez(model, **state())
     before = sha(model)
 
-    def boom(entry, *, jobs=1):
+    def boom(entry, *, jobs=1, step=None):
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(vsconf.api, "generate", boom)
+    monkeypatch.setattr(vsconf.api, "generate_chunks", boom)
     with pytest.raises(RuntimeError, match="disk on fire"):
         vsconf.apply(model, SPEC, in_place=True)
     assert sha(model) == before

@@ -9,6 +9,7 @@ starts, and writes the output, its data file and the lock in one transaction.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -18,10 +19,11 @@ from typing import Any, Union
 import numpy as np
 
 from vsconf import statedict
-from vsconf.engine import Plan, PlanEntry, generate, make_plan
+from vsconf.engine import Plan, PlanEntry, generate, generate_chunks, make_plan
 from vsconf.errors import ModelError
-from vsconf.files import Transaction, default_output, describe_os_error, is_data_name, regular_file
-from vsconf.lock import build_lock, compare_lock, read_lock, tensor_sha256, write_lock
+from vsconf.files import Transaction, default_output, describe_os_error, is_data_name, little_endian_bytes, regular_file
+from vsconf.lock import build_lock, compare_lock, read_lock, write_lock
+from vsconf.initializers import float_dtype
 from vsconf.spec import Spec, load_spec
 from vsconf.streams import MAX_SEED
 
@@ -241,11 +243,11 @@ def apply(
     target = _resolve_output(path, output_path, spec, in_place=in_place, force=force)
     digests: dict[str, str] = {}
 
-    def values(entry: PlanEntry) -> np.ndarray | None:
-        array = generate(entry, jobs=jobs)
-        if array is not None and lock_path is not None:
-            digests[entry.name] = tensor_sha256(array)
-        return array
+    def values(entry: PlanEntry) -> Iterator[np.ndarray] | None:
+        chunks = generate_chunks(entry, jobs=jobs)
+        if chunks is None or lock_path is None:
+            return chunks
+        return _hashed(chunks, entry.name, digests)
 
     with open_model(path, materialize=materialize, untie=untie) as adapter:
         guarded = {"the input model": path, "the output": target}
@@ -283,6 +285,15 @@ def apply(
         except OSError as exc:
             notes.append(f"{file}: could not remove the old output's data file: {describe_os_error(exc)}")
     return ApplyResult(target, the_plan, lock_data, tuple(notes))
+
+
+def _hashed(chunks: Iterator[np.ndarray], name: str, digests: dict[str, str]) -> Iterator[np.ndarray]:
+    """Pass ``chunks`` on; once all have passed, ``digests[name]`` is their SHA-256."""
+    digest = hashlib.sha256()
+    for chunk in chunks:
+        digest.update(little_endian_bytes(chunk))
+        yield chunk
+    digests[name] = digest.hexdigest()
 
 
 def _metadata(spec: Spec) -> dict[str, str]:
@@ -338,10 +349,8 @@ def verify(
         for entry in the_plan:
             if not entry.changes:
                 continue
-            expected = generate(entry, jobs=jobs)
             actual = adapter.read(entry.name)
-            digests[entry.name] = tensor_sha256(actual)
-            problem = _difference(entry.name, expected, actual)
+            digests[entry.name], problem = _compare(entry, actual, jobs)
             if problem:
                 problems.append(problem)
     if lock_data is not None:
@@ -349,13 +358,31 @@ def verify(
     return problems
 
 
-def _difference(name: str, expected: np.ndarray, actual: np.ndarray) -> str | None:
-    if actual.dtype != expected.dtype or actual.shape != expected.shape:
-        return f"{name}: is {actual.dtype.name}{list(actual.shape)}, the spec makes {expected.dtype.name}{list(expected.shape)}"
-    if actual.tobytes() == expected.tobytes():
-        return None
-    wide_a, wide_e = actual.astype(np.float64), expected.astype(np.float64)
-    differ = int(np.count_nonzero(wide_a != wide_e))
-    with np.errstate(invalid="ignore"):
-        worst = float(np.nanmax(np.abs(wide_a - wide_e))) if differ else 0.0
-    return f"{name}: {differ} of {actual.size} elements differ from what the spec produces (max |difference| {worst:.6g})"
+def _compare(entry: PlanEntry, actual: np.ndarray, jobs: int) -> tuple[str, str | None]:
+    """(SHA-256 of ``actual``, how it differs from what the spec makes or None), comparing
+    chunk by chunk so that only one chunk of expected values is ever in memory."""
+    digest = hashlib.sha256()
+    expected_dtype = np.dtype(float_dtype(entry.dtype))
+    if actual.dtype != expected_dtype or actual.shape != tuple(entry.shape):
+        digest.update(little_endian_bytes(actual))
+        made = f"{expected_dtype.name}{list(entry.shape)}"
+        return digest.hexdigest(), f"{entry.name}: is {actual.dtype.name}{list(actual.shape)}, the spec makes {made}"
+    flat = actual.reshape(-1)
+    differ, worst, position = 0, 0.0, 0
+    for chunk in generate_chunks(entry, jobs=jobs):
+        part = flat[position : position + chunk.size]
+        position += chunk.size
+        stored = little_endian_bytes(part)
+        digest.update(stored)
+        if stored == little_endian_bytes(chunk):
+            continue
+        wide_a, wide_e = part.astype(np.float64), chunk.astype(np.float64)
+        unequal = wide_a != wide_e
+        differ += int(np.count_nonzero(unequal))
+        with np.errstate(invalid="ignore"):
+            worst = max(worst, float(np.nanmax(np.abs(wide_a - wide_e)[unequal])))
+    if not differ:
+        return digest.hexdigest(), None
+    return digest.hexdigest(), (
+        f"{entry.name}: {differ} of {flat.size} elements differ from what the spec produces (max |difference| {worst:.6g})"
+    )

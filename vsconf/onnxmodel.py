@@ -965,10 +965,10 @@ class OnnxModel:
         total = len(self._stored)
         for done, (name, item) in enumerate(self._stored.items(), 1):
             entry = entries.get(name)
-            array = values(entry) if entry is not None else None
+            chunks = values(entry) if entry is not None else None
             target = data if data is not None and self._moves(item) else None
-            if array is not None:
-                _put(item.proto, [little_endian_bytes(array)], target, location)
+            if chunks is not None:
+                _put(item.proto, (little_endian_bytes(chunk) for chunk in chunks), target, location)
             elif name in self._fills:
                 _put(item.proto, _fill_chunks(self._fills[name], _element_count(item.proto)), target, location)
             elif item.proto.data_location == TensorProto.EXTERNAL or target is not None:

@@ -4,10 +4,12 @@ format allows it.  All I/O; the values come from the engine.
 
 from __future__ import annotations
 
+import json
 import shutil
+import struct
 import zipfile
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import ml_dtypes
@@ -15,10 +17,13 @@ import numpy as np
 
 from vsconf.engine import FanHint, Plan, PlanEntry, state_dict_hints
 from vsconf.errors import ModelError
-from vsconf.files import Transaction, describe_os_error
+from vsconf.files import Transaction, describe_os_error, little_endian_bytes
+from vsconf.initializers import float_dtype
+from vsconf.schedule import prefetch
 from vsconf.matching import TensorInfo
 
-Values = Callable[[PlanEntry], "np.ndarray | None"]
+# The new values of a tensor as flat C-order chunks, or None to keep its stored values.
+Values = Callable[[PlanEntry], "Iterator[np.ndarray] | None"]
 # Fixed member timestamps make an .npz a function of its contents alone.
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 # DEFLATE cannot expand data more than ~1032 times; a member claiming more is lying.
@@ -78,19 +83,6 @@ class _StateDict:
     def hints(self) -> dict[str, FanHint]:
         return state_dict_hints(self._infos)
 
-    def _untouched(self, name: str) -> np.ndarray:
-        """A tensor no rule changes, as it goes into a new state dict."""
-        return self.read(name)
-
-    def arrays(self, plan: Plan, values: Values, progress=None) -> dict[str, np.ndarray]:
-        """Every tensor after ``plan``: new values where it fills, the input's elsewhere."""
-        out = {}
-        for done, entry in enumerate(plan, 1):
-            array = values(entry)
-            out[entry.name] = self._untouched(entry.name) if array is None else array
-            if progress:
-                progress(done, len(plan), entry.name)
-        return out
 
 
 class NpzStateDict(_StateDict):
@@ -171,12 +163,12 @@ class NpzStateDict(_StateDict):
                 info = zipfile.ZipInfo(member.filename, date_time=_ZIP_EPOCH)
                 info.compress_type = member.compress_type
                 info.external_attr = 0o644 << 16
-                array = values(entries[name]) if name in entries else None
+                chunks = values(entries[name]) if name in entries else None
                 with out.open(info, "w", force_zip64=True) as sink:
-                    if array is None:
+                    if chunks is None:
                         self._copy_member(member, sink)
                     else:
-                        np.lib.format.write_array(sink, array, allow_pickle=False)
+                        _write_npy(sink, entries[name], chunks)
                 if progress:
                     progress(done, len(members), member.filename)
 
@@ -187,6 +179,18 @@ class NpzStateDict(_StateDict):
                 shutil.copyfileobj(source, sink, 1 << 20)
         except _ZIP_ERRORS as exc:
             raise ModelError(f"{self.path}: member {member.filename!r}: cannot read: {_reason(exc)}") from None
+
+
+def _write_npy(sink, entry: PlanEntry, chunks: Iterator[np.ndarray]) -> None:
+    """An ``.npy`` stream, header then data chunk by chunk: the bytes ``np.save`` writes."""
+    dtype = np.dtype(float_dtype(entry.dtype))
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(entry.shape)}
+    try:
+        np.lib.format.write_array_header_1_0(sink, header)
+    except ValueError:  # a header too long for format 1.0
+        np.lib.format.write_array_header_2_0(sink, header)
+    for chunk in prefetch(chunks):
+        sink.write(little_endian_bytes(chunk))
 
 
 def _reason(exc: BaseException) -> str:
@@ -207,22 +211,30 @@ def _safetensors():
 
 
 class SafetensorsStateDict(_StateDict):
-    """A ``.safetensors`` file, read through the safetensors library."""
+    """A ``.safetensors`` file: checked and read through the safetensors library, written
+    tensor by tensor (header first: every size is known from the plan)."""
 
     def __init__(self, path: Path):
         self.path = path
         self._lib = _safetensors()
         try:
             self._file = self._lib.safe_open(str(path), framework="numpy")
-            self._infos = []
-            for name in self._file.keys():
-                view = self._file.get_slice(name)
-                # Types NumPy cannot hold (float8...) show as raw bytes: never filled, copied through.
-                dtype = np.dtype(_SAFETENSORS_DTYPES.get(view.get_dtype(), "V1"))
-                self._infos.append(TensorInfo(name, tuple(view.get_shape()), dtype))
             self.metadata = dict(self._file.metadata() or {})
         except Exception as exc:  # safetensors raises its own error types
             raise ModelError(f"{path}: cannot read as .safetensors: {exc}") from None
+        # The library has checked the header; read it again for the byte ranges, which
+        # copying a tensor of a type NumPy cannot hold (float8...) needs.
+        with open(path, "rb") as handle:
+            size = struct.unpack("<Q", handle.read(8))[0]
+            header = json.loads(handle.read(size))
+        self._data_start = 8 + size
+        self._header = {name: info for name, info in header.items() if name != "__metadata__"}
+        self._infos = []
+        for name in self._file.keys():
+            info = self._header[name]
+            # Types NumPy cannot hold show as raw bytes: never filled, copied through.
+            dtype = np.dtype(_SAFETENSORS_DTYPES.get(info["dtype"], "V1"))
+            self._infos.append(TensorInfo(name, tuple(info["shape"]), dtype))
 
     def close(self) -> None:
         self._file = None
@@ -236,12 +248,44 @@ class SafetensorsStateDict(_StateDict):
     def write(
         self, output: Path, plan: Plan, values: Values, metadata: Mapping[str, str], progress, transaction: Transaction
     ) -> None:
-        arrays = self.arrays(plan, values, progress)
+        """Tensors go out in name order; untouched ones are copied byte for byte."""
+        names = sorted(self._header)
+        header: dict[str, object] = {}
+        offset = 0
+        for name in names:
+            begin, end = self._header[name]["data_offsets"]
+            header[name] = {**self._header[name], "data_offsets": [offset, offset + end - begin]}
+            offset += end - begin
+        header["__metadata__"] = {**self.metadata, **metadata}
+        text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+        text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned, as the library writes it
+        entries = {entry.name: entry for entry in plan}
         temp = transaction.stage(output)
         try:
-            self._lib.numpy.save_file(arrays, str(temp), metadata={**self.metadata, **metadata})
-        except Exception as exc:  # safetensors wraps OSErrors in its own types
-            raise ModelError(f"{output}: cannot write: {exc}") from None
+            with open(temp, "wb") as sink, open(self.path, "rb") as source:
+                sink.write(struct.pack("<Q", len(text)) + text)
+                for done, name in enumerate(names, 1):
+                    chunks = values(entries[name]) if name in entries else None
+                    if chunks is None:
+                        begin, end = self._header[name]["data_offsets"]
+                        _copy_range(source, sink, self._data_start + begin, end - begin)
+                    else:
+                        for chunk in prefetch(chunks):
+                            sink.write(little_endian_bytes(chunk))
+                    if progress:
+                        progress(done, len(names), name)
+        except OSError as exc:
+            raise ModelError(f"{output}: cannot write: {describe_os_error(exc)}") from None
+
+
+def _copy_range(source, sink, offset: int, length: int) -> None:
+    source.seek(offset)
+    while length:
+        piece = source.read(min(length, 1 << 24))
+        if not piece:
+            raise ModelError(f"{source.name}: ends before offset {offset} + {length}")
+        sink.write(piece)
+        length -= len(piece)
 
 
 _SAFETENSORS_DTYPES = {
@@ -276,9 +320,14 @@ class DictStateDict(_StateDict):
     def close(self) -> None:
         pass
 
-    def _untouched(self, name: str) -> np.ndarray:
-        # the new dict must not share memory with the caller's arrays
-        return self._arrays[name].copy()
+    def arrays(self, plan: Plan, generate: Callable[[PlanEntry], "np.ndarray | None"]) -> dict[str, np.ndarray]:
+        """Every tensor after ``plan``: new values where it changes, a copy of the input's
+        elsewhere (the new dict never shares memory with the caller's arrays)."""
+        out = {}
+        for entry in plan:
+            array = generate(entry)
+            out[entry.name] = self._arrays[entry.name].copy() if array is None else array
+        return out
 
 
 def open_state_dict(path: Path):
