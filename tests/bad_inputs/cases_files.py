@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bad_inputs.common import GOOD_SPEC, npy_bytes, npz_bytes, zip_members
+from bad_inputs.common import GOOD_SPEC, npy_bytes, npz_bytes, zip_members, make_fifo, make_folder
 from bad_inputs.harness import Case
 
 NPZ = {"m.npz": npz_bytes(), "spec.yaml": GOOD_SPEC}
@@ -50,20 +50,6 @@ def _odd_compression_npz() -> bytes:
     return bytes(data)
 
 
-def _fifo(name: str):
-    def build(folder: Path) -> None:
-        os.mkfifo(folder / name)
-
-    return build
-
-
-def _folder(name: str):
-    def build(folder: Path) -> None:
-        (folder / name).mkdir()
-
-    return build
-
-
 def _link(name: str, target: str):
     def build(folder: Path) -> None:
         os.symlink(target, folder / name)
@@ -93,7 +79,7 @@ CASES = [
         1,
         "vsconf: error: dir.npz: the model is a folder, not a regular file\n",
         files={"spec.yaml": GOOD_SPEC},
-        build=_folder("dir.npz"),
+        build=make_folder("dir.npz"),
     ),
     Case(
         "model-is-a-fifo",
@@ -101,7 +87,7 @@ CASES = [
         1,
         "vsconf: error: pipe.onnx: the model is a FIFO, not a regular file\n",
         files={"spec.yaml": GOOD_SPEC},
-        build=_fifo("pipe.onnx"),
+        build=make_fifo("pipe.onnx"),
     ),
     Case(
         "model-is-dev-zero",
@@ -302,7 +288,7 @@ CASES = [
         1,
         "vsconf: error: outdir: cannot write the output: it is a folder\n",
         files=NPZ,
-        build=_folder("outdir"),
+        build=make_folder("outdir"),
     ),
     Case(
         "output-is-a-fifo",
@@ -310,7 +296,7 @@ CASES = [
         1,
         "vsconf: error: out.npz: cannot write the output: it is not a regular file\n",
         files=NPZ,
-        build=_fifo("out.npz"),
+        build=make_fifo("out.npz"),
     ),
     Case(
         "output-folder-missing",
@@ -332,7 +318,7 @@ CASES = [
         1,
         "vsconf: error: sub/../m.npz: the output is the input model; use --in-place to replace it\n",
         files=NPZ,
-        build=_folder("sub"),
+        build=make_folder("sub"),
     ),
     Case(
         "output-is-a-link-to-the-input",
@@ -407,7 +393,7 @@ CASES = [
         1,
         "vsconf: error: locks: cannot write the lock: it is a folder\n",
         files=NPZ,
-        build=_folder("locks"),
+        build=make_folder("locks"),
     ),
     Case(
         "lock-takes-the-data-file-name",
@@ -430,7 +416,7 @@ CASES = [
         1,
         "vsconf: error: m.lock.json: the lock is a FIFO, not a regular file\n",
         files=NPZ,
-        build=_fifo("m.lock.json"),
+        build=make_fifo("m.lock.json"),
     ),
     Case(
         "verify-lock-not-json",

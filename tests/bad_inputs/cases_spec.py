@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bad_inputs.common import GOOD_SPEC, npz_bytes, onnx_bytes
+from bad_inputs.common import GOOD_SPEC, npz_bytes, onnx_bytes, make_fifo, make_folder
 from bad_inputs.harness import Case
 
 HEAD = "vsconf: 1\nseed: 7\nrules:\n"
@@ -41,20 +41,6 @@ def refused(
     """``vsconf plan|apply m.npz spec.yaml`` exits 1 with one ``vsconf: error:`` line."""
     files = dict(model) if spec is None else {**model, "spec.yaml": spec}
     return Case(case_id, argv, 1, f"vsconf: error: {message}\n", files=files, build=build, stdout="")
-
-
-def _fifo(name: str):
-    def build(folder: Path) -> None:
-        os.mkfifo(folder / name)
-
-    return build
-
-
-def _folder(name: str):
-    def build(folder: Path) -> None:
-        (folder / name).mkdir()
-
-    return build
 
 
 def _links(links: dict[str, str]):
@@ -89,14 +75,14 @@ CASES: list[Case] = [
         "spec-folder",
         None,
         "spec.yaml: cannot read the spec: it is a folder, not a regular file",
-        build=_folder("spec.yaml"),
+        build=make_folder("spec.yaml"),
     ),
     refused(
         "spec-fifo",
         None,
         "spec.yaml: cannot read the spec: it is a FIFO, not a regular file",
         argv=("apply", "m.npz", "spec.yaml"),
-        build=_fifo("spec.yaml"),
+        build=make_fifo("spec.yaml"),
     ),
     Case(
         "spec-dev-zero",
@@ -114,7 +100,7 @@ CASES: list[Case] = [
         "vsconf: error: /dev/zero: 1 problem\n"
         "pipe.yaml: cannot read the spec: it is a FIFO, not a regular file\n"
         "vsconf: error: pipe.yaml: 1 problem\n",
-        build=_fifo("pipe.yaml"),
+        build=make_fifo("pipe.yaml"),
         stdout="",
     ),
     refused(

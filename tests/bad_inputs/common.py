@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
 import warnings
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -62,3 +64,21 @@ def npy_bytes(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     np.lib.format.write_array(buffer, array, allow_pickle=False)
     return buffer.getvalue()
+
+
+def make_fifo(name: str):
+    """A ``Case.build`` that makes a FIFO called ``name``."""
+
+    def build(folder: Path) -> None:
+        os.mkfifo(folder / name)
+
+    return build
+
+
+def make_folder(name: str):
+    """A ``Case.build`` that makes an empty folder called ``name``."""
+
+    def build(folder: Path) -> None:
+        (folder / name).mkdir()
+
+    return build
