@@ -56,3 +56,14 @@ def test_the_readme_shows_the_real_plan_of_the_example(vsconf_exe):
         text=True,
     )
     assert done.stdout == shown
+
+
+def test_the_readme_python_tour_runs_as_written(tmp_path, monkeypatch):
+    """Every ```python block, run top to bottom in a folder holding the examples and configs."""
+    blocks = re.findall(r"```python\n(.*?)```", README, flags=re.S)
+    assert blocks
+    for folder in ("examples", "configs"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    monkeypatch.chdir(tmp_path)
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {"__name__": "readme"})
