@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from vsconf._version import __version__  # noqa: F401  (listed in __all__)
 
 _HOMES = {
-    "vsconf.api": ("ApplyResult", "apply", "apply_state_dict", "plan", "verify"),
+    "vsconf.api": ("ApplyResult", "apply", "apply_state_dict", "inspect", "plan", "verify"),
     "vsconf.engine": ("Plan", "PlanEntry"),
     "vsconf.errors": ("MatchError", "ModelError", "Problem", "SpecError", "VsconfError"),
     "vsconf.fans": ("Axes", "compute_fans", "scaled_variance"),
@@ -49,7 +49,7 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:  # what type checkers and editors see  # noqa: F401
-    from vsconf.api import ApplyResult, apply, apply_state_dict, plan, verify
+    from vsconf.api import ApplyResult, apply, apply_state_dict, inspect, plan, verify
     from vsconf.engine import Plan, PlanEntry
     from vsconf.errors import MatchError, ModelError, Problem, SpecError, VsconfError
     from vsconf.fans import Axes, compute_fans, scaled_variance

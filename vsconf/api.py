@@ -19,7 +19,7 @@ from typing import Any, Union
 import numpy as np
 
 from vsconf import statedict
-from vsconf.engine import Plan, PlanEntry, generate, generate_chunks, make_plan
+from vsconf.engine import Plan, PlanEntry, auto_fans, consumer_labels, generate, generate_chunks, make_plan
 from vsconf.errors import ModelError
 from vsconf.files import Transaction, default_output, describe_os_error, is_data_name, little_endian_bytes, regular_file
 from vsconf.lock import build_lock, compare_lock, read_lock, write_lock
@@ -141,6 +141,31 @@ def plan(model: Any, spec: SpecLike, *, seed: int | None = None, materialize: bo
     spec = _spec_argument(spec, _seed_argument(seed))
     with open_model(model, materialize=materialize, untie=untie) as adapter:
         return _plan_of(adapter, spec)
+
+
+def inspect(model: Any, *, materialize: bool = False) -> list[dict[str, Any]]:
+    """Every tensor of ``model`` with its shape, dtype, consumers and the fans ``layout:
+    auto`` would read, as JSON-ready records (what ``vsconf inspect`` prints)."""
+    records = []
+    with open_model(model, materialize=materialize) as adapter:
+        hints = adapter.hints()
+        for tensor in adapter.tensors():
+            hint = hints.get(tensor.name)
+            fan_in, fan_out, source = auto_fans(tensor, hint, adapter.target)
+            records.append(
+                {
+                    "name": tensor.name,
+                    "shape": list(tensor.shape),
+                    "dtype": tensor.dtype.name,
+                    "float": tensor.is_float,
+                    "consumers": list(consumer_labels(tensor)),
+                    "fan_in": fan_in,
+                    "fan_out": fan_out,
+                    "fans_from": source,
+                    "conflict": hint.conflict if hint is not None else None,
+                }
+            )
+    return records
 
 
 # --------------------------------------------------------------------------- apply

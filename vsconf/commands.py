@@ -14,7 +14,7 @@ from pathlib import Path
 from vsconf import api
 from vsconf.api import MAX_JOBS
 from vsconf._version import __version__
-from vsconf.engine import Plan, PlanEntry, auto_fans
+from vsconf.engine import Plan, PlanEntry
 from vsconf.errors import SpecError
 from vsconf.spec import load_spec, schema_text
 
@@ -175,25 +175,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    with api.open_model(args.model, materialize=args.materialize) as adapter:
-        hints = adapter.hints()
-        records = []
-        for tensor in adapter.tensors():
-            hint = hints.get(tensor.name)
-            *fans, source = auto_fans(tensor, hint, adapter.target)
-            records.append(
-                {
-                    "name": tensor.name,
-                    "shape": list(tensor.shape),
-                    "dtype": tensor.dtype.name,
-                    "float": tensor.is_float,
-                    "consumers": [f"{c.qualified_op}.{c.input_name}" + (f" ({c.node})" if c.node else "") for c in tensor.consumers],
-                    "fan_in": fans[0],
-                    "fan_out": fans[1],
-                    "fans_from": source,
-                    "conflict": hint.conflict if hint is not None else None,
-                }
-            )
+    records = api.inspect(args.model, materialize=args.materialize)
     if args.format == "json":
         print(json.dumps(records, indent=2))
         return 0

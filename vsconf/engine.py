@@ -111,7 +111,7 @@ class Plan:
         return [entry.as_dict() for entry in self.entries]
 
 
-def _consumer_labels(tensor: TensorInfo) -> tuple[str, ...]:
+def consumer_labels(tensor: TensorInfo) -> tuple[str, ...]:
     return tuple(f"{c.qualified_op}.{c.input_name}" + (f" ({c.node})" if c.node else "") for c in tensor.consumers)
 
 
@@ -166,7 +166,7 @@ class _Planner:
             "name": tensor.name,
             "shape": tensor.shape,
             "dtype": tensor.dtype.name,
-            "consumers": _consumer_labels(tensor),
+            "consumers": consumer_labels(tensor),
         }
         if rule is None:
             return PlanEntry(action="unmatched", **base)
@@ -234,7 +234,7 @@ def make_plan(
     entries = []
     for tensor in tensors:
         if not tensor.is_float:
-            entries.append(PlanEntry(tensor.name, tensor.shape, tensor.dtype.name, "skip", consumers=_consumer_labels(tensor)))
+            entries.append(PlanEntry(tensor.name, tensor.shape, tensor.dtype.name, "skip", consumers=consumer_labels(tensor)))
             continue
         index = matching.rule_of(tensor.name)
         entries.append(planner.entry(tensor, None if index is None else spec.rules[index]))
