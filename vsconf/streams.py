@@ -29,6 +29,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from vsconf.schedule import available_cores
+
 BLOCK_SIZE = 1 << 16
 KINDS = ("truncated_normal", "untruncated_normal", "uniform")
 # Version tag of the stream definition: change it and every digest changes.
@@ -157,8 +159,10 @@ def draw_flat(
             np.multiply(values[a - lo : b - lo], param, out=out[a - start : b - start], casting="unsafe")
 
     tasks = range(first, last, BLOCKS_PER_TASK)
-    if jobs > 1 and len(tasks) > 1:
-        pool = ThreadPoolExecutor(max_workers=min(jobs, len(tasks)))
+    # More threads than cores only contend for them (the values never depend on the count).
+    workers = min(jobs, len(tasks), available_cores())
+    if workers > 1:
+        pool = ThreadPoolExecutor(max_workers=workers)
         try:
             list(pool.map(fill, tasks))
         finally:  # on an interrupt, drop the tasks not started yet
