@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 from bad_inputs.common import onnx_model
-from fuzzing import FUZZ
+from fuzzing import FUZZ, mutated_bytes
 from hypothesis import event, given
 from hypothesis import strategies as st
 from onnx import AttributeProto, TensorProto, helper, numpy_helper
@@ -140,26 +140,8 @@ def test_random_bytes(data):
     exercise(data)
 
 
-@st.composite
-def mutated_bytes(draw) -> bytes:
-    data = bytearray(draw(st.sampled_from(REAL)))
-    for _ in range(draw(st.integers(1, 6))):
-        kind = draw(st.sampled_from(["flip", "insert", "delete", "overwrite"]))
-        position = draw(st.integers(0, max(len(data) - 1, 0)))
-        if kind == "flip" and data:
-            data[position] ^= 1 << draw(st.integers(0, 7))
-        elif kind == "insert":
-            data[position:position] = draw(st.binary(min_size=1, max_size=8))
-        elif kind == "delete":
-            del data[position : position + draw(st.integers(1, 8))]
-        else:
-            chunk = draw(st.binary(min_size=1, max_size=8))
-            data[position : position + len(chunk)] = chunk
-    return bytes(data)
-
-
 @FUZZ
-@given(mutated_bytes(), st.booleans(), st.booleans())
+@given(mutated_bytes(REAL), st.booleans(), st.booleans())
 def test_mutated_model_bytes(data, materialize, untie):
     exercise(data, materialize=materialize, untie=untie)
 

@@ -20,7 +20,8 @@ from onnx_builders import model, run, save, tensor, value
 import vsconf
 from vsconf.errors import MatchError, ModelError
 from vsconf.files import Transaction
-from vsconf.onnxmodel import OnnxModel
+from vsconf.onnx import OnnxModel, writer
+from vsconf.onnx.reader import ModelFile
 from vsconf.spec import parse_spec
 
 
@@ -459,9 +460,7 @@ def test_force_over_a_previous_output_does_not_touch_the_input_data(tmp_path):
 
 
 def test_outputs_past_the_protobuf_limit_get_external_data(tmp_path, monkeypatch):
-    import vsconf.onnxmodel as onnxmodel
-
-    monkeypatch.setattr(onnxmodel, "_INLINE_LIMIT", 1000)  # stand-in for 2 GB
+    monkeypatch.setattr(writer, "_INLINE_LIMIT", 1000)  # stand-in for 2 GB
     path = save(_dense(np.float32), tmp_path / "big.onnx")
     out = vsconf.apply(path, EVERYTHING_HE).output
     assert (tmp_path / "big.init.onnx.data").stat().st_size >= 64 * 32 * 4
@@ -729,7 +728,7 @@ def test_constant_ints_never_reads_a_large_tensor(tmp_path, monkeypatch):
     )
     path = tmp_path / "m.onnx"
     path.write_bytes(built.SerializeToString())
-    monkeypatch.setattr(OnnxModel, "_array", lambda *args: pytest.fail("a 100,000-element tensor was read"))
+    monkeypatch.setattr(ModelFile, "array", lambda *args: pytest.fail("a 100,000-element tensor was read"))
     opened = OnnxModel(path)
     assert opened.hints()["w"].source == "tf (auto: cannot follow Unsqueeze (Unsqueeze#0))"
 
@@ -870,8 +869,6 @@ def test_stale_data_files_of_an_unreadable_or_missing_output(tmp_path):
 
 
 def test_materialize_allocates_nothing_until_written(tmp_path, monkeypatch):
-    import vsconf.onnxmodel as onnxmodel
-
     def constant_of_shape(shape):
         return model(
             [helper.make_node("ConstantOfShape", ["shape"], ["c"], value=numpy_helper.from_array(np.array([2.5], np.float32)))],
@@ -883,7 +880,7 @@ def test_materialize_allocates_nothing_until_written(tmp_path, monkeypatch):
     keep = spec_of("  - match: c\n    init: keep\n")
     huge = save(constant_of_shape([2**17, 2**20]), tmp_path / "huge.onnx")  # 512 GiB of float32
     assert vsconf.plan(huge, keep, materialize=True).entry("c").shape == (2**17, 2**20)
-    monkeypatch.setattr(onnxmodel, "_INLINE_LIMIT", 1000)  # stand-in for 2 GB: the fill goes to a data file
+    monkeypatch.setattr(writer, "_INLINE_LIMIT", 1000)  # stand-in for 2 GB: the fill goes to a data file
     path = save(constant_of_shape([300, 300]), tmp_path / "m.onnx")
     out = vsconf.apply(path, keep, materialize=True).output
     onnx.checker.check_model(str(out))

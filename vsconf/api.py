@@ -22,8 +22,9 @@ from vsconf import statedict
 from vsconf.engine import Plan, PlanEntry, auto_fans, consumer_labels, generate, generate_chunks, make_plan
 from vsconf.errors import ModelError
 from vsconf.files import Transaction, default_output, describe_os_error, is_data_name, little_endian_bytes, regular_file
-from vsconf.lock import build_lock, compare_lock, read_lock, write_lock
 from vsconf.initializers import float_dtype
+from vsconf.lock import build_lock, compare_lock, read_lock, write_lock
+from vsconf.schedule import available_cores
 from vsconf.spec import Spec, load_spec
 from vsconf.streams import MAX_SEED
 
@@ -98,7 +99,8 @@ def _short(value: Any) -> str:
 
 
 def default_jobs() -> int:
-    return max(1, os.cpu_count() or 1)
+    """Every core this process may use."""
+    return available_cores()
 
 
 # --------------------------------------------------------------------------- opening models
@@ -116,7 +118,7 @@ def open_model(model: Any, *, materialize: bool = False, untie: bool = False) ->
     else:
         path = regular_file(_path_argument(model, "model"), "model")
         if path.suffix == ".onnx":
-            from vsconf.onnxmodel import OnnxModel
+            from vsconf.onnx import OnnxModel
 
             adapter = OnnxModel(path, materialize=materialize, untie=untie)
         else:

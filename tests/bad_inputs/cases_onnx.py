@@ -14,6 +14,7 @@ from bad_inputs.harness import Case
 from bad_inputs.onnx_cases_util import (
     W_BYTES,
     bad_attribute,
+    big_model,
     edited,
     external,
     external_model,
@@ -23,9 +24,11 @@ from bad_inputs.onnx_cases_util import (
     graph_input,
     ints,
     metadata,
+    nested_ifs,
     old_output,
     old_output_at,
     opset,
+    raw_data_twice,
     set_tensor,
     symlink,
     with_nodes,
@@ -61,6 +64,23 @@ CASES: list[Case] = [
     refused("onnx-unparseable-bytes", b"\x08\x07garbage\xff\xff\xff", "not an ONNX model: protobuf cannot parse it"),
     refused("onnx-parses-but-no-graph", b"\x08\x07", "not an ONNX model: it has no graph"),
     refused("onnx-yaml-named-onnx", GOOD_SPEC.encode(), "not an ONNX model: protobuf cannot parse it", argv=INSPECT),
+    refused(
+        "onnx-cut-inside-a-weight",  # the reader walks the file's structure: a weight cut short is no model
+        onnx_bytes(big_model())[:2000],
+        "not an ONNX model: protobuf cannot parse it",
+        argv=APPLY,
+    ),
+    refused(
+        "onnx-weight-length-past-the-end",
+        onnx_bytes(big_model()).replace(b"J\xa0\x1f", b"J\xa0\x7f"),  # raw_data's length: 4000 -> 16288 bytes
+        "not an ONNX model: protobuf cannot parse it",
+        argv=INSPECT,
+    ),
+    refused(
+        "onnx-nesting-past-protobufs-limit",  # 40 Ifs deep, a weight at the bottom: never walked past the limit
+        nested_ifs(40),
+        "not an ONNX model: protobuf cannot parse it",
+    ),
     refused(
         "onnx-ir-version-0",
         edited(lambda m: m.ClearField("ir_version")),
@@ -232,6 +252,26 @@ CASES: list[Case] = [
         edited(set_tensor(data_type=TensorProto.STRING)),
         "tensor 'w': a string tensor cannot use raw_data",
         argv=INSPECT,
+    ),
+    refused(
+        "onnx-raw-data-twice-the-last-is-long",  # protobuf keeps the last raw_data: the first, right-sized, does not count
+        raw_data_twice(W_BYTES, W_BYTES * 8),
+        f"tensor 'w': raw_data holds 384 bytes, {W_NEEDS} 48",
+    ),
+    Case(
+        "onnx-raw-data-twice-the-last-is-right",  # ... and a long first one does not either
+        APPLY,
+        0,
+        "",
+        files={"model.onnx": raw_data_twice(W_BYTES * 8, W_BYTES), "spec.yaml": GOOD_SPEC},
+        created=frozenset({"model.init.onnx"}),
+        stdout="wrote model.init.onnx: 2 filled (seed 7, spec sha256 357d2116a3671043)\n",
+    ),
+    refused(
+        "onnx-large-raw-data-short",
+        edited(set_tensor(raw_data=bytes(4000), dims=[1001])),
+        "tensor 'w': raw_data holds 4000 bytes, its dims [1001] (float32) need 4004",
+        argv=APPLY,
     ),
     refused(
         "onnx-int4-raw-data-unpacked",  # two int4 values share a byte: 5 elements need 3 bytes

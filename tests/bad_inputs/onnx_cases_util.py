@@ -15,6 +15,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from bad_inputs.common import onnx_model
+from vsconf.onnx.wire import encode_varint as varint
 
 Edit = Callable[[onnx.ModelProto], None]
 
@@ -48,6 +49,39 @@ def set_tensor(name: str = "w", **fields) -> Edit:
                 setattr(t, key, value)
 
     return edit
+
+
+def field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+    return varint((number << 3) | 2) + varint(len(payload)) + payload  # tag: field number, wire type 2
+
+
+def big_model(elements: int = 1000) -> onnx.ModelProto:
+    """The good model with ``w`` of ``elements`` float32 values (its raw_data left out of the skeleton)."""
+    model = onnx_model()
+    tensor(model).CopyFrom(numpy_helper.from_array(np.arange(elements, dtype=np.float32), "w"))
+    return model
+
+
+def raw_data_twice(first: bytes, last: bytes) -> bytes:
+    """The good model whose ``w`` stores raw_data twice, ``first`` then ``last`` (protobuf
+    keeps the last).  ``w`` comes after ``b``: it is given by a second graph field."""
+    model = onnx_model()
+    w = tensor(model)
+    model.graph.initializer.remove(w)
+    w.ClearField("raw_data")
+    return model.SerializeToString() + field(7, field(5, w.SerializeToString() + field(9, first) + field(9, last)))
+
+
+def nested_ifs(depth: int) -> bytes:
+    """The good model with an If nested ``depth`` deep (three messages a level) around a
+    1000-element weight: past protobuf's nesting limit of 100, built as bytes since onnx
+    cannot build it."""
+    graph = field(5, numpy_helper.from_array(np.zeros(1000, np.float32), "deep").SerializeToString())
+    for level in range(depth):
+        attribute = field(1, b"then_branch") + varint(20 << 3) + varint(5) + field(6, graph)
+        graph = field(1, field(1, b"x") + field(2, f"o{level}".encode()) + field(4, b"If") + field(5, attribute))
+    return onnx_model().SerializeToString() + field(7, graph)
 
 
 def external(name: str = "w", **keys: str) -> Edit:

@@ -1,0 +1,433 @@
+"""The graph: which tensors are stored, who reads them, and the fans their readers imply.
+
+Pure functions over a ``ModelProto`` (a skeleton serves: nothing here reads a payload)
+and a :class:`GraphIndex` built from it.  The contracts:
+
+* **Order is checked, not assumed.**  :func:`order_problem` says when a node reads a
+  value nothing defined before it (graph inputs, initializers, earlier nodes, or the
+  enclosing graphs' values for If/Loop/Scan bodies) or defines one twice, so that a
+  cycle is an error and never a hang.
+* **Analysis never fails on what it cannot follow.**  An attribute of the wrong type or
+  out of range, an unknown operator or opset, a huge constant: the tensor's fans fall
+  back to the tf rule and the hint says "cannot follow <op>".  Constants (shapes, axes)
+  are read through a callable, and only when they have at most :data:`MAX_RANK` elements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import onnx
+from onnx import AttributeProto, TensorProto
+
+from vsconf.engine import FanHint
+from vsconf.fans import Axes, axes_fans
+from vsconf.matching import Consumer, TensorInfo
+from vsconf.onnx.checks import np_dtype, plain, shown
+from vsconf.onnx.optable import LOOK_THROUGH, WEIGHT_INPUT, formal_inputs
+
+# Shapes, axes and perms are short: a constant with more elements is not read as one.
+MAX_RANK = 64
+# Look-through steps followed from one stored tensor before vsconf gives up on its fans.
+_MAX_REACH = 4096
+# A small integer constant's values by name, or None when it is not one.
+ConstantInts = Callable[[str], "list[int] | None"]
+
+
+class CannotFollow(Exception):
+    """An attribute vsconf needs to follow a node is there but not what ONNX says it is."""
+
+
+# --------------------------------------------------------------------------- walking graphs
+
+
+def subgraphs(node: onnx.NodeProto) -> Iterator[onnx.GraphProto]:
+    """The bodies of an If/Loop/Scan (any GRAPH or GRAPHS attribute)."""
+    for attribute in node.attribute:
+        if attribute.type == AttributeProto.GRAPH:
+            yield attribute.g
+        elif attribute.type == AttributeProto.GRAPHS:
+            yield from attribute.graphs
+
+
+def graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+    """``graph`` and every subgraph under it, depth first."""
+    yield graph
+    for node in graph.node:
+        for sub in subgraphs(node):
+            yield from graphs(sub)
+
+
+def node_labels(graph: onnx.GraphProto) -> tuple[list[onnx.NodeProto], dict[int, str]]:
+    """Every node, and its name or ``Op#k`` (k: its position in a walk of the main graph,
+    then the subgraphs).  Keep the list alive while using the ids."""
+    nodes = [node for sub in graphs(graph) for node in sub.node]
+    return nodes, {id(node): node.name or f"{node.op_type}#{k}" for k, node in enumerate(nodes)}
+
+
+def all_tensors(graph: onnx.GraphProto) -> Iterator[TensorProto]:
+    """Every tensor a graph stores: initializers and tensor attributes, subgraphs included."""
+    for sub in graphs(graph):
+        yield from sub.initializer
+        for sparse in sub.sparse_initializer:
+            yield sparse.values
+            yield sparse.indices
+        for node in sub.node:
+            for attribute in node.attribute:
+                if attribute.HasField("t"):
+                    yield attribute.t
+                yield from attribute.tensors
+
+
+def external_locations(model: onnx.ModelProto) -> list[str]:
+    """The data files a model names, in order of first mention."""
+    names: dict[str, None] = {}
+    for tensor in all_tensors(model.graph):
+        if tensor.data_location == TensorProto.EXTERNAL:
+            names.update({e.value: None for e in tensor.external_data if e.key == "location"})
+    return list(names)
+
+
+def opsets(model: onnx.ModelProto) -> dict[str, int]:
+    """Opset version by domain ('' for ONNX's own, also when imported as 'ai.onnx')."""
+    found = {o.domain or "": o.version for o in model.opset_import}
+    if "ai.onnx" in found:
+        found.setdefault("", found["ai.onnx"])
+    return found
+
+
+_FIELD_OF_ATTRIBUTE = {AttributeProto.INT: "i", AttributeProto.INTS: "ints", AttributeProto.TENSOR: "t"}
+
+
+def attribute(node: onnx.NodeProto, name: str, kind: int, default: Any = None) -> Any:
+    """Attribute ``name`` of ``node`` if it has type ``kind`` (ints as a list), ``default``
+    when absent; :class:`CannotFollow` when present with another type.  IR 1 models
+    carry no type: the field that is set decides."""
+    for item in node.attribute:
+        if item.name != name:
+            continue
+        field_name = _FIELD_OF_ATTRIBUTE[kind]
+        untyped = item.type == AttributeProto.UNDEFINED
+        if item.type == kind or (untyped and _attribute_has(item, field_name)):
+            value = getattr(item, field_name)
+            return list(value) if kind == AttributeProto.INTS else value
+        raise CannotFollow(name)
+    return default
+
+
+def _attribute_has(item: AttributeProto, field_name: str) -> bool:
+    return len(item.ints) > 0 if field_name == "ints" else item.HasField(field_name)
+
+
+# --------------------------------------------------------------------------- stored tensors
+
+
+@dataclass
+class Stored:
+    """A float-or-not tensor stored in the model: an initializer, a Constant node, or a
+    ConstantOfShape output made real by --materialize."""
+
+    name: str
+    proto: TensorProto
+    graph: onnx.GraphProto
+    kind: str  # "initializer" or "constant"
+
+
+def stored_tensors(model: onnx.ModelProto) -> tuple[dict[str, Stored], str | None]:
+    """Every stored tensor by name, in the order of a walk of the graphs; and the problem
+    when two share a name (vsconf needs unique names), else None."""
+    stored: dict[str, Stored] = {}
+    for graph in graphs(model.graph):
+        found = [Stored(tensor.name, tensor, graph, "initializer") for tensor in graph.initializer]
+        for node in graph.node:
+            if node.op_type == "Constant" and node.domain in ("", "ai.onnx") and node.output and node.output[0]:
+                for item in node.attribute:
+                    if item.name == "value" and item.type == AttributeProto.TENSOR:
+                        found.append(Stored(node.output[0], item.t, graph, "constant"))
+        for item in found:
+            if item.name in stored:
+                return stored, f"two tensors are named {shown(item.name)}; vsconf needs unique tensor names"
+            stored[item.name] = item
+    return stored, None
+
+
+def order_problem(model: onnx.ModelProto) -> str | None:
+    """Whether a node reads a value nothing defines before it, or defines one twice in its graph."""
+    nodes, labels = node_labels(model.graph)
+
+    def walk(graph: onnx.GraphProto, scopes: list[set[str]]) -> str | None:
+        defined = {v.name for v in graph.input} | {t.name for t in graph.initializer}
+        defined |= {s.values.name for s in graph.sparse_initializer}
+        scopes = [*scopes, defined]
+        for node in graph.node:
+            where = f"node {shown(labels[id(node)])} ({plain(node.op_type)})"
+            for value in node.input:
+                if value and not any(value in scope for scope in scopes):
+                    return (
+                        f"{where} reads {shown(value)}, which nothing defines before it "
+                        "(a cycle, or nodes out of topological order)"
+                    )
+            for sub in subgraphs(node):
+                problem = walk(sub, scopes)
+                if problem:
+                    return problem
+            for value in node.output:
+                if value and value in defined:
+                    return f"{where} writes {shown(value)}, which is already defined in its graph"
+                defined.add(value)
+        return None
+
+    problem = walk(model.graph, [])
+    del nodes
+    return problem
+
+
+# --------------------------------------------------------------------------- the index
+
+
+@dataclass
+class Edge:
+    node: onnx.NodeProto
+    index: int
+    graph: onnx.GraphProto
+
+
+@dataclass
+class _Reach:
+    """A terminal consumer reached from a stored tensor, with the axis map on the way."""
+
+    node: onnx.NodeProto
+    index: int
+    axis_map: tuple[int | None, ...]  # for each axis at the consumer: the stored axis, or None
+
+
+@dataclass
+class GraphIndex:
+    """Who reads and who writes each value, across the main graph and every subgraph;
+    ``labels``: each node's name or ``Op#k``, by ``id`` (``nodes`` keeps the ids valid)."""
+
+    edges: dict[str, list[Edge]] = field(default_factory=dict)
+    producers: dict[str, onnx.NodeProto] = field(default_factory=dict)
+    labels: dict[int, str] = field(default_factory=dict)
+    nodes: list[onnx.NodeProto] = field(default_factory=list)
+    opsets: dict[str, int] = field(default_factory=dict)
+
+
+def build_index(model: onnx.ModelProto) -> GraphIndex:
+    index = GraphIndex(opsets=opsets(model))
+    index.nodes, index.labels = node_labels(model.graph)
+    for graph in graphs(model.graph):
+        for node in graph.node:
+            for i, name in enumerate(node.input):
+                if name:
+                    index.edges.setdefault(name, []).append(Edge(node, i, graph))
+            for name in node.output:
+                if name:
+                    index.producers[name] = node
+    return index
+
+
+def formal(index: GraphIndex, node: onnx.NodeProto, position: int) -> str:
+    """The formal name of a node's input (``inputN`` when onnx does not know the op)."""
+    domain = node.domain or ""
+    names = formal_inputs(domain, node.op_type, index.opsets.get(domain, 1))
+    if not names:
+        return f"input{position}"
+    return names[position] if position < len(names) else names[-1]
+
+
+# --------------------------------------------------------------------------- following a weight
+
+
+def _unsqueezed(axis_map: tuple[int | None, ...], axes: list[int]) -> tuple[int | None, ...] | None:
+    """The axis map after inserting ``axes`` (ONNX's Unsqueeze), or None if they are not valid axes."""
+    out_rank = len(axis_map) + len(axes)
+    if len(axes) > MAX_RANK or not all(-out_rank <= a < out_rank for a in axes):
+        return None
+    inserted = sorted({a % out_rank for a in axes})
+    if len(inserted) != len(axes):
+        return None
+    mapped = list(axis_map)
+    for a in inserted:
+        mapped.insert(a, None)
+    return tuple(mapped)
+
+
+def _squeezed(axis_map: tuple[int | None, ...], axes: list[int]) -> tuple[int | None, ...] | None:
+    """The axis map after removing ``axes`` (ONNX's Squeeze), or None if they are not valid axes."""
+    rank = len(axis_map)
+    if not all(-rank <= a < rank for a in axes):
+        return None
+    removed = {a % rank for a in axes}
+    if len(removed) != len(axes):
+        return None
+    return tuple(m for i, m in enumerate(axis_map) if i not in removed)
+
+
+def _through(
+    node: onnx.NodeProto, position: int, axis_map: tuple[int | None, ...], constant_ints: ConstantInts
+) -> tuple[int | None, ...] | None:
+    """The axis map after a look-through op, or None when vsconf cannot follow it."""
+    op = node.op_type
+    if op in ("Identity", "Cast", "Slice"):
+        return axis_map if position == 0 else None
+    if op == "Concat":
+        return axis_map
+    if position != 0:
+        return None
+    rank = len(axis_map)
+    if op == "Transpose":
+        perm = attribute(node, "perm", AttributeProto.INTS) or list(reversed(range(rank)))
+        if sorted(perm) != list(range(rank)):
+            return None
+        return tuple(axis_map[p] for p in perm)
+    axes = attribute(node, "axes", AttributeProto.INTS)
+    if axes is None and len(node.input) > 1 and node.input[1]:
+        axes = constant_ints(node.input[1])
+    if axes is None:
+        return None  # Squeeze without axes removes "every size-1 axis": shapes vsconf does not track
+    if op == "Unsqueeze":
+        return _unsqueezed(axis_map, axes)
+    if op == "Squeeze":
+        return _squeezed(axis_map, axes)
+    return None
+
+
+def _reach(index: GraphIndex, name: str, rank: int, constant_ints: ConstantInts) -> tuple[list[_Reach], list[str]]:
+    """Terminal consumers of stored tensor ``name``, and the look-through ops we could not follow."""
+    reached: list[_Reach] = []
+    stuck: list[str] = []
+    seen: set[tuple[str, tuple]] = set()
+    stack = [(name, tuple(range(rank)))]
+    while stack:
+        value, axis_map = stack.pop()
+        if (value, axis_map) in seen:
+            continue
+        if len(seen) >= _MAX_REACH:
+            stuck.append(f"more than {_MAX_REACH} look-through steps")
+            break
+        seen.add((value, axis_map))
+        for edge in index.edges.get(value, []):
+            node = edge.node
+            if node.op_type in LOOK_THROUGH and node.domain in ("", "ai.onnx"):
+                try:
+                    after = _through(node, edge.index, axis_map, constant_ints)
+                except CannotFollow:
+                    after = None
+                if after is None:
+                    stuck.append(f"{node.op_type} ({index.labels[id(node)]})")
+                    continue
+                stack.extend((out, after) for out in node.output if out)
+            else:
+                reached.append(_Reach(node, edge.index, axis_map))
+    return reached, stuck
+
+
+def role(index: GraphIndex, node: onnx.NodeProto, position: int, rank: int) -> tuple[list[int], list[int], list[int], str] | None:
+    """(in, out, batch) axes at the consumer, and a label, for the weight inputs vsconf knows.
+
+    Raises :class:`CannotFollow` when an attribute it needs has the wrong type.
+    """
+    op, domain = node.op_type, node.domain or ""
+    name = formal(index, node, position)
+    label = f"{op} {name}"
+    if domain == "com.microsoft" and op == "Attention" and name == "weights" and rank == 2:
+        return [0], [1], [], label
+    if domain not in ("", "ai.onnx"):
+        return None
+    if op in ("Conv", "ConvTranspose") and name == "W" and rank >= 3:
+        return [1], [0], [], label
+    if op == "Gemm" and rank == 2 and name in ("A", "B"):
+        flag = "transA" if name == "A" else "transB"
+        transposed = bool(attribute(node, flag, AttributeProto.INT, 0))
+        if name == "B":  # [K, N], or [N, K] when transposed
+            k_axis = 1 if transposed else 0
+        else:  # [M, K], or [K, M] when transposed
+            k_axis = 0 if transposed else 1
+        return [k_axis], [1 - k_axis], [], f"{label} ({flag}={int(transposed)})"
+    if op == "MatMul" and name in ("A", "B") and rank >= 1:
+        if rank == 1:
+            return [0], [], [], label
+        k_axis, other = (rank - 2, rank - 1) if name == "B" else (rank - 1, rank - 2)
+        return [k_axis], [other], list(range(rank - 2)), label
+    if op in ("LSTM", "GRU", "RNN") and name in ("W", "R") and rank == 3:
+        return [2], [1], [0], label
+    if op == "Gather" and name == "data" and rank == 2 and attribute(node, "axis", AttributeProto.INT, 0) == 0:
+        return [0], [1], [], label
+    return None
+
+
+def _weight_of(index: GraphIndex, stored: Mapping[str, Stored], node: onnx.NodeProto, depth: int = 0) -> str | None:
+    """The stored tensor that is ``node``'s weight, following look-through ops backwards."""
+    op = node.op_type
+    if op in ("Add", "Sum") and depth == 0:
+        for value in node.input:
+            producer = index.producers.get(value)
+            if producer is not None and producer.op_type in WEIGHT_INPUT:
+                found = _weight_of(index, stored, producer, depth + 1)
+                if found:
+                    return found
+        return None
+    slot = WEIGHT_INPUT.get(op)
+    if slot is None or len(node.input) <= slot:
+        return None
+    candidates = [node.input[slot]] + ([node.input[0]] if op in ("Gemm", "MatMul") else [])
+    for value in candidates:
+        for _ in range(16):
+            if value in stored:
+                return value
+            producer = index.producers.get(value)
+            if producer is None or producer.op_type not in LOOK_THROUGH or not producer.input:
+                break
+            value = producer.input[0]
+    return None
+
+
+def analyse(
+    stored: Mapping[str, Stored], index: GraphIndex, constant_ints: ConstantInts
+) -> tuple[list[TensorInfo], dict[str, FanHint]]:
+    """Each stored tensor's facts (name, shape, dtype, consumers) and fan hint."""
+    infos: list[TensorInfo] = []
+    hints: dict[str, FanHint] = {}
+    for name, item in stored.items():
+        shape = tuple(int(d) for d in item.proto.dims)
+        dtype = np_dtype(item.proto.data_type)
+        reached, stuck = _reach(index, name, len(shape), constant_ints)
+        consumers: list[Consumer] = []
+        roles: list[tuple[Axes, str, tuple[int, int]]] = []
+        weight = None
+        for reach in reached:
+            node = reach.node
+            node_name = index.labels[id(node)]
+            consumer = Consumer(node.op_type, formal(index, node, reach.index), node_name, node.domain or "")
+            if consumer not in consumers:
+                consumers.append(consumer)
+            try:
+                found = role(index, node, reach.index, len(reach.axis_map))
+            except CannotFollow:
+                stuck.append(f"{node.op_type} ({node_name})")
+                found = None
+            if found is not None:
+                in_axes, out_axes, batch_axes, label = found
+                stored_axes = [
+                    [reach.axis_map[a] for a in axes if reach.axis_map[a] is not None] for axes in (in_axes, out_axes, batch_axes)
+                ]
+                axes = Axes(*stored_axes)
+                roles.append((axes, f"{label} ({node_name})", axes_fans(shape, axes)))
+            weight = weight or _weight_of(index, stored, node)
+        conflict = None
+        distinct = {fans for _, _, fans in roles}
+        if len(distinct) > 1:
+            conflict = "its consumers disagree on fans: " + "; ".join(
+                f"{source} gives (fan_in, fan_out) = {fans}" for _, source, fans in roles
+            )
+        axes, source = (roles[0][0], roles[0][1]) if roles else (None, "")
+        if not roles and stuck:
+            source = "tf (auto: cannot follow " + ", ".join(stuck) + ")"
+        elif not roles and consumers:
+            source = "tf (auto: no fan rule for " + ", ".join(f"{c.qualified_op} {c.input_name}" for c in consumers) + ")"
+        hints[name] = FanHint(axes=axes, source=source, weight=weight, conflict=conflict)
+        infos.append(TensorInfo(name, shape, dtype, tuple(consumers)))
+    return infos, hints
