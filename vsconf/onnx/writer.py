@@ -113,40 +113,7 @@ def write(
     """Stage ``model`` (a skeleton of ``file``, rewritten) with new values as ``output`` in
     ``transaction``, not committed.  ``input_files``: the data files the input reads
     (external data in, or a fresh data file out)."""
-    layout = _lay_out(file, model, fills, input_files, Path(output), plan, values, metadata)
-    report = _Reporter(layout.order, progress, {id(source): name for name, source in layout.sources.items()})
-    staged = [(target, transaction.stage(target), pieces) for target, pieces in layout.files]
-    generated = [piece for _, pieces in layout.files for piece in pieces if isinstance(piece, (_Generated, _Filled))]
-    stream = prefetch(_produce(generated), depth=_PREFETCH_DEPTH)
-    try:
-        for target, temp, pieces in staged:
-            _write_pieces(file, target, temp, pieces, stream, report, drop=target != layout.files[-1][0])
-    finally:
-        stream.close()
-    report.finish()
-
-
-@dataclass(frozen=True)
-class _Layout:
-    """The output files, each as literal bytes and sources in order (the data file first);
-    the stored tensors in the order written, and the source of each that has one."""
-
-    files: list[tuple[Path, list[Any]]]
-    order: list[str]
-    sources: dict[str, Any]
-
-
-def _lay_out(
-    file: ModelFile,
-    model: onnx.ModelProto,
-    fills: Mapping[str, np.ndarray],
-    input_files: list[Path],
-    output: Path,
-    plan: Iterable[Any],
-    values: Values,
-    metadata: Mapping[str, str],
-) -> _Layout:
-    """The output skeleton, its tensors pointed at their sources, serialized and spliced."""
+    output = Path(output)
     out = onnx.ModelProto()
     out.CopyFrom(model)
     stored, _ = stored_tensors(out)
@@ -195,7 +162,21 @@ def _lay_out(
         raise ModelError(f"{output}: cannot write: the model would pass protobuf's 2 GiB limit")
     files.append((output, model_pieces))
     _check_layout(files, references.magic, [sources[name] for name in order if name in sources])
-    return _Layout(files, order, sources)
+    _stream(file, files, _Reporter(order, progress, {id(source): name for name, source in sources.items()}), transaction)
+
+
+def _stream(file: ModelFile, files: list[tuple[Path, list[Any]]], report: _Reporter, transaction: Transaction) -> None:
+    """Stage and write ``files`` (path, literal bytes and sources; the model last), the
+    generated sources produced in the background in the order they are written."""
+    staged = [(target, transaction.stage(target), pieces) for target, pieces in files]
+    generated = [piece for _, pieces in files for piece in pieces if isinstance(piece, (_Generated, _Filled))]
+    stream = prefetch(_produce(generated), depth=_PREFETCH_DEPTH)
+    try:
+        for target, temp, pieces in staged:
+            _write_pieces(file, target, temp, pieces, stream, report, drop=target != files[-1][0])
+    finally:
+        stream.close()
+    report.finish()
 
 
 def _source(file: ModelFile, item: Stored, entry: Any, values: Values, fills: Mapping[str, np.ndarray], *, moves: bool) -> Any:
