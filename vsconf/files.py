@@ -16,7 +16,6 @@ import re
 import stat
 import tempfile
 import weakref
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -101,18 +100,6 @@ def abort_all() -> None:
     """Remove the temporaries of every open transaction (for signal handlers)."""
     for transaction in list(_OPEN):
         transaction.abort()
-
-
-@contextlib.contextmanager
-def atomic_path(target: Path) -> Iterator[Path]:
-    """One file, written atomically: yield a temporary path; on success it replaces ``target``."""
-    with Transaction() as transaction:
-        temp = transaction.stage(target)
-        try:
-            yield temp
-        except OSError as exc:
-            raise ModelError(f"{target}: cannot write: {describe_os_error(exc)}") from None
-        transaction.commit()
 
 
 def _fsync_path(path: Path) -> None:

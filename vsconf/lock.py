@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,18 +12,13 @@ import numpy as np
 from vsconf._version import __version__
 from vsconf.engine import Plan
 from vsconf.errors import ModelError
-from vsconf.files import describe_os_error, little_endian_bytes, regular_file
+from vsconf.files import describe_os_error, regular_file
 from vsconf.streams import MAX_SEED
 
 LOCK_FORMAT = 1
 # A lock names every tensor of one model: far below this, whatever the model.
 MAX_LOCK_BYTES = 64 << 20
 _RECORDED = ("shape", "dtype", "rule", "init", "seed", "fan_in", "fan_out", "std", "limit", "value")
-
-
-def tensor_sha256(array: np.ndarray) -> str:
-    """SHA-256 of the tensor's bytes: C order, little-endian."""
-    return hashlib.sha256(little_endian_bytes(array)).hexdigest()
 
 
 def build_lock(plan: Plan, digests: Mapping[str, str], model: str) -> dict[str, Any]:
