@@ -62,8 +62,17 @@ def stream_key(seed: int, name: str) -> int:
     return int.from_bytes(digest[:16], "little")
 
 
+def _unit_scale(kind: str, param: float) -> float:
+    """What :func:`_block_draws`' values are multiplied by to give the distribution of ``param``.
+
+    Uniform draws come as U[-1/2, 1/2), so their factor is ``2 * param`` -- exact, and
+    finite for any limit a spec can give (at most ``sqrt(3 * max float)``, about 1e154).
+    """
+    return 2.0 * param if kind == "uniform" else param
+
+
 def _block_draws(key: int, block: int, count: int, kind: str, out: np.ndarray | None = None) -> np.ndarray:
-    """``count`` float64 unit draws of block ``block``: standard normal, truncated, or U[-1, 1).
+    """``count`` float64 draws of block ``block``: standard normal, truncated, or U[-1/2, 1/2).
 
     Written into ``out`` (float64, ``count`` long) when given, so that a thread reuses
     one buffer for every block instead of allocating one per block.
@@ -73,8 +82,9 @@ def _block_draws(key: int, block: int, count: int, kind: str, out: np.ndarray | 
     values = np.empty(count) if out is None else out
     if kind == "uniform":
         gen.random(out=values)
-        values *= 2.0
-        values -= 1.0
+        # u - 1/2 is exact in float64 (u is a multiple of 2**-53), so (u - 1/2) * 2 equals
+        # 2u - 1 bit for bit; callers fold the 2 into their scale, one pass fewer.
+        values -= 0.5
         return values
     gen.standard_normal(out=values)
     if kind == "truncated_normal":
@@ -147,6 +157,7 @@ def draw_flat(
     if not 0 <= start <= stop <= total:
         raise ValueError(f"Range {start}:{stop} does not fit in a tensor of {total} elements")
     out = np.empty(stop - start, dtype=dtype) if out is None else out
+    factor = _unit_scale(kind, param)
     first, last = start // BLOCK_SIZE, -(-stop // BLOCK_SIZE)
 
     def fill(task: int) -> None:
@@ -156,7 +167,7 @@ def draw_flat(
             values = _block_draws(key, block, count, kind, _scratch()[:count])
             a, b = max(start, lo), min(stop, lo + count)
             # scale in float64 and round once to the target dtype, in one pass
-            np.multiply(values[a - lo : b - lo], param, out=out[a - start : b - start], casting="unsafe")
+            np.multiply(values[a - lo : b - lo], factor, out=out[a - start : b - start], casting="unsafe")
 
     tasks = range(first, last, BLOCKS_PER_TASK)
     # More threads than cores only contend for them (the values never depend on the count).
@@ -216,7 +227,7 @@ def draw(
             block = index // BLOCK_SIZE
             if cached is None or cached[0] != block:
                 count = min(BLOCK_SIZE, total - block * BLOCK_SIZE)
-                cached = (block, _block_draws(key, block, count, kind) * param)
+                cached = (block, _block_draws(key, block, count, kind) * _unit_scale(kind, param))
             stop = min(hi, (block + 1) * BLOCK_SIZE)
             piece = cached[1][index - block * BLOCK_SIZE : stop - block * BLOCK_SIZE]
             out[position : position + piece.size] = piece
