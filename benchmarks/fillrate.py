@@ -47,16 +47,22 @@ def _rate(elements: int, seconds: float) -> float:
     return elements / seconds / 1e6
 
 
-def _vsconf_rates(shape: tuple[int, ...], jobs_list: Sequence[int], repeats: int, log) -> tuple[dict, dict]:
+# Normals are what stream 2 changed: stream 1's rates are measured beside them, for comparison.
+OLD_STREAM_KINDS = ("truncated_normal", "untruncated_normal")
+
+
+def _vsconf_rates(
+    shape: tuple[int, ...], jobs_list: Sequence[int], repeats: int, log, *, stream: int = streams.LATEST_STREAM, kinds=DISTRIBUTIONS
+) -> tuple[dict, dict]:
     """M elements/s per kind and jobs, and whether every jobs value gave the same bytes."""
     elements = math.prod(shape)
     rates: dict[str, dict[int, float]] = {}
     identical: dict[str, bool] = {}
-    for kind in DISTRIBUTIONS:
+    for kind in kinds:
         rates[kind], digests = {}, set()
         for jobs in jobs_list:
-            log(f"fill: vsconf {kind}, jobs={jobs}")
-            draw = partial(streams.draw, 1, "bench.weight", shape, np.float32, kind, _PARAM[kind], jobs=jobs)
+            log(f"fill: vsconf stream {stream} {kind}, jobs={jobs}")
+            draw = partial(streams.draw, 1, "bench.weight", shape, np.float32, kind, _PARAM[kind], jobs=jobs, stream=stream)
             seconds, values = best_of(repeats, draw)
             rates[kind][jobs] = _rate(elements, seconds)
             digests.add(hashlib.sha256(values.data).hexdigest())
@@ -100,6 +106,7 @@ def run(shape: tuple[int, ...], repeats: int, torch: Any, log) -> dict[str, Any]
     cpus = os.cpu_count() or 1
     jobs_list = job_counts(cpus)
     vsconf_rates, identical = _vsconf_rates(shape, jobs_list, repeats, log)
+    stream_1_rates, _ = _vsconf_rates(shape, jobs_list, repeats, log, stream=1, kinds=OLD_STREAM_KINDS)
     torch_rates = _torch_rates(torch, shape, jobs_list, repeats, log) if torch is not None else None
     numpy_rates = _numpy_rates(shape, repeats, log)
     efficiency = {kind: {j: rates[j] / (j * rates[1]) for j in jobs_list} for kind, rates in vsconf_rates.items()}
@@ -116,7 +123,9 @@ def run(shape: tuple[int, ...], repeats: int, torch: Any, log) -> dict[str, Any]
         "repeats": repeats,
         "jobs": jobs_list,
         "default_jobs": cpus,
+        "stream": streams.LATEST_STREAM,
         "vsconf": vsconf_rates,
+        "vsconf_stream_1": stream_1_rates,
         "vsconf_identical_across_jobs": identical,
         "torch": torch_rates,
         "numpy_1_thread": numpy_rates,
@@ -142,6 +151,8 @@ def tables(result: dict[str, Any]) -> list[tuple[str, Sequence[str], list[Sequen
     rows = []
     for kind, (torch_names, numpy_method) in DISTRIBUTIONS.items():
         rows.append([f"vsconf {kind}"] + [f"{result['vsconf'][kind][j]:.0f}" for j in jobs_list])
+        if kind in result.get("vsconf_stream_1", {}):
+            rows.append([f"  vsconf stream 1 {kind}"] + [f"{result['vsconf_stream_1'][kind][j]:.0f}" for j in jobs_list])
         if result["torch"] is not None:
             for name in torch_names:
                 rows.append([f"  torch {name}"] + [f"{result['torch'][name][j]:.0f}" for j in jobs_list])

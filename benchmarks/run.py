@@ -48,10 +48,11 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # this checkout
 
 import fillrate
 import onnxcases
+import seedcases
 import targets
 from measure import machine_info
 
-SECTIONS = ("fill", "inline", "external")
+SECTIONS = ("fill", "inline", "external", "seed")
 GB = 1e9
 _START = time.perf_counter()
 
@@ -61,10 +62,11 @@ class Sizes:
     fill_shape: tuple[int, int]
     inline: tuple[int, int]  # (weights, dim): weights of [dim, dim] float32
     external: tuple[int, int]
+    seed: tuple[int, int]  # (tensors, dim) of the manifest: 8.6 GB / 1.07 GB
 
 
-FULL = Sizes(fill_shape=(8192, 8192), inline=(16, 4096), external=(64, 4096))
-QUICK = Sizes(fill_shape=(4096, 4096), inline=(16, 2048), external=(16, 4096))
+FULL = Sizes(fill_shape=(8192, 8192), inline=(16, 4096), external=(64, 4096), seed=(128, 4096))
+QUICK = Sizes(fill_shape=(4096, 4096), inline=(16, 2048), external=(16, 4096), seed=(16, 4096))
 
 
 def _bytes(weights_and_dim: tuple[int, int]) -> int:
@@ -79,6 +81,8 @@ def _disk_needed(section: str, sizes: Sizes) -> int:
         return 3 * _bytes(sizes.inline) + GB // 4
     if section == "external":
         return 2 * _bytes(sizes.external) + GB
+    if section == "seed":  # one output at a time
+        return _bytes(sizes.seed) + GB
     return 0
 
 
@@ -130,10 +134,14 @@ def _run_sections(args: argparse.Namespace, sizes: Sizes, folder: Path, torch: A
             results[section] = onnxcases.inline(folder, *sizes.inline, _log)
             figures.update(onnxcases.inline_figures(results[section]))
             _print(onnxcases.inline_table(results[section], cpus))
-        else:
+        elif section == "external":
             results[section] = onnxcases.external(folder, *sizes.external, _log)
             figures.update(onnxcases.external_figures(results[section]))
             _print(onnxcases.external_table(results[section], cpus))
+        else:
+            results[section] = seedcases.seed(folder, *sizes.seed, _log)
+            figures.update(seedcases.seed_figures(results[section]))
+            _print(seedcases.seed_table(results[section], cpus))
     return results, figures, skipped
 
 

@@ -31,6 +31,10 @@ TARGETS = (
     Target("inline.verify_over_apply", "1 GB inline verify wall / apply wall", "<=", 1.5),
     Target("external.apply_rss_over_data", ">=4 GB external apply peak RSS / data size", "<=", 0.1),
     Target("external.apply_over_fill", ">=4 GB external apply wall / fill-only, same jobs", "<=", 1.3),
+    Target("seed.threads_over_fill", "8 GB seed checkpoint, threads: wall / fill-only", "<=", 1.3, cores=2),
+    Target("seed.dask2_over_fill", "8 GB seed checkpoint, 2 Dask workers: wall / fill-only", "<=", 1.3, cores=2),
+    Target("seed.threads_peak_rss_mb", "8 GB seed checkpoint, threads: peak RSS, MB", "<=", 500),
+    Target("seed.dask2_peak_rss_mb", "8 GB seed checkpoint, 2 Dask workers: largest process RSS, MB", "<=", 500),
     *(
         Target(f"fill.vs_torch.{kind}.jobs2", f"fill {kind} / torch {_TORCH[kind]}, 2 jobs", ">=", limit, cores=2)
         for kind, limit in zip(KINDS, (1.5, 0.85, 1.5))

@@ -9,17 +9,29 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 17
+IR_VERSION = 8
+# Every model a test builds pins its IR version and opsets: ``helper.make_model`` stamps
+# the installed onnx's newest IR (14 with onnx 1.23), which an older onnxruntime refuses to
+# load.  IR 10 with opset 21 is the newest pair a test may ask for (onnxruntime >= 1.20).
+MAX_IR_VERSION, MAX_OPSET = 10, 21
+
+
+def make_model(graph: onnx.GraphProto, opsets=(("", OPSET),), ir_version: int = IR_VERSION) -> onnx.ModelProto:
+    """``graph`` as a model with pinned ``opsets`` ((domain, version) pairs) and IR version."""
+    standard = [version for domain, version in opsets if domain in ("", "ai.onnx")]
+    assert ir_version <= MAX_IR_VERSION and all(v <= MAX_OPSET for v in standard), (ir_version, opsets)
+    built = helper.make_model(graph, opset_imports=[helper.make_opsetid(domain, version) for domain, version in opsets])
+    built.ir_version = ir_version
+    return built
 
 
 def tensor(name: str, array: np.ndarray) -> onnx.TensorProto:
     return numpy_helper.from_array(np.asarray(array), name)
 
 
-def model(nodes, inputs, outputs, initializers=(), opset=OPSET, ir_version=8, **graph_kwargs) -> onnx.ModelProto:
+def model(nodes, inputs, outputs, initializers=(), opset=OPSET, ir_version=IR_VERSION, **graph_kwargs) -> onnx.ModelProto:
     graph = helper.make_graph(list(nodes), "g", list(inputs), list(outputs), list(initializers), **graph_kwargs)
-    built = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    built.ir_version = ir_version
-    return built
+    return make_model(graph, (("", opset),), ir_version)
 
 
 def value(name: str, shape, elem=TensorProto.FLOAT):

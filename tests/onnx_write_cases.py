@@ -20,6 +20,7 @@ from types import SimpleNamespace
 import numpy as np
 import onnx
 from bad_inputs.onnx_cases_util import field
+from onnx_builders import make_model
 from onnx import AttributeProto, TensorProto, helper, numpy_helper
 
 from vsconf.onnx.wire import encode_varint as varint
@@ -85,9 +86,7 @@ def _saved(make: Callable[[], onnx.ModelProto], **save_options) -> Callable[[Pat
 
 def _model(nodes, inputs, outputs, initializers=(), ir_version=8, opset=17, **kwargs) -> onnx.ModelProto:
     graph = helper.make_graph(list(nodes), "g", list(inputs), list(outputs), list(initializers), **kwargs)
-    built = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    built.ir_version = ir_version
-    return built
+    return make_model(graph, (("", opset),), ir_version)
 
 
 def _value(name, shape, elem=TensorProto.FLOAT):

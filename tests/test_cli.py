@@ -181,7 +181,7 @@ def test_verify_exit_codes_and_the_named_tensor(tmp_path, capsys):
     assert (code, out, err) == (0, f"{out_path}: every tensor matches the spec and the lock\n", "")
     # without the lock (or --seed) the spec's own seed makes other weights
     code, _, err = run(capsys, "verify", str(out_path), str(HE_CNN))
-    assert code == 1 and "conv1.weight: 432 of 432 elements differ" in err
+    assert code == 1 and f"{out_path}: tensor 'conv1.weight': 432 of 432 elements differ" in err
     assert run(capsys, "verify", str(out_path), str(HE_CNN), "--seed", "123")[0] == 0
     arrays = dict(np.load(out_path))
     arrays["layer1.0.conv2.weight"][0, 0, 1, 1] = 0.5
@@ -189,8 +189,8 @@ def test_verify_exit_codes_and_the_named_tensor(tmp_path, capsys):
     code, out, err = run(capsys, "verify", str(tmp_path / "changed.npz"), str(HE_CNN), "--lock", str(lock))
     assert code == 1 and out == ""
     lines = err.splitlines()
-    assert lines[0].startswith("layer1.0.conv2.weight: 1 of 2304 elements differ from what the spec produces")
-    assert lines[1].startswith("layer1.0.conv2.weight: sha256 ")
+    assert lines[0].startswith(f"{tmp_path / 'changed.npz'}: tensor 'layer1.0.conv2.weight': 1 of 2304 elements differ from what the spec produces")
+    assert lines[1].startswith(f"{lock}: tensor 'layer1.0.conv2.weight': sha256 ")
     assert lines[-1] == f"vsconf: error: {tmp_path / 'changed.npz'}: 2 mismatches"
 
 
@@ -271,7 +271,7 @@ def test_onnx_apply_lock_verify_and_tamper(tmp_path, capsys):
     (tmp_path / "bad.onnx").write_bytes(tampered.SerializeToString())
     code, out, err = run(capsys, "verify", str(tmp_path / "bad.onnx"), str(PYTORCH_DEFAULTS), "--lock", str(lock))
     assert code == 1
-    assert err.splitlines()[0].startswith("head.weight: 1 of 20 elements differ from what the spec produces")
+    assert err.splitlines()[0].startswith(f"{tmp_path / 'bad.onnx'}: tensor 'head.weight': 1 of 20 elements differ from what the spec produces")
     assert err.splitlines()[-1] == f"vsconf: error: {tmp_path / 'bad.onnx'}: 2 mismatches"
 
 
@@ -283,10 +283,15 @@ def test_onnx_plan_json_has_consumers_and_fans(capsys):
     assert all(required <= set(e) and ("std" in e or "limit" in e) for e in entries.values())
     up = entries["up.weight"]
     assert (up["fan_in"], up["fan_out"], up["consumers"]) == (8, 64, ["ConvTranspose.W (/up/ConvTranspose)"])
-    assert entries["bn.weight"]["consumers"] == [
-        "BatchNormalization.scale (/bn/BatchNormalization)",
-        "BatchNormalization.input_var (/bn/BatchNormalization)",
-    ]
+    # pytorch_defaults says `untie: conflicts`: the exporter's one tensor for BatchNorm's scale
+    # and running variance becomes one copy per input; the scale gets 1, the statistic is kept
+    assert "bn.weight" not in entries
+    copies = {e["role"]: e for e in entries.values() if e.get("untied_from") == "bn.weight"}
+    assert copies["norm_scale"]["consumers"] == ["BatchNormalization.scale (/bn/BatchNormalization)"]
+    assert (copies["norm_scale"]["action"], copies["norm_scale"]["value"]) == ("constant", 1.0)
+    assert copies["running_stat"]["consumers"] == ["BatchNormalization.input_var (/bn/BatchNormalization)"]
+    assert copies["running_stat"]["action"] == "unmatched"
+    assert all(e["role"] for e in entries.values() if e["action"] != "skip")
 
 
 def test_inspect_lists_tensors_consumers_and_fans(capsys):
@@ -303,12 +308,21 @@ def test_inspect_lists_tensors_consumers_and_fans(capsys):
         "fan_out": 72,
         "fans_from": "Conv W (/grouped/Conv)",
         "conflict": None,
+        "role": "weight",
+        "role_from": "Conv W (/grouped/Conv)",
+        "role_guessed": False,
     }
+    # the exporter stored BatchNorm's scale and running variance as one tensor: a conflict
+    assert records["bn.weight"]["role"] == "running_stat"
+    assert records["bn.weight"]["conflict"] == (
+        "its consumers disagree on its role: BatchNormalization scale (/bn/BatchNormalization) reads it as norm_scale; "
+        "BatchNormalization input_var (/bn/BatchNormalization) reads it as running_stat"
+    )
     code, table, _ = run(capsys, "inspect", str(ONNX_EXAMPLE))
     lines = table.splitlines()
-    assert lines[0].split() == ["name", "shape", "dtype", "fan_in", "fan_out", "fans", "from", "consumers"]
+    assert lines[0].split() == ["name", "shape", "dtype", "role", "fan_in", "fan_out", "fans", "from", "role", "from", "consumers"]
     head = next(line for line in lines if line.startswith("head.weight "))
-    assert head.split()[:5] == ["head.weight", "[5,4]", "float32", "4", "5"]
+    assert head.split()[:6] == ["head.weight", "[5,4]", "float32", "weight", "4", "5"]
 
 
 def test_inspect_materialize_on_a_stripped_model(capsys):

@@ -72,7 +72,7 @@ def test_fans_from_weight_uses_the_sibling_weight_in_state_dicts():
     assert (bias.fan_in, bias.fan_out) == (300, 10)
     assert bias.fans_from == "weight fc.weight (torch)"
     assert bias.limit == pytest.approx(1 / math.sqrt(300), rel=1e-15)  # PyTorch's bias bound
-    with pytest.raises(MatchError, match=r"tensor 'head.bias' takes `fans_from: weight`, but no weight reads alongside it \(expected 'head.weight'\)"):
+    with pytest.raises(MatchError, match=r"tensor 'head.bias': it takes `fans_from: weight`, but no weight reads alongside it \(expected 'head.weight'\)"):
         make_plan([t("head.bias", (3,))], spec, {})
 
 
@@ -148,6 +148,9 @@ def test_plan_json_form():
         "fans_from": "torch",
         "std": 1.0,
         "consumers": [],
+        "role": None,  # a bare TensorInfo: no adapter said what it is
+        "role_from": None,
+        "role_guessed": False,
     }
 
 

@@ -15,8 +15,8 @@ F32 = np.dtype(np.float32)
 I64 = np.dtype(np.int64)
 
 
-def tensor(name, shape=(4, 4), dtype=F32, consumers=()):
-    return TensorInfo(name, tuple(shape), dtype, tuple(consumers))
+def tensor(name, shape=(4, 4), dtype=F32, consumers=(), role=""):
+    return TensorInfo(name, tuple(shape), dtype, tuple(consumers), role=role)
 
 
 def spec_of(rules: str, **top):
@@ -131,7 +131,7 @@ def test_non_float_tensors_are_never_matched():
 
 def test_explicit_match_on_a_non_float_tensor_is_an_error():
     spec = spec_of("  - match: [w, steps]\n    init: zeros\n")
-    with pytest.raises(MatchError, match=r"rules\[0\] \(line 4\): tensor 'steps' is int64; vsconf only fills float tensors"):
+    with pytest.raises(MatchError, match=r"rules\[0\] \(line 4\): tensor 'steps': it is int64; vsconf only fills float tensors"):
         match_tensors(spec, [tensor("w"), tensor("steps", (), I64)])
 
 
@@ -248,28 +248,32 @@ def test_pytorch_config_on_onnx_consumer_facts():
     tensors = [
         tensor("conv.weight", (8, 3, 3, 3), consumers=[Consumer("Conv", "W")]),
         tensor("conv.bias", (8,), consumers=[Consumer("Conv", "B")]),
-        tensor("bn.weight", (8,), consumers=[Consumer("BatchNormalization", "scale")]),
-        tensor("bn.bias", (8,), consumers=[Consumer("BatchNormalization", "B")]),
-        tensor("bn.running_mean", (8,), consumers=[Consumer("BatchNormalization", "input_mean")]),
-        tensor("bn.running_var", (8,), consumers=[Consumer("BatchNormalization", "input_var")]),
+        # the roles the ONNX adapter reads from these consumers: the config selects norms by role
+        tensor("bn.weight", (8,), consumers=[Consumer("BatchNormalization", "scale")], role="norm_scale"),
+        tensor("bn.bias", (8,), consumers=[Consumer("BatchNormalization", "B")], role="norm_bias"),
+        tensor("bn.running_mean", (8,), consumers=[Consumer("BatchNormalization", "input_mean")], role="running_stat"),
+        tensor("bn.running_var", (8,), consumers=[Consumer("BatchNormalization", "input_var")], role="running_stat"),
         tensor("fc.weight", (10, 8), consumers=[Consumer("Gemm", "B")]),
         tensor("fc.bias", (10,), consumers=[Consumer("Gemm", "C")]),
         tensor("emb.weight", (100, 8), consumers=[Consumer("Gather", "data")]),
         tensor("onnx::MatMul_12", (8, 8), consumers=[Consumer("MatMul", "B")]),
-        tensor("proj.bias", (8,), consumers=[Consumer("Add", "B")]),
+        tensor("proj.bias", (8,), consumers=[Consumer("Add", "B")], role="bias"),
+        tensor("mask", (8,), consumers=[Consumer("Add", "B")], role="constant"),
     ]
     assert names_to_rules(spec, tensors) == {
         "conv.weight": 8,
         "conv.bias": 2,
         "bn.weight": 5,
         "bn.bias": 6,
-        "bn.running_mean": 6,
-        "bn.running_var": 5,
+        # running statistics are left as they are (issue 10): no rule names their inputs
+        "bn.running_mean": None,
+        "bn.running_var": None,
         "fc.weight": 9,
         "fc.bias": 3,
         "emb.weight": 7,
         "onnx::MatMul_12": 9,
         "proj.bias": 4,
+        "mask": None,  # an Add's other operand that is no bias: no rule takes it
     }
 
 

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
-from onnx_builders import model, run, save, tensor, value
+from onnx_builders import make_model, model, run, save, tensor, value
 
 import vsconf
 from vsconf.errors import MatchError, ModelError
@@ -361,7 +361,7 @@ def test_explicit_match_of_an_int_tensor_is_an_error(tmp_path):
         [value("y", [6])],
         [tensor("shape", np.array([6], np.int64))],
     )
-    with pytest.raises(MatchError, match="tensor 'shape' is int64; vsconf only fills float tensors"):
+    with pytest.raises(MatchError, match="tensor 'shape': it is int64; vsconf only fills float tensors"):
         vsconf.plan(save(built, tmp_path / "m.onnx"), spec_of("  - match: shape\n    init: zeros\n"))
 
 
@@ -487,7 +487,12 @@ def test_metadata_reapply_and_verify(tmp_path):
     path = save(_dense(np.float32), tmp_path / "m.onnx")
     out = vsconf.apply(path, EVERYTHING_HE).output
     props = {p.key: p.value for p in loaded(out).metadata_props}
-    assert props == {"vsconf.version": vsconf.__version__, "vsconf.seed": "3", "vsconf.spec_sha256": EVERYTHING_HE.sha256}
+    assert props == {
+        "vsconf.version": vsconf.__version__,
+        "vsconf.seed": "3",
+        "vsconf.spec_sha256": EVERYTHING_HE.sha256,
+        "vsconf.stream": "2",
+    }
     again = vsconf.apply(out, EVERYTHING_HE, output=tmp_path / "again.onnx").output
     assert again.read_bytes() == out.read_bytes()
     assert vsconf.verify(out, EVERYTHING_HE) == []
@@ -496,8 +501,8 @@ def test_metadata_reapply_and_verify(tmp_path):
     w[0, 0] += 1
     tampered.graph.initializer[0].CopyFrom(numpy_helper.from_array(w, "w"))
     (tmp_path / "t.onnx").write_bytes(tampered.SerializeToString())
-    assert vsconf.verify(tmp_path / "t.onnx", EVERYTHING_HE) == [
-        "w: 1 of 2048 elements differ from what the spec produces (max |difference| 1)"
+    assert [str(p) for p in vsconf.verify(tmp_path / "t.onnx", EVERYTHING_HE)] == [
+        f"{tmp_path / 't.onnx'}: tensor 'w': 1 of 2048 elements differ from what the spec produces (max |difference| 1)"
     ]
 
 
@@ -526,7 +531,7 @@ def test_contrib_attention_weights(tmp_path):
         [value("y", [1, 4, hidden])],
         [tensor("qkv.weight", np.zeros((hidden, 3 * hidden), np.float32)), tensor("qkv.bias", np.zeros(3 * hidden, np.float32))],
     )
-    built = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)])
+    built = make_model(graph, (("", 17), ("com.microsoft", 1)))
     path = tmp_path / "attn.onnx"
     path.write_bytes(built.SerializeToString())
     spec = spec_of(
@@ -590,9 +595,7 @@ def _identity_model(stored: TensorProto) -> onnx.ModelProto:
     graph = helper.make_graph(
         [helper.make_node("Identity", ["t"], ["y"])], "g", [], [value("y", list(stored.dims), stored.data_type)], [stored]
     )
-    built = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 21)])
-    built.ir_version = 10
-    return built
+    return make_model(graph, (("", 21),), ir_version=10)
 
 
 def _sample(data_type: int) -> np.ndarray:

@@ -165,7 +165,7 @@ INVALID = [
     pytest.param(
         'vsconf: 1\nseed: 1\nrules:\n  - init: zeros\n',
         [
-            'init.yaml:4:5: rules[0]: a rule needs `match`, `op`, or both',
+            'init.yaml:4:5: rules[0]: a rule needs `match`, `op` or `role` (or several)',
         ],
         id='rule_without_filter',
     ),
@@ -310,7 +310,7 @@ INVALID = [
             'init.yaml:6:19: rules[0].init.scale: must be > 0, got 0',
             "init.yaml:6:28: rules[0].init.mode: 'avg' is not one of 'fan_in', 'fan_out', 'fan_avg'; did you mean 'fan_avg'?",
             "init.yaml:6:33: rules[0].init.distrbution: unknown key 'distrbution'; did you mean 'distribution'?",
-            'init.yaml:7:5: rules[1]: a rule needs `match`, `op`, or both',
+            'init.yaml:7:5: rules[1]: a rule needs `match`, `op` or `role` (or several)',
         ],
         id='many_at_once',
     ),

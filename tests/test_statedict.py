@@ -152,8 +152,12 @@ def test_verify_passes_on_a_fresh_apply_and_names_a_changed_tensor(tmp_path):
     arrays["fc1.weight"][3, 7] += 1.0
     np.savez(tmp_path / "tampered.npz", **arrays)
     problems = vsconf.verify(tmp_path / "tampered.npz", SPEC, lock=tmp_path / "lock.json")
-    assert problems[0] == "fc1.weight: 1 of 2048 elements differ from what the spec produces (max |difference| 1)"
-    assert problems[1].startswith("fc1.weight: sha256 ") and problems[1].endswith("differs from the lock's " + _lock_sha(tmp_path, "fc1.weight"))
+    assert problems[0] == vsconf.Problem(
+        str(tmp_path / "tampered.npz"), 0, 0, "", "1 of 2048 elements differ from what the spec produces (max |difference| 1)", tensor="fc1.weight"
+    )
+    assert str(problems[0]) == f"{tmp_path / 'tampered.npz'}: tensor 'fc1.weight': 1 of 2048 elements differ from what the spec produces (max |difference| 1)"
+    assert (problems[1].source, problems[1].tensor) == (str(tmp_path / "lock.json"), "fc1.weight")
+    assert problems[1].message.startswith("sha256 ") and problems[1].message.endswith("differs from the lock's " + _lock_sha(tmp_path, "fc1.weight"))
     assert len(problems) == 2
 
 
@@ -184,7 +188,7 @@ def test_lock_records_what_was_made(tmp_path):
     other = parse_spec(SPEC.canonical_json().replace('"scale":2.0', '"scale":2.5'), source="other.yaml")
     assert other.sha256 != SPEC.sha256
     problems = vsconf.verify(result.output, other, lock=tmp_path / "lock.json")
-    assert any(p.startswith("the lock was made from spec sha256") for p in problems)
+    assert any(p.tensor is None and p.message.startswith("the lock was made from spec sha256") for p in problems)
 
 
 def test_safetensors_round_trip_with_metadata_and_bfloat16(tmp_path):
@@ -202,6 +206,7 @@ def test_safetensors_round_trip_with_metadata_and_bfloat16(tmp_path):
             "vsconf.version": vsconf.__version__,
             "vsconf.seed": "5",
             "vsconf.spec_sha256": SPEC.sha256,
+            "vsconf.stream": "2",
         }
         fc2 = f.get_tensor("fc2.weight")
     assert fc2.dtype == ml_dtypes.bfloat16

@@ -46,9 +46,17 @@ GOLDEN = [
 
 @pytest.mark.parametrize(("seed", "name", "shape", "dtype", "kind", "param", "expected"), GOLDEN)
 def test_golden_digests(seed, name, shape, dtype, kind, param, expected):
+    # Stream 1, which vsconf 0.1 drew: still reproduced bit for bit for specs and locks that pin it.
     dt = np.dtype(ml_dtypes.bfloat16) if dtype == "bfloat16" else np.dtype(dtype)
-    assert digest(draw(seed, name, shape, dt, kind, param)) == expected
-    assert digest(draw(seed, name, shape, dt, kind, param, jobs=3)) == expected
+    assert digest(draw(seed, name, shape, dt, kind, param, stream=1)) == expected
+    assert digest(draw(seed, name, shape, dt, kind, param, jobs=3, stream=1)) == expected
+
+
+def test_stream_two_differs_from_one_only_for_normals_of_at_most_32_bits():
+    for seed, name, shape, dtype, kind, param, expected in GOLDEN:
+        dt = np.dtype(ml_dtypes.bfloat16) if dtype == "bfloat16" else np.dtype(dtype)
+        same = kind == "uniform" or dt.itemsize == 8
+        assert (digest(draw(seed, name, shape, dt, kind, param, stream=2)) == expected) == same, (name, dtype, kind)
 
 
 def test_stream_key_ignores_python_hash_randomisation():
@@ -181,8 +189,46 @@ def test_seeding_blocks_at_once_gives_the_per_block_values(kind, dtype, monkeypa
 def test_golden_digest_of_a_tensor_seeded_at_once():
     # 31 blocks: computed with per-block SeedSequence seeding (the definition), pinned here
     # so that the array path is held to it too.
-    values = draw(42, "wide.weight", (1000, 2000), np.dtype(np.float32), "truncated_normal", 0.1, jobs=2)
+    values = draw(42, "wide.weight", (1000, 2000), np.dtype(np.float32), "truncated_normal", 0.1, jobs=2, stream=1)
     assert digest(values) == GOLDEN_WIDE
 
 
 GOLDEN_WIDE = "aa1ab8ee111d91f33017cb26d961095296ffe06af7c0fbb35d2cae750b56a590"
+
+
+# Stream 2 (the default): float32 Box-Muller normals for tensors of at most 32 bits.
+GOLDEN_V2 = [
+    (1234, "conv1.weight", (8, 3, 3, 3), "float32", "truncated_normal", 0.25,
+     "126c95ea1d44d6d3331486e27bf3511bd8824a1867caa234f5e7ec3785292ab6"),
+    (7, "embed.weight", (5, 9), "bfloat16", "truncated_normal", 0.02,
+     "d5730e5648b15a2724d0773d74216c1754200062f0bfa313761bceac76bea565"),
+    (2**63 - 1, "emb", (70_000,), "float16", "untruncated_normal", 1.5,
+     "00d7ba390b686d0be28f15447b74dd4def2d274978b339dd200b5082a79b07db"),
+    (99, "blocks.weight", (300, 1001), "float32", "truncated_normal", 0.05,
+     "372ed870ec478c458d63a785c34ef233166d6a743409a8066ba07d4247e8c018"),
+    (0, "odd", (3, 7), "float32", "untruncated_normal", 1.0,
+     "0c1507bfd00c771bef68fe451786c7a5598f9d54718d0c72392cf5ecb11210ad"),
+    (21, "f8", (17, 5), "float8_e4m3fn", "truncated_normal", 0.5,
+     "799743f4b07137e26092c711b91712136d5e8b9db178cb891b971eeb828521d1"),
+    # four whole blocks and an odd last one of 13,395 values
+    (13, "oddblocks", (3, 70_001), "float32", "truncated_normal", 0.7,
+     "8454a084d076ecb54bb850610d7728feac405aac8d577f77a62f7349d8d90663"),
+]
+
+
+@pytest.mark.parametrize(("seed", "name", "shape", "dtype", "kind", "param", "expected"), GOLDEN_V2)
+def test_golden_digests_of_stream_two(seed, name, shape, dtype, kind, param, expected):
+    dt = np.dtype(getattr(ml_dtypes, dtype)) if dtype in ("bfloat16", "float8_e4m3fn") else np.dtype(dtype)
+    assert streams.LATEST_STREAM == 2
+    assert digest(draw(seed, name, shape, dt, kind, param)) == expected
+    assert digest(draw(seed, name, shape, dt, kind, param, jobs=3, stream=2)) == expected
+    # a column slice goes through the per-block path: the same values
+    if len(shape) == 2 and shape[1] > 2:
+        part = draw(seed, name, (shape[0], 2), dt, kind, param, full_shape=shape, offset=(0, 1))
+        np.testing.assert_array_equal(part, draw(seed, name, shape, dt, kind, param)[:, 1:3])
+
+
+def test_unknown_stream_versions_are_refused():
+    for bad in (0, 3, "2", True, None):
+        with pytest.raises(ValueError, match="stream"):
+            draw(1, "w", (4,), np.dtype(np.float32), "uniform", 1.0, stream=bad)

@@ -12,13 +12,17 @@ import pytest
 from onnx_builders import run
 
 import vsconf
+from vsconf.errors import MatchError
 from vsconf.spec import parse_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 FACTS = json.loads((FIXTURES / "torch_facts.json").read_text())
 MODELS = sorted(FIXTURES.glob("torch_*.onnx"))
-EVERYTHING = parse_spec("vsconf: 1\nseed: 1\nrules:\n  - match: '*'\n    init: he_normal\n", source="all.yaml")
+# `untie: conflicts`: the TorchScript encoder stores one zero vector for a Gemm bias and two
+# LayerNorm biases, which without it is an error (test_deduplicated_tensors_...)
+EVERYTHING = parse_spec("vsconf: 1\nseed: 1\nuntie: conflicts\nrules:\n  - match: '*'\n    init: he_normal\n", source="all.yaml")
+PYTORCH_DEFAULTS_TEXT = (ROOT / "configs" / "pytorch_defaults.yaml").read_text()
 PYTORCH_DEFAULTS = vsconf.load_spec(ROOT / "configs" / "pytorch_defaults.yaml")
 
 
@@ -59,22 +63,45 @@ def test_dynamo_renamed_weights_get_their_consumer_fans():
         assert plan.entry(name).fans_from.startswith("MatMul B (")
 
 
-def test_deduplicated_tensors_list_every_consumer_and_untie_separates_them(tmp_path):
+def test_deduplicated_tensors_whose_consumers_disagree_are_an_error_unless_untied(tmp_path):
     path = FIXTURES / "torch_encoder_torchscript.onnx"
-    shared = vsconf.plan(path, PYTORCH_DEFAULTS).entry("layer.self_attn.out_proj.bias")
     # the TorchScript exporter stored one zero vector for three parameters
-    assert [c.split(" ")[0] for c in shared.consumers] == ["Gemm.C", "LayerNormalization.B", "LayerNormalization.B"]
-    untied = vsconf.plan(path, PYTORCH_DEFAULTS, untie=True)
-    copies = [e.name for e in untied if e.name.startswith("layer.self_attn.out_proj.bias:")]
-    assert len(copies) == 3
-    # shared shape tensors are not floats: they stay shared
+    shared = next(r for r in vsconf.inspect(path) if r["name"] == "layer.self_attn.out_proj.bias")
+    assert [c.split(" ")[0] for c in shared["consumers"]] == ["Gemm.C", "LayerNormalization.B", "LayerNormalization.B"]
+    tied = parse_spec(PYTORCH_DEFAULTS_TEXT.replace("untie: conflicts\n", ""), source="pytorch_defaults.yaml")
+    assert tied.untie is None
+    with pytest.raises(MatchError) as caught:
+        vsconf.plan(path, tied)
+    message = str(caught.value)
+    assert "tensor 'layer.self_attn.out_proj.bias': its consumers disagree on its role: " in message
+    for consumer in ("Gemm C (/layer/self_attn/Gemm) reads it as bias",
+                     "LayerNormalization B (/layer/norm1/LayerNormalization) reads it as norm_bias",
+                     "LayerNormalization B (/layer/norm2/LayerNormalization) reads it as norm_bias"):
+        assert consumer in message
+    assert "add `untie: conflicts` to the spec to give each consumer its own copy" in message
+    # the API's untie="conflicts" does what the spec's key does
+    for plan in (vsconf.plan(path, PYTORCH_DEFAULTS), vsconf.plan(path, tied, untie="conflicts")):
+        copies = [e for e in plan if e.untied_from == "layer.self_attn.out_proj.bias"]
+        assert len(copies) == 3 and set(plan.untied) == {"layer.self_attn.out_proj.bias"}
+        bias = [e for e in copies if e.role == "bias"]
+        # MultiheadAttention zero-initializes out_proj.bias, and so does the config (its copy too)
+        assert len(bias) == 1 and (bias[0].action, bias[0].value) == ("constant", 0.0)
+        assert sorted((e.role, e.action, e.value) for e in copies if e.role != "bias") == [("norm_bias", "constant", 0.0)] * 2
+        # an intentional tie: both LayerNorms read one ones-vector as their scale, and agree
+        scale = plan.entry("layer.norm1.weight")
+        assert len(scale.consumers) == 2 and (scale.role, scale.action, scale.value) == ("norm_scale", "constant", 1.0)
+    # --untie (all) unties the agreeing tie too; shared shape tensors are not floats: they stay shared
+    everything = vsconf.plan(path, tied, untie=True)
+    assert "layer.norm1.weight" in everything.untied and "layer.self_attn.out_proj.bias" in everything.untied
     shared_shapes = [e for e in vsconf.plan(path, PYTORCH_DEFAULTS) if e.action == "skip" and len(e.consumers) > 1]
-    assert shared_shapes and all(untied.entry(e.name).consumers == e.consumers for e in shared_shapes)
+    assert shared_shapes and all(everything.entry(e.name).consumers == e.consumers for e in shared_shapes)
     model = tmp_path / "enc.onnx"
     model.write_bytes(path.read_bytes())
-    out = vsconf.apply(model, PYTORCH_DEFAULTS, untie=True).output
-    onnx.checker.check_model(str(out))
-    assert np.isfinite(run(out)[0]).all()
+    result = vsconf.apply(model, PYTORCH_DEFAULTS)
+    assert set(result.plan.untied) == {"layer.self_attn.out_proj.bias"}
+    onnx.checker.check_model(str(result.output))
+    assert np.isfinite(run(result.output)[0]).all()
+    assert vsconf.verify(result.output, PYTORCH_DEFAULTS) == []
 
 
 @pytest.mark.parametrize("path", MODELS, ids=lambda p: p.stem.removeprefix("torch_"))

@@ -28,7 +28,6 @@ FACTS = {name: record for name, record in json.loads((ZOO / "facts.json").read_t
 MODELS = sorted(ZOO.glob("*.onnx"))
 IDS = [p.stem for p in MODELS]
 EVERYTHING_YAML = "vsconf: 1\nseed: 1\nrules:\n  - match: '*'\n    init: he_normal\n"
-NEEDS_ENGINE = pytest.mark.xfail(reason="needs #10 engine work", strict=False)
 # Modules whose biases PyTorch (and configs/pytorch_defaults.yaml) zero-initialize.
 ZERO_BIAS_MODULES = {"MultiheadAttention", "NonDynamicallyQuantizableLinear"}
 
@@ -216,7 +215,6 @@ def test_fans_agree_with_pytorch(path):
 NORM_OPS = ("BatchNormalization", "LayerNormalization", "GroupNormalization", "InstanceNormalization", "RMSNormalization")
 
 
-@NEEDS_ENGINE
 @pytest.mark.parametrize("path", MODELS, ids=IDS)
 def test_every_role_is_what_the_pytorch_module_says(path):
     plan = vsconf.plan(path, everything(), untie=True)
@@ -254,7 +252,6 @@ def test_every_role_is_what_the_pytorch_module_says(path):
 SHARED = [p for p in MODELS if conflicts(p)]
 
 
-@NEEDS_ENGINE
 @pytest.mark.parametrize("path", SHARED, ids=[p.stem for p in SHARED])
 def test_shared_tensors_whose_parameters_disagree_are_an_error_unless_untied(path):
     names = conflicts(path)
@@ -275,7 +272,6 @@ def _mixed_roles(path: Path) -> list[str]:
 MIXED = [p for p in SHARED if _mixed_roles(p)]
 
 
-@NEEDS_ENGINE
 @pytest.mark.parametrize("path", MIXED, ids=[p.stem for p in MIXED])
 def test_match_star_refuses_a_tensor_shared_by_a_bias_and_a_norm(path):
     with pytest.raises(MatchError) as raised:
@@ -303,7 +299,6 @@ def _kept_by_safe_defaults(path: Path) -> dict[str, dict]:
     return out
 
 
-@NEEDS_ENGINE
 @pytest.mark.parametrize("path", MODELS, ids=IDS)
 def test_match_star_he_normal_runs_with_finite_outputs(path, tmp_path):
     model = tmp_path / path.name
@@ -323,7 +318,6 @@ def test_match_star_he_normal_runs_with_finite_outputs(path, tmp_path):
 # --------------------------------------------------------------------------- pytorch_defaults
 
 
-@NEEDS_ENGINE
 @pytest.mark.parametrize("path", MODELS, ids=IDS)
 def test_pytorch_defaults_gives_every_bias_its_own_layers_fan_in(path):
     plan = vsconf.plan(path, pytorch_defaults())
@@ -356,7 +350,6 @@ def test_pytorch_defaults_gives_every_bias_its_own_layers_fan_in(path):
     assert not wrong
 
 
-@NEEDS_ENGINE
 @pytest.mark.parametrize("path", MODELS, ids=IDS)
 def test_pytorch_defaults_applies_and_runs(path, tmp_path):
     model = tmp_path / path.name

@@ -14,6 +14,7 @@ from vsconf._version import __version__  # noqa: F401  (listed in __all__)
 _HOMES = {
     "vsconf.api": ("ApplyResult", "apply", "apply_state_dict", "inspect", "plan", "verify"),
     "vsconf.engine": ("Plan", "PlanEntry"),
+    "vsconf.slices": ("slice_values",),
     "vsconf.errors": ("MatchError", "ModelError", "Problem", "SpecError", "VsconfError"),
     "vsconf.fans": ("Axes", "compute_fans", "scaled_variance"),
     "vsconf.spec": ("Spec", "load_spec", "parse_spec"),
@@ -51,6 +52,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # what type checkers and editors see  # noqa: F401
     from vsconf.api import ApplyResult, apply, apply_state_dict, inspect, plan, verify
     from vsconf.engine import Plan, PlanEntry
+    from vsconf.slices import slice_values
     from vsconf.errors import MatchError, ModelError, Problem, SpecError, VsconfError
     from vsconf.fans import Axes, compute_fans, scaled_variance
     from vsconf.initializers import (

@@ -1,3 +1,3 @@
 """The package version, in one place (the package root and the files vsconf writes read it)."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -11,16 +11,17 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
 
-from vsconf import statedict
+from vsconf import checkpoint, statedict, streams
+from vsconf.adapters import Adapter, Progress
 from vsconf.engine import Plan, PlanEntry, auto_fans, consumer_labels, generate, generate_chunks, make_plan
-from vsconf.errors import ModelError
+from vsconf.errors import ModelError, Problem
 from vsconf.files import Transaction, default_output, describe_os_error, is_data_name, little_endian_bytes, regular_file
 from vsconf.initializers import float_dtype
 from vsconf.lock import build_lock, compare_lock, read_lock, write_lock
@@ -31,7 +32,6 @@ from vsconf.streams import MAX_SEED
 SpecLike = Union[Spec, str, os.PathLike]
 # Threads beyond this only cost memory: the values never depend on the count.
 MAX_JOBS = 1024
-Progress = Callable[[int, int, str], None]
 
 
 # --------------------------------------------------------------------------- argument checks
@@ -106,48 +106,133 @@ def default_jobs() -> int:
 # --------------------------------------------------------------------------- opening models
 
 
+UNTIE_MODES = ("all", "conflicts")
+
+
+def _untie_argument(value: Any) -> bool | str:
+    """``untie``: False, True (= "all": every shared float tensor), "all" or "conflicts"
+    (only the shared tensors whose consumers disagree)."""
+    if isinstance(value, str):
+        if value not in UNTIE_MODES:
+            raise ValueError(f"Argument `untie` must be True, False, 'all' or 'conflicts'. Received: {_short(value)}")
+        return value
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"Argument `untie` must be True, False, 'all' or 'conflicts'. Received: {_type_name(value)}")
+    return "all" if value else False
+
+
 @contextlib.contextmanager
-def open_model(model: Any, *, materialize: bool = False, untie: bool = False) -> Iterator[Any]:
-    """The adapter for ``model``: a ``.onnx``/``.npz``/``.safetensors`` path or a dict of arrays."""
+def open_model(
+    model: Any, *, materialize: bool = False, untie: bool | str = False, spec_untie: str | None = None
+) -> Iterator[Adapter]:
+    """The adapter for ``model``: a ``.onnx``/``.npz``/``.safetensors`` path or a dict of arrays.
+
+    ``untie`` (the caller's) wins over ``spec_untie`` (the spec's ``untie:``), which only
+    applies to ONNX models: a state dict has no shared tensors.
+    """
     materialize = _flag_argument(materialize, "materialize")
-    untie = _flag_argument(untie, "untie")
+    untie = _untie_argument(untie)
     if isinstance(model, Mapping):
         if materialize or untie:
             raise ValueError("Arguments `materialize` and `untie` apply to ONNX models only")
         adapter = statedict.DictStateDict(model)
     else:
-        path = regular_file(_path_argument(model, "model"), "model")
+        path = _model_path(model)
         if path.suffix == ".onnx":
             from vsconf.onnx import OnnxModel
 
-            adapter = OnnxModel(path, materialize=materialize, untie=untie)
+            adapter = OnnxModel(path, materialize=materialize, untie=untie or spec_untie or False)
         else:
             if materialize or untie:
                 raise ModelError(
                     f"{path}: materialize and untie apply to ONNX models only",
                     cli_message=f"{path}: --materialize and --untie apply to ONNX models only",
                 )
-            adapter = statedict.open_state_dict(path)
+            adapter = checkpoint.open_checkpoint(path) if checkpoint.is_checkpoint_model(path) else statedict.open_state_dict(path)
     try:
         yield adapter
     finally:
         adapter.close()
 
 
-def _plan_of(adapter: Any, spec: Spec) -> Plan:
-    return make_plan(adapter.tensors(), spec, adapter.hints(), target=adapter.target)
+def _model_path(model: Any) -> Path:
+    """A model file, or a shapes manifest or sharded checkpoint folder (checked on opening)."""
+    path = _path_argument(model, "model")
+    return path if checkpoint.is_checkpoint_model(path) else regular_file(path, "model")
 
 
-def plan(model: Any, spec: SpecLike, *, seed: int | None = None, materialize: bool = False, untie: bool = False) -> Plan:
-    """Which rule fills which tensor, with fans and std or limit; nothing is generated."""
+def _plan_of(adapter: Adapter, spec: Spec) -> Plan:
+    return make_plan(adapter.tensors(), spec, adapter.hints(), target=adapter.target, untied=adapter.untied)
+
+
+def plan(
+    model: Any, spec: SpecLike, *, seed: int | None = None, materialize: bool = False, untie: bool | str = False
+) -> Plan:
+    r"""Which rule fills which tensor, with fans and std or limit, and each tensor's role;
+    nothing is generated.  ``untie``: True or "all" gives every consumer of a shared ONNX
+    tensor its own copy, "conflicts" only those whose consumers disagree (as the spec's
+    ``untie: conflicts``); the plan's ``untied`` says which.
+
+    Planning reads the model's structure, never its weights (what ``vsconf plan`` prints).
+
+    Args:
+        model: A ``.onnx``, ``.npz`` or ``.safetensors`` path, or a dict of arrays.
+        spec: A :class:`~vsconf.Spec`, or the path of a spec file.
+        seed: Use this seed instead of the spec's.
+        materialize: ONNX: plan the weights stripped into ``ConstantOfShape`` nodes as
+            initializers.
+        untie: ONNX: False, True/"all" or "conflicts", as above.
+
+    Returns:
+        The :class:`~vsconf.Plan`: one :class:`~vsconf.PlanEntry` per tensor, and warnings.
+
+    Raises:
+        TypeError: An argument has the wrong type.
+        ValueError: An argument has a bad value.
+        SpecError: The spec does not load.
+        MatchError: The rules do not fit the model (every problem at once).
+        ModelError: The model cannot be read.
+
+    Example:
+        >>> import vsconf
+        >>> spec = vsconf.parse_spec("vsconf: 1\nseed: 7\nrules:\n  - match: '*'\n    init: he_normal\n")
+        >>> entry = vsconf.plan("model.onnx", spec).entry("fc.weight")    # layout: auto
+        >>> entry.shape, entry.fan_in, entry.fan_out, entry.fans_from     # a Gemm's B is [in, out]
+        ((8, 4), 8, 4, 'Gemm B (transB=0) (fc)')
+        >>> vsconf.plan("model.onnx", "init.yaml").entry("fc.weight").fans_from   # layout: torch
+        'torch'
+    """
     spec = _spec_argument(spec, _seed_argument(seed))
-    with open_model(model, materialize=materialize, untie=untie) as adapter:
+    with open_model(model, materialize=materialize, untie=untie, spec_untie=spec.untie) as adapter:
         return _plan_of(adapter, spec)
 
 
 def inspect(model: Any, *, materialize: bool = False) -> list[dict[str, Any]]:
-    """Every tensor of ``model`` with its shape, dtype, consumers and the fans ``layout:
-    auto`` would read, as JSON-ready records (what ``vsconf inspect`` prints)."""
+    """Every tensor of ``model`` with its shape, dtype, consumers, role (and what decided
+    it) and the fans ``layout: auto`` would read, as JSON-ready records (what ``vsconf
+    inspect`` prints).  ``conflict``: why its consumers disagree (fans, role, or the
+    weights ``fans_from: weight`` would read), else None.
+
+    Args:
+        model: A ``.onnx``, ``.npz`` or ``.safetensors`` path, or a dict of arrays.
+        materialize: ONNX: list the weights stripped into ``ConstantOfShape`` nodes too.
+
+    Returns:
+        One dict per tensor, in the model's order, with the keys ``name``, ``shape``,
+        ``dtype``, ``float``, ``consumers``, ``fan_in``, ``fan_out``, ``fans_from``,
+        ``conflict``, ``role``, ``role_from`` and ``role_guessed``.
+
+    Raises:
+        TypeError: An argument has the wrong type.
+        ModelError: The model cannot be read.
+
+    Example:
+        >>> import vsconf
+        >>> for record in vsconf.inspect("model.onnx"):
+        ...     print(record["name"], record["shape"], record["consumers"], record["fan_in"], record["fan_out"])
+        fc.weight [8, 4] ['Gemm.B (fc)'] 8 4
+        fc.bias [4] ['Gemm.C (fc)'] 4 4
+    """
     records = []
     with open_model(model, materialize=materialize) as adapter:
         hints = adapter.hints()
@@ -164,10 +249,22 @@ def inspect(model: Any, *, materialize: bool = False) -> list[dict[str, Any]]:
                     "fan_in": fan_in,
                     "fan_out": fan_out,
                     "fans_from": source,
-                    "conflict": hint.conflict if hint is not None else None,
+                    "conflict": _conflict(hint),
+                    "role": tensor.role or None,
+                    "role_from": tensor.role_from or None,
+                    "role_guessed": tensor.role_guessed,
                 }
             )
     return records
+
+
+def _conflict(hint: Any) -> str | None:
+    if hint is None:
+        return None
+    reasons = [r for r in (hint.conflict, hint.role_conflict) if r]
+    if len({w for _, w in hint.weights}) > 1:
+        reasons.append("its consumers read it beside different weights: " + "; ".join(f"{c}: {w!r}" for c, w in hint.weights))
+    return "; ".join(reasons) or None
 
 
 # --------------------------------------------------------------------------- apply
@@ -175,6 +272,24 @@ def inspect(model: Any, *, materialize: bool = False) -> list[dict[str, Any]]:
 
 @dataclass(frozen=True)
 class ApplyResult:
+    """What :func:`apply` did.
+
+    Args:
+        output: The file written.
+        plan: The :class:`~vsconf.Plan` it followed.
+        lock: The lock's contents when one was written, else None.
+        notes: Files the old output named that were not removed, and why.
+
+    Raises:
+        Nothing: made by :func:`apply`.
+
+    Example:
+        >>> import vsconf
+        >>> result = vsconf.apply("model.npz", "init.yaml", output="out.npz")
+        >>> result.output, result.plan.seed, result.lock, result.notes
+        (PosixPath('out.npz'), 7, None, ())
+    """
+
     output: Path
     plan: Plan
     lock: dict[str, Any] | None = None
@@ -252,14 +367,66 @@ def apply(
     materialize: bool = False,
     untie: bool = False,
     progress: Progress | None = None,
+    scheduler: str = "threads",
+    dask_workers: int | None = None,
+    shard_size: int | str | None = None,
+    task_size: int | str | None = None,
 ) -> ApplyResult:
     """Initialize the model file ``model`` into ``output`` (default ``<stem>.init<suffix>``).
 
     The input is never modified unless ``in_place``.  The output, its external data
     and the lock are written to temporary files beside their targets and renamed into
-    place together once all are complete.
+    place together once all are complete.  Every path is checked before any work starts.
+
+    Args:
+        model: A ``.onnx``, ``.npz`` or ``.safetensors`` file, a sharded safetensors
+            checkpoint (its folder or ``*.safetensors.index.json``), or a shapes manifest
+            (``*.shapes.json``/``.yaml``), whose checkpoint is created.
+        spec: A :class:`~vsconf.Spec`, or the path of a spec file.
+        output: Where to write; default ``<stem>.init<suffix>`` beside ``model`` (a folder
+            ``<stem>.init`` for a manifest or a sharded checkpoint).  A folder -- an
+            existing one, a path ending in ``/``, a name without a suffix, or
+            ``*.safetensors.index.json`` -- receives a sharded safetensors checkpoint.
+        in_place: Replace ``model`` itself (atomically); excludes ``output``.
+        force: Overwrite an existing output (and lock).
+        seed: Use this seed instead of the spec's.
+        jobs: Threads generating values (the values never depend on it); default every core.
+        lock: Also write a lock file: per tensor its config, fans, std/limit and SHA-256.
+        materialize: ONNX: turn weights stripped into ``ConstantOfShape`` nodes into initializers.
+        untie: ONNX: give each consumer of a shared weight its own copy.
+        progress: Called as ``progress(done, total, name)`` after each tensor (each task,
+            for a sharded checkpoint).
+        scheduler: Sharded checkpoints: where tasks run -- ``"threads"`` (``jobs`` of them),
+            ``"processes"`` (a local pool of ``jobs``) or a Dask scheduler's address
+            (``"tcp://host:8786"``).  The output bytes never depend on it.
+        dask_workers: Sharded checkpoints: start a local Dask cluster of this many workers.
+        shard_size: Sharded checkpoints: the largest shard, in bytes or as ``"5GB"`` (the
+            default, as Hugging Face's ``max_shard_size``), ``"500MB"``, ``"2GiB"``.
+        task_size: Sharded checkpoints: the bytes one task writes at most (default 64 MiB).
+
+    Returns:
+        An :class:`ApplyResult`.
+
+    Raises:
+        TypeError: An argument has the wrong type.
+        ValueError: An argument has a bad value, or both ``output`` and ``in_place``.
+        SpecError: The spec does not load.
+        MatchError: The rules do not fit the model.
+        ModelError: The model cannot be read, or an output cannot be written: it exists
+            and ``force`` is not set, it is the input or the spec, its folder is missing...
+
+    Example:
+        >>> import numpy as np, vsconf
+        >>> result = vsconf.apply("model.npz", "init.yaml", lock="model.lock.json")
+        >>> result.output
+        PosixPath('model.init.npz')
+        >>> weights = np.load("model.init.npz")
+        >>> weights["fc.weight"].shape, float(weights["fc.bias"].max()), int(weights["steps"])
+        ((4, 8), 0.0, 0)
+        >>> vsconf.verify("model.init.npz", "init.yaml", lock="model.lock.json")
+        []
     """
-    path = regular_file(_path_argument(model, "model"), "model")
+    path = _model_path(model)
     output_path = _path_argument(output, "output", optional=True)
     lock_path = _path_argument(lock, "lock", optional=True)
     in_place, force = _flag_argument(in_place, "in_place"), _flag_argument(force, "force")
@@ -267,6 +434,22 @@ def apply(
     if progress is not None and not callable(progress):
         raise TypeError(f"Argument `progress` must be callable or None. Received: {_type_name(progress)}")
     spec = _spec_argument(spec, _seed_argument(seed))
+    where, shard_bytes, task_bytes = checkpoint.options(scheduler, dask_workers, shard_size, task_size, jobs)
+    if checkpoint.takes_over(path, output):  # seed checkpoints: manifests, sharded folders
+        if materialize or untie:
+            raise ModelError(
+                f"{path}: materialize and untie apply to ONNX models only",
+                cli_message=f"{path}: --materialize and --untie apply to ONNX models only",
+            )
+        return checkpoint.apply_checkpoint(
+            path, spec, output, in_place=in_place, force=force, jobs=jobs, lock=lock_path, progress=progress,
+            scheduler=where, shard_bytes=shard_bytes, task_bytes=task_bytes,
+        )
+    if (scheduler, dask_workers, shard_size, task_size) != ("threads", None, None, None):
+        raise ModelError(
+            f"{path}: scheduler, dask_workers, shard_size and task_size apply to sharded checkpoint outputs",
+            cli_message=f"{path}: --scheduler, --dask-workers, --shard-size and --task-size apply to sharded checkpoint outputs (-o FOLDER/)",
+        )
     target = _resolve_output(path, output_path, spec, in_place=in_place, force=force)
     digests: dict[str, str] = {}
 
@@ -276,7 +459,7 @@ def apply(
             return chunks
         return _hashed(chunks, entry.name, digests)
 
-    with open_model(path, materialize=materialize, untie=untie) as adapter:
+    with open_model(path, materialize=materialize, untie=untie, spec_untie=spec.untie) as adapter:
         guarded = {"the input model": path, "the output": target}
         spec_file = _spec_file(spec)
         if spec_file is not None:
@@ -326,13 +509,48 @@ def _hashed(chunks: Iterator[np.ndarray], name: str, digests: dict[str, str]) ->
 def _metadata(spec: Spec) -> dict[str, str]:
     from vsconf._version import __version__
 
-    return {"vsconf.version": __version__, "vsconf.seed": str(spec.seed), "vsconf.spec_sha256": spec.sha256}
+    return {
+        "vsconf.version": __version__,
+        "vsconf.seed": str(spec.seed),
+        "vsconf.spec_sha256": spec.sha256,
+        "vsconf.stream": str(spec.stream or streams.LATEST_STREAM),
+    }
 
 
 def apply_state_dict(
     mapping: Mapping[str, np.ndarray], spec: SpecLike, *, seed: int | None = None, jobs: int | None = None
 ) -> dict[str, np.ndarray]:
-    """A new dict with the spec applied; the input dict and its arrays are untouched."""
+    r"""A new dict with the spec applied; the input dict and its arrays are untouched.
+
+    The values are exactly those :func:`apply` writes for the same names, shapes and dtypes.
+
+    Args:
+        mapping: Tensor names to NumPy arrays (a PyTorch ``state_dict`` converted with
+            ``{k: v.numpy() for k, v in ...}``).
+        spec: A :class:`~vsconf.Spec`, or the path of a spec file.
+        seed: Use this seed instead of the spec's.
+        jobs: Threads generating values (the values never depend on it).
+
+    Returns:
+        A new dict with every name of ``mapping``: new arrays where the plan fills or sets
+        a tensor, copies of the input's elsewhere.
+
+    Raises:
+        TypeError: ``mapping`` is not a mapping of names to arrays, or another argument
+            has the wrong type.
+        ValueError: An argument has a bad value.
+        SpecError: The spec does not load.
+        MatchError: The rules do not fit the tensors.
+
+    Example:
+        >>> import numpy as np, vsconf
+        >>> spec = vsconf.parse_spec("vsconf: 1\nseed: 1\nlayout: torch\nrules:\n  - match: '*'\n    init: torch_default\n")
+        >>> state = {"fc.weight": np.zeros((16, 64), np.float32)}
+        >>> arrays = vsconf.apply_state_dict(state, spec)
+        >>> w = arrays["fc.weight"]
+        >>> w.shape, w.dtype.name, bool(np.abs(w).max() <= 1 / 64 ** 0.5), float(state["fc.weight"].max())
+        ((16, 64), 'float32', True, 0.0)
+    """
     if not isinstance(mapping, Mapping):
         raise TypeError(f"Argument `mapping` must be a mapping of names to arrays. Received: {_type_name(mapping)}")
     spec = _spec_argument(spec, _seed_argument(seed))
@@ -353,10 +571,43 @@ def verify(
     seed: int | None = None,
     jobs: int | None = None,
     untie: bool = False,
-) -> list[str]:
-    """Every tensor whose values differ from what the spec produces (empty: all match).
+) -> list[Problem]:
+    r"""Regenerate what ``spec`` makes and compare it with the weights in ``model``.
 
-    The seed is, in order: ``seed``, the lock's, the one the model recorded, the spec's.
+    Values are compared chunk by chunk, so only one chunk of expected values is in
+    memory at a time.  The seed is, in order: ``seed``, the lock's, the one the model
+    recorded in its metadata (ONNX, ``.safetensors``), the spec's.
+
+    Args:
+        model: A ``.onnx``, ``.npz`` or ``.safetensors`` path, or a dict of arrays.
+        spec: A :class:`~vsconf.Spec`, or the path of a spec file.
+        lock: A lock file written by ``apply(..., lock=...)``: its seed is used, and every
+            recorded field and SHA-256 is compared too.
+        seed: The seed the model was made with, when it is not the spec's.
+        jobs: Threads regenerating values (the result does not depend on it).
+        untie: The model was made with ``untie=True`` (ONNX).
+
+    Returns:
+        One :class:`~vsconf.Problem` per difference, each naming the tensor and the file
+        (the model, or the lock for a lock's field); an empty list when everything matches.
+
+    Raises:
+        TypeError: An argument has the wrong type.
+        ValueError: An argument has a bad value (``seed``, ``jobs``).
+        SpecError: The spec does not load.
+        MatchError: The spec's rules do not fit the model.
+        ModelError: The model or the lock cannot be read.
+
+    Example:
+        >>> import numpy as np, vsconf
+        >>> spec = vsconf.parse_spec("vsconf: 1\nseed: 7\nrules:\n  - match: '*'\n    init: he_normal\n")
+        >>> weights = vsconf.apply_state_dict({"fc.weight": np.zeros((4, 3), np.float32)}, spec)
+        >>> vsconf.verify(weights, spec)
+        []
+        >>> weights["fc.weight"][0, 0] += 1
+        >>> (problem,) = vsconf.verify(weights, spec)
+        >>> problem.tensor, problem.message.startswith("1 of 12 elements differ from what the spec produces")
+        ('fc.weight', True)
     """
     seed = _seed_argument(seed)
     jobs = _jobs_argument(jobs)
@@ -365,24 +616,62 @@ def verify(
     if seed is None and lock_data is not None:
         seed = lock_data.get("seed")
     spec = _spec_argument(spec, seed)
-    problems: list[str] = []
+    problems: list[Problem] = []
     digests: dict[str, str] = {}
-    with open_model(model, untie=untie) as adapter:
+    with open_model(model, untie=untie, spec_untie=spec.untie) as adapter:
         if seed is None and adapter.recorded_seed_problem is not None:
             raise ModelError(adapter.recorded_seed_problem)
         if seed is None and adapter.recorded_seed is not None:
             spec = spec.with_seed(adapter.recorded_seed)
+        source = "" if adapter.path is None else str(adapter.path)
+        stream, stream_problem = _verified_stream(spec, lock_data, adapter.recorded_stream, lock_path, source)
+        if stream_problem is not None:
+            problems.append(stream_problem)
+        unrecorded = spec.stream is None and lock_data is None and adapter.recorded_stream is None
         the_plan = _plan_of(adapter, spec)
+        if stream is not None:
+            the_plan = the_plan.drawn_by(stream)
         for entry in the_plan:
             if not entry.changes:
                 continue
             actual = adapter.read(entry.name)
-            digests[entry.name], problem = _compare(entry, actual, jobs)
-            if problem:
-                problems.append(problem)
+            digests[entry.name], difference = _compare(entry, actual, jobs)
+            if difference:
+                if unrecorded and entry.action == "fill" and streams.uses_float32_normals(
+                    streams.LATEST_STREAM, np.dtype(float_dtype(entry.dtype)), entry.distribution
+                ):
+                    difference += (
+                        "; nothing records the stream version, and this tensor's values differ between streams: "
+                        "if vsconf 0.1 made it, add `stream: 1` to the spec"
+                    )
+                problems.append(Problem(source, 0, 0, "", difference, tensor=entry.name))
     if lock_data is not None:
-        problems.extend(compare_lock(lock_data, the_plan, digests))
+        problems.extend(compare_lock(lock_data, the_plan, digests, source=str(lock_path)))
     return problems
+
+
+def _verified_stream(
+    spec: Spec, lock: Mapping[str, Any] | None, recorded: int | None, lock_path: Path | None, source: str
+) -> tuple[int | None, Problem | None]:
+    """The stream version to regenerate with (None: the spec's), and a problem when the records disagree.
+
+    The version is, in order: the spec's own ``stream``, the lock's (a lock without one
+    was made by vsconf 0.1: stream 1), the one the model recorded, the latest.
+    """
+    from_lock = None if lock is None else lock.get("stream", 1)
+    if spec.stream is not None:
+        if from_lock is not None and from_lock != spec.stream:
+            message = f"the lock was made with stream {from_lock}, the spec pins stream {spec.stream}"
+            return None, Problem(str(lock_path), 0, 0, "", message)
+        return None, None
+    version = from_lock if from_lock is not None else recorded
+    if version is None:
+        return None, None
+    if version not in streams.STREAMS:
+        known = ", ".join(map(str, streams.STREAMS))
+        where = f"{lock_path}: the lock" if from_lock is not None else f"{source}: the model's metadata"
+        raise ModelError(f"{where} says the weights were drawn by stream {version}; this vsconf draws streams {known}")
+    return version, None
 
 
 def _compare(entry: PlanEntry, actual: np.ndarray, jobs: int) -> tuple[str, str | None]:
@@ -393,7 +682,7 @@ def _compare(entry: PlanEntry, actual: np.ndarray, jobs: int) -> tuple[str, str 
     if actual.dtype != expected_dtype or actual.shape != tuple(entry.shape):
         digest.update(little_endian_bytes(actual))
         made = f"{expected_dtype.name}{list(entry.shape)}"
-        return digest.hexdigest(), f"{entry.name}: is {actual.dtype.name}{list(actual.shape)}, the spec makes {made}"
+        return digest.hexdigest(), f"it is {actual.dtype.name}{list(actual.shape)}, the spec makes {made}"
     flat = actual.reshape(-1)
     differ, worst, position = 0, 0.0, 0
     for chunk in generate_chunks(entry, jobs=jobs):
@@ -410,6 +699,4 @@ def _compare(entry: PlanEntry, actual: np.ndarray, jobs: int) -> tuple[str, str 
             worst = max(worst, float(np.nanmax(np.abs(wide_a - wide_e)[unequal])))
     if not differ:
         return digest.hexdigest(), None
-    return digest.hexdigest(), (
-        f"{entry.name}: {differ} of {flat.size} elements differ from what the spec produces (max |difference| {worst:.6g})"
-    )
+    return digest.hexdigest(), f"{differ} of {flat.size} elements differ from what the spec produces (max |difference| {worst:.6g})"

@@ -46,7 +46,14 @@ def _spread_text(entry: PlanEntry) -> str:
     return "-"
 
 
-PLAN_COLUMNS = ("name", "shape", "dtype", "rule", "init", "fan_in", "fan_out", "std/limit", "fans from")
+PLAN_COLUMNS = ("name", "shape", "dtype", "role", "rule", "init", "fan_in", "fan_out", "std/limit", "fans from")
+
+
+def role_text(role: str | None, guessed: bool) -> str:
+    """A role as tables show it: ``bias``, ``running_stat (guess)`` for names read alone, ``-``."""
+    if not role:
+        return "-"
+    return f"{role} (guess)" if guessed else role
 
 
 def plan_rows(plan: Plan) -> list[tuple[str, ...]]:
@@ -57,6 +64,7 @@ def plan_rows(plan: Plan) -> list[tuple[str, ...]]:
                 entry.name,
                 "[" + ",".join(str(d) for d in entry.shape) + "]",
                 entry.dtype,
+                role_text(entry.role, entry.role_guessed),
                 entry.rule or "-",
                 _init_text(entry),
                 "-" if entry.fan_in is None else str(entry.fan_in),
@@ -80,10 +88,25 @@ def _print_plan(plan: Plan, fmt: str) -> None:
         print(json.dumps(plan.as_list(), indent=2))
         return
     print(format_table(PLAN_COLUMNS, plan_rows(plan)))
-    consumers = [(e.name, ", ".join(e.consumers)) for e in plan if e.consumers]
+    consumers = [(e.name, e.role_from or "-", ", ".join(e.consumers)) for e in plan if e.consumers]
     if consumers:
         print()
-        print(format_table(("name", "consumers"), consumers))
+        print(format_table(("name", "role from", "consumers"), consumers))
+    kept = [(e.name, e.reason) for e in plan if e.reason]
+    if kept:
+        print()
+        print("kept by the safe defaults:")
+        for name, reason in kept:
+            print(f"  {name}: {reason}")
+    if plan.untied:
+        print()
+        print(_untied_text(plan))
+
+
+def _untied_text(plan: Plan) -> str:
+    lines = [f"untied {len(plan.untied)} shared tensor(s), one copy per consumer:"]
+    lines += [f"  {name} -> {', '.join(copies)}" for name, copies in plan.untied.items()]
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- progress
@@ -143,6 +166,10 @@ def _apply(args: argparse.Namespace) -> int:
             materialize=args.materialize,
             untie=args.untie,
             progress=bar,
+            scheduler=args.scheduler,
+            dask_workers=args.dask_workers,
+            shard_size=args.shard_size,
+            task_size=args.task_size,
         )
     finally:
         bar.finish()
@@ -150,6 +177,8 @@ def _apply(args: argparse.Namespace) -> int:
     _warn([f"vsconf: warning: {note}" for note in result.notes])
     if not args.quiet:
         print(f"wrote {result.output}: {_counts(result.plan)} (seed {result.plan.seed}, spec sha256 {result.plan.spec_sha256[:16]})")
+        if result.plan.untied:
+            print(_untied_text(result.plan))
         if args.lock:
             print(f"wrote {args.lock}")
     return 0
@@ -165,7 +194,7 @@ def _plan(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     problems = api.verify(args.model, args.spec, lock=args.lock, seed=args.seed, jobs=args.jobs, untie=args.untie)
     for problem in problems:
-        print(problem, file=sys.stderr)
+        print(problem.format(), file=sys.stderr)
     if problems:
         count = len(problems)
         print(f"vsconf: error: {args.model}: {count} mismatch{'es' if count != 1 else ''}", file=sys.stderr)
@@ -184,14 +213,17 @@ def _inspect(args: argparse.Namespace) -> int:
             r["name"],
             "[" + ",".join(map(str, r["shape"])) + "]",
             r["dtype"],
+            role_text(r["role"], r["role_guessed"]),
             str(r["fan_in"]),
             str(r["fan_out"]),
             r["fans_from"] + (f" (conflict: {r['conflict']})" if r["conflict"] else ""),
+            r["role_from"] or "-",
             ", ".join(r["consumers"]) or "-",
         )
         for r in records
     ]
-    print(format_table(("name", "shape", "dtype", "fan_in", "fan_out", "fans from", "consumers"), rows))
+    columns = ("name", "shape", "dtype", "role", "fan_in", "fan_out", "fans from", "role from", "consumers")
+    print(format_table(columns, rows))
     return 0
 
 
@@ -252,6 +284,30 @@ def _positive(text: str) -> int:
     return value
 
 
+def _size(text: str) -> int:
+    from vsconf.sharded import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _scheduler(text: str) -> str:
+    from vsconf.tasks import parse_scheduler
+
+    try:
+        parse_scheduler(text, 1)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+# --untie alone unties every shared float tensor; --untie conflicts only those whose
+# consumers disagree (as `untie: conflicts` in the spec).
+_UNTIE = {"nargs": "?", "const": "all", "default": False, "choices": ("all", "conflicts"), "metavar": "all|conflicts"}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vsconf",
@@ -267,16 +323,28 @@ def build_parser() -> argparse.ArgumentParser:
     apply = commands.add_parser("apply", help="initialize a model's weights from a spec")
     model_and_spec(apply)
     where = apply.add_mutually_exclusive_group()
-    where.add_argument("-o", "--output", type=Path, help="output file (default: <stem>.init<suffix> beside MODEL)")
+    where.add_argument(
+        "-o", "--output", help="output file, or folder for a sharded checkpoint (default: <stem>.init<suffix> beside MODEL)"
+    )
     where.add_argument("--in-place", action="store_true", help="replace MODEL (atomically)")
     apply.add_argument("--force", action="store_true", help="overwrite an existing output")
     apply.add_argument("--seed", type=_seed, help="use this seed instead of the spec's")
     apply.add_argument("--jobs", type=_positive, help="threads generating values (the values do not depend on it)")
     apply.add_argument("--lock", type=Path, help="write a lock file: per tensor config, fans, std/limit, SHA-256")
     apply.add_argument("--materialize", action="store_true", help="ONNX: turn ConstantOfShape weights into initializers")
-    apply.add_argument("--untie", action="store_true", help="ONNX: give each consumer of a shared weight its own copy")
+    apply.add_argument(
+        "--untie", **_UNTIE, help="ONNX: give each consumer of a shared tensor its own copy (conflicts: only where they disagree)"
+    )
     apply.add_argument("--dry-run", action="store_true", help="print the plan; write nothing")
     apply.add_argument("--quiet", action="store_true", help="no progress bar and no summary (warnings still print)")
+    seeding = apply.add_argument_group("sharded checkpoints (a folder output, a manifest or a sharded MODEL)")
+    seeding.add_argument("--shard-size", type=_size, metavar="SIZE", help="largest shard, e.g. 5GB (the default), 500MB, 2GiB or bytes")
+    seeding.add_argument(
+        "--scheduler", default="threads", type=_scheduler,
+        help="where tasks run: threads (default), processes, or a Dask scheduler's address tcp://HOST:PORT",
+    )
+    seeding.add_argument("--dask-workers", type=_positive, metavar="N", help="start a local Dask cluster of N workers")
+    seeding.add_argument("--task-size", type=_size, metavar="SIZE", help="bytes one task writes at most (default 64MiB)")
     apply.set_defaults(run=_apply)
 
     plan = commands.add_parser("plan", help="which rule fills which tensor, with fans and std/limit")
@@ -284,7 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument("--format", choices=("table", "json"), default="table")
     plan.add_argument("--seed", type=_seed, help="use this seed instead of the spec's")
     plan.add_argument("--materialize", action="store_true", help="ONNX: include ConstantOfShape weights")
-    plan.add_argument("--untie", action="store_true", help="ONNX: plan each consumer of a shared weight apart")
+    plan.add_argument(
+        "--untie", **_UNTIE, help="ONNX: plan each consumer of a shared tensor apart (conflicts: only where they disagree)"
+    )
     plan.set_defaults(run=_plan)
 
     verify = commands.add_parser("verify", help="check that a model's weights are what the spec produces")
@@ -292,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--lock", type=Path, help="also compare with this lock file (its seed is used)")
     verify.add_argument("--seed", type=_seed, help="the seed the model was made with, if not the spec's")
     verify.add_argument("--jobs", type=_positive)
-    verify.add_argument("--untie", action="store_true", help="ONNX: the model was made with --untie")
+    verify.add_argument("--untie", **_UNTIE, help="ONNX: the model was made with --untie")
     verify.set_defaults(run=_verify)
 
     inspect = commands.add_parser("inspect", help="list tensors with shapes, dtypes, consumers and inferred fans")

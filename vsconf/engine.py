@@ -7,6 +7,7 @@ Pure: no file formats here.  Adapters hand in :class:`~vsconf.matching.TensorInf
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Iterator, Mapping, Sequence
@@ -16,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from vsconf import streams
-from vsconf.errors import MatchError
+from vsconf.errors import MatchError, Problem, rule_problem
 from vsconf.fans import Axes, axes_fans, compute_fans, scaled_variance
 from vsconf.initializers import float_dtype, sampling
 from vsconf.matching import TensorInfo, match_tensors
@@ -29,18 +30,52 @@ class FanHint:
 
     ``axes``: the roles of the stored tensor's axes, read from its consumer (``source``
     says which, e.g. ``"Conv W"``).  ``weight``: the weight tensor of the node that reads
-    this one (for ``fans_from: weight``).  ``conflict``: why the consumers disagree.
+    this one (for ``fans_from: weight``); ``weights``: each consumer's (label, weight) when
+    there are several.  ``conflict``: why the consumers disagree on fans;
+    ``role_conflict``: why they disagree on what the tensor is.
     """
 
     axes: Axes | None = None
     source: str = ""
     weight: str | None = None
     conflict: str | None = None
+    weights: tuple[tuple[str, str], ...] = ()
+    role_conflict: str | None = None
 
 
 @dataclass(frozen=True)
 class PlanEntry:
-    """What happens to one tensor, and why."""
+    """What happens to one tensor, and why: one row of ``vsconf plan``.
+
+    Args:
+        name: The tensor's name.
+        shape: Its shape.
+        dtype: Its dtype's name.
+        action: ``"fill"`` (VarianceScaling), ``"constant"``, ``"keep"`` (a rule says so,
+            or a safe default), ``"unmatched"`` (no rule matches) or ``"skip"`` (not float).
+        rule: The rule that decided, as messages name it: ``rules[1] (line 7)``.
+        init: The rule's init in canonical form (a VarianceScaling mapping,
+            ``{"constant": x}`` or ``"keep"``).
+        seed: The effective seed of a filled tensor.
+        fan_in: The fans a filled tensor's variance came from, and ``fans_from`` which
+            rule gave them (``tf``, ``torch``, ``axes``, a consumer such as
+            ``Conv W (/conv1/Conv)``, or ``weight NAME (...)``).
+        std: The samples' standard deviation (normal distributions), or ``limit``, the
+            bound of a uniform one; ``value`` for a constant.
+        The other fields (``distribution``, ``variance``, ``consumers``, roles...) say the
+        rest of what ``plan --format json`` shows.
+
+    Raises:
+        Nothing: plans are made by :func:`vsconf.plan`, which raises.
+
+    Example:
+        >>> import vsconf
+        >>> entry = vsconf.plan("model.npz", "init.yaml").entry("fc.weight")
+        >>> entry.action, entry.rule, entry.fan_in, entry.fan_out, entry.fans_from, entry.std
+        ('fill', 'rules[1] (line 7)', 8, 4, 'torch', 0.5)
+        >>> entry.changes
+        True
+    """
 
     name: str
     shape: tuple[int, ...]
@@ -50,6 +85,7 @@ class PlanEntry:
     rule: str | None = None
     init: Any = None  # the init's canonical form
     seed: int | None = None
+    stream: int | None = None  # the stream version that draws a filled tensor
     fan_in: int | None = None
     fan_out: int | None = None
     fans_from: str | None = None  # which rule gave the fans: tf, torch, axes, a consumer, a weight
@@ -59,6 +95,11 @@ class PlanEntry:
     distribution: str | None = None  # the sampling rule: truncated_normal, untruncated_normal, uniform
     variance: float | None = None
     consumers: tuple[str, ...] = ()
+    role: str = ""  # what the tensor is (SPEC 3a), "" when the adapter does not say
+    role_from: str = ""  # the consumer or naming convention that decided it
+    role_guessed: bool = False  # read from names alone (state dicts)
+    reason: str | None = None  # why a tensor a rule matched is kept (safe defaults)
+    untied_from: str | None = None  # the shared tensor this one is a consumer's copy of
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -80,6 +121,13 @@ class PlanEntry:
         if self.value is not None:
             out["value"] = self.value
         out["consumers"] = list(self.consumers)
+        out["role"] = self.role or None
+        out["role_from"] = self.role_from or None
+        out["role_guessed"] = self.role_guessed
+        if self.reason is not None:
+            out["reason"] = self.reason
+        if self.untied_from is not None:
+            out["untied_from"] = self.untied_from
         return out
 
     @property
@@ -89,10 +137,37 @@ class PlanEntry:
 
 @dataclass(frozen=True)
 class Plan:
+    """Which rule fills which tensor, with fans and spread: what :func:`vsconf.plan` returns.
+
+    Iterating gives the :class:`PlanEntry` of every tensor in the model's order.
+
+    Args:
+        entries: One entry per tensor.
+        spec_sha256: The SHA-256 of the spec's canonical form (recorded in outputs and locks).
+        seed: The effective global seed.
+        warnings: What is valid but suspicious, one line each (rules that never apply...).
+        untied: Shared tensors given a copy per consumer: name -> the copies' names.
+        stream: The version of the random streams that draws the filled tensors.
+
+    Raises:
+        KeyError: :meth:`entry` of a name the plan does not hold.
+
+    Example:
+        >>> import vsconf
+        >>> plan = vsconf.plan("model.npz", "init.yaml")
+        >>> [(entry.name, entry.action) for entry in plan]
+        [('fc.weight', 'fill'), ('fc.bias', 'constant'), ('steps', 'skip')]
+        >>> plan.seed, len(plan), plan.entry("fc.bias").value
+        (7, 3, 0.0)
+    """
+
     entries: tuple[PlanEntry, ...]
     spec_sha256: str
     seed: int
     warnings: tuple[str, ...] = field(default=())
+    # Shared tensors given one copy per consumer (--untie, `untie: conflicts`): name -> copies.
+    untied: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    stream: int = streams.LATEST_STREAM  # the version of the random streams that draws the fills
 
     def __iter__(self):
         return iter(self.entries)
@@ -110,6 +185,12 @@ class Plan:
     def as_list(self) -> list[dict[str, Any]]:
         return [entry.as_dict() for entry in self.entries]
 
+    def drawn_by(self, stream: int) -> Plan:
+        """This plan with its fills drawn by stream version ``stream`` (verifying what an
+        older vsconf made); nothing else changes, the spec's digest included."""
+        entries = tuple(dataclasses.replace(e, stream=stream) if e.stream is not None else e for e in self.entries)
+        return dataclasses.replace(self, entries=entries, stream=stream)
+
 
 def consumer_labels(tensor: TensorInfo) -> tuple[str, ...]:
     return tuple(f"{c.qualified_op}.{c.input_name}" + (f" ({c.node})" if c.node else "") for c in tensor.consumers)
@@ -121,7 +202,7 @@ class _Planner:
         self.by_name = {t.name: t for t in tensors}
         self.hints = hints
         self.target = target
-        self.errors: list[str] = []
+        self.errors: list[Problem] = []
         self.auto_tf_rules: list[Rule] = []
 
     def layout_fans(self, tensor: TensorInfo, rule: Rule) -> tuple[int, int, str]:
@@ -131,8 +212,7 @@ class _Planner:
         hint = self.hints.get(tensor.name)
         if hint is not None and hint.conflict:
             self.errors.append(
-                f"{self.spec.source}: {rule.label}: tensor {tensor.name!r}: {hint.conflict}; "
-                "give the rule explicit `axes`"
+                rule_problem(self.spec.source, rule, f"{hint.conflict}; give the rule explicit `axes`", tensor=tensor.name)
             )
             return (*compute_fans(tensor.shape, "tf"), "tf")
         fan_in, fan_out, source = auto_fans(tensor, hint, self.target)
@@ -145,35 +225,74 @@ class _Planner:
             try:
                 return (*axes_fans(tensor.shape, init.axes), "axes")
             except ValueError as exc:
-                self.errors.append(f"{self.spec.source}: {rule.label}: tensor {tensor.name!r}: {exc}")
+                self.errors.append(rule_problem(self.spec.source, rule, str(exc), tensor=tensor.name))
                 return (1, 1, "axes")
         if rule.fans_from == "weight":
             hint = self.hints.get(tensor.name)
             weight = self.by_name.get(hint.weight) if hint is not None and hint.weight else None
             if weight is None:
                 self.errors.append(
-                    f"{self.spec.source}: {rule.label}: tensor {tensor.name!r} takes `fans_from: weight`, "
-                    "but no weight reads alongside it"
-                    + (f" (expected {_sibling_weight(tensor.name)!r})" if self.target == "state_dict" else "")
+                    rule_problem(
+                        self.spec.source,
+                        rule,
+                        "it takes `fans_from: weight`, but no weight reads alongside it"
+                        + (f" (expected {_sibling_weight(tensor.name)!r})" if self.target == "state_dict" else ""),
+                        tensor=tensor.name,
+                    )
                 )
                 return (1, 1, "weight")
+            self.check_weights(tensor, rule, hint)
             fan_in, fan_out, source = self.layout_fans(weight, rule)
             return fan_in, fan_out, f"weight {weight.name} ({source})"
         return self.layout_fans(tensor, rule)
 
-    def entry(self, tensor: TensorInfo, rule: Rule | None) -> PlanEntry:
+    def quiet_fans(self, tensor: TensorInfo) -> tuple[int, int]:
+        """The fans the spec's layout reads from ``tensor``, reporting nothing."""
+        if self.spec.layout in ("tf", "torch"):
+            return compute_fans(tensor.shape, self.spec.layout)
+        return auto_fans(tensor, self.hints.get(tensor.name), self.target)[:2]
+
+    def check_weights(self, tensor: TensorInfo, rule: Rule, hint: FanHint) -> None:
+        """A tensor read beside several weights takes `fans_from: weight` only if they agree."""
+        implied = [(label, self.by_name[w]) for label, w in hint.weights if w in self.by_name]
+        fans = [(label, weight.name, self.quiet_fans(weight)) for label, weight in implied]
+        if len({f for _, _, f in fans}) > 1:
+            self.errors.append(
+                rule_problem(
+                    self.spec.source,
+                    rule,
+                    "it takes `fans_from: weight`, but its consumers' weights disagree: "
+                    + "; ".join(f"{label} has weight {w!r} with (fan_in, fan_out) = {f}" for label, w, f in fans)
+                    + f"; {UNTIE_HINT}",
+                    tensor=tensor.name,
+                )
+            )
+
+    def check_role(self, tensor: TensorInfo, rule: Rule) -> None:
+        """A tensor whose consumers disagree on what it is is never set from one view."""
+        hint = self.hints.get(tensor.name)
+        if hint is not None and hint.role_conflict:
+            self.errors.append(rule_problem(self.spec.source, rule, f"{hint.role_conflict}; {UNTIE_HINT}", tensor=tensor.name))
+
+    def entry(self, tensor: TensorInfo, rule: Rule | None, kept: tuple[Rule, str] | None = None) -> PlanEntry:
         base = {
             "name": tensor.name,
             "shape": tensor.shape,
             "dtype": tensor.dtype.name,
             "consumers": consumer_labels(tensor),
+            "role": tensor.role,
+            "role_from": tensor.role_from,
+            "role_guessed": tensor.role_guessed,
         }
+        if rule is None and kept is not None:
+            return PlanEntry(action="keep", rule=kept[0].label, init="keep", reason=kept[1], **base)
         if rule is None:
             return PlanEntry(action="unmatched", **base)
         init = rule.init
         common = {"rule": rule.label, "init": init.canonical(), **base}
         if isinstance(init, KeepInit):
             return PlanEntry(action="keep", **common)
+        self.check_role(tensor, rule)
         if isinstance(init, ConstantInit):
             return PlanEntry(action="constant", value=init.value, **common)
         assert isinstance(init, VarianceScalingInit)
@@ -184,6 +303,7 @@ class _Planner:
         return PlanEntry(
             action="fill",
             seed=self.spec.seed if init.seed is None else init.seed,
+            stream=self.spec.stream or streams.LATEST_STREAM,
             fan_in=fan_in,
             fan_out=fan_out,
             fans_from=source,
@@ -192,6 +312,13 @@ class _Planner:
             **spread,
             **common,
         )
+
+
+# Spec words, not command-line flags: the spec's `untie:` works for every caller.
+UNTIE_HINT = (
+    "vsconf never fills a shared tensor from one consumer's view: add `untie: conflicts` to the spec "
+    "to give each consumer its own copy"
+)
 
 
 def auto_fans(tensor: TensorInfo, hint: FanHint | None, target: str) -> tuple[int, int, str]:
@@ -223,23 +350,37 @@ def make_plan(
     hints: Mapping[str, FanHint] | None = None,
     *,
     target: str = "state_dict",
+    untied: Mapping[str, Sequence[str]] | None = None,
 ) -> Plan:
     """Decide, for every tensor, which rule fills it and with which fans and spread.
 
     ``target`` is ``"state_dict"`` or ``"onnx"``: it only changes how ``layout: auto``
-    explains itself.  Raises :class:`MatchError` listing every problem at once.
+    explains itself.  ``untied``: the shared tensors the adapter gave one copy per
+    consumer, recorded in the plan.  Raises :class:`MatchError` listing every problem at once.
     """
     matching = match_tensors(spec, tensors)
     planner = _Planner(spec, tensors, hints or {}, target)
     entries = []
     for tensor in tensors:
         if not tensor.is_float:
-            entries.append(PlanEntry(tensor.name, tensor.shape, tensor.dtype.name, "skip", consumers=consumer_labels(tensor)))
+            entries.append(
+                PlanEntry(
+                    tensor.name, tensor.shape, tensor.dtype.name, "skip", consumers=consumer_labels(tensor),
+                    role=tensor.role, role_from=tensor.role_from, role_guessed=tensor.role_guessed,
+                )
+            )
             continue
         index = matching.rule_of(tensor.name)
-        entries.append(planner.entry(tensor, None if index is None else spec.rules[index]))
+        kept = matching.kept.get(tensor.name)
+        entries.append(
+            planner.entry(
+                tensor,
+                None if index is None else spec.rules[index],
+                None if kept is None else (spec.rules[kept[0]], kept[1]),
+            )
+        )
     if planner.errors:
-        raise MatchError("\n".join(planner.errors))
+        raise MatchError(planner.errors)
     warnings = list(spec_warning.format("warning") for spec_warning in spec.warnings) + list(matching.warnings)
     if planner.auto_tf_rules:
         labels = ", ".join(rule.label for rule in planner.auto_tf_rules)
@@ -247,7 +388,12 @@ def make_plan(
             f"{spec.source}: warning: layout: auto reads state-dict shapes with the tf rule "
             f"(..., in, out) for {labels}; write `layout: torch` for PyTorch state dicts ([out, in, k...])"
         )
-    return Plan(tuple(entries), spec.sha256, spec.seed, tuple(warnings))
+    untied_copies = {name: tuple(copies) for name, copies in (untied or {}).items()}
+    origin = {copy: name for name, copies in untied_copies.items() for copy in copies}
+    entries = [dataclasses.replace(e, untied_from=origin[e.name]) if e.name in origin else e for e in entries]
+    return Plan(
+        tuple(entries), spec.sha256, spec.seed, tuple(warnings), untied=untied_copies, stream=spec.stream or streams.LATEST_STREAM
+    )
 
 
 def generate(entry: PlanEntry, *, jobs: int = 1) -> np.ndarray | None:
@@ -260,7 +406,8 @@ def generate(entry: PlanEntry, *, jobs: int = 1) -> np.ndarray | None:
     total = math.prod(entry.shape)
     kind, param = sampling(entry.distribution, entry.variance)
     key = streams.stream_key(entry.seed, entry.name)
-    return streams.draw_flat(key, total, 0, total, dtype, kind, param, jobs=jobs).reshape(entry.shape)
+    stream = entry.stream or streams.LATEST_STREAM
+    return streams.draw_flat(key, total, 0, total, dtype, kind, param, jobs=jobs, stream=stream).reshape(entry.shape)
 
 
 def chunk_elements(jobs: int, itemsize: int) -> int:
@@ -281,7 +428,8 @@ def generate_chunks(entry: PlanEntry, *, jobs: int = 1, step: int | None = None)
         return (np.full(min(step, total - lo), entry.value, dtype=dtype) for lo in range(0, total, step))
     kind, param = sampling(entry.distribution, entry.variance)
     key = streams.stream_key(entry.seed, entry.name)
+    stream = entry.stream or streams.LATEST_STREAM
     return (
-        streams.draw_flat(key, total, lo, min(total, lo + step), dtype, kind, param, jobs=jobs)
+        streams.draw_flat(key, total, lo, min(total, lo + step), dtype, kind, param, jobs=jobs, stream=stream)
         for lo in range(0, total, step)
     )

@@ -43,7 +43,35 @@ def _as_axis_tuple(value: int | Iterable[int] | None, what: str) -> tuple[int, .
 
 @dataclass(frozen=True)
 class Axes:
-    """Which axes of a tensor are inputs, outputs and batch; negative axes count from the end."""
+    """Which axes of a tensor are inputs, outputs and batch; negative axes count from the end.
+
+    fan_in is the product of the ``in`` axes' sizes, fan_out of the ``out`` axes', both
+    times the receptive field: the product of every axis named nowhere (JAX's rule).
+    ``batch`` axes count in neither.  With ``rest="batch"`` the unnamed axes are ignored
+    too (Keras 3's ``input_axes``/``output_axes``).  The spec's ``axes: {in, out, batch}``
+    is this.
+
+    Args:
+        in_axes: An axis or axes; default ``-2``.
+        out_axes: An axis or axes; default ``-1``.
+        batch_axes: Axes in neither fan; default none.
+        rest: ``"receptive"`` (default) or ``"batch"``: what the unnamed axes are.
+
+    Raises:
+        ValueError: An axis is not an integer, is repeated, or is named twice; when used
+            on a shape (:func:`compute_fans`), an axis is out of range for its rank.
+
+    Example:
+        >>> import vsconf
+        >>> vsconf.compute_fans((4, 64, 128), vsconf.Axes(batch_axes=0))
+        (64, 128)
+        >>> vsconf.compute_fans((32, 16, 3, 3), vsconf.Axes(in_axes=1, out_axes=0))   # PyTorch's conv layout
+        (144, 288)
+        >>> vsconf.Axes(in_axes=0, out_axes=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: An axis is named in more than one of `in`, `out`, `batch`. Received: in=[0], out=[0], batch=[]
+    """
 
     in_axes: tuple[int, ...] = (-2,)
     out_axes: tuple[int, ...] = (-1,)
@@ -172,7 +200,28 @@ def axes_fans(shape: Sequence[int], axes: Axes) -> tuple[int, int]:
 
 
 def compute_fans(shape: Sequence[int], layout: Layout = "tf") -> tuple[int, int]:
-    """Fans of ``shape`` under ``layout``: ``"tf"``, ``"torch"`` or an :class:`Axes`."""
+    """Fans of ``shape`` under ``layout``: ``"tf"``, ``"torch"`` or an :class:`Axes`.
+
+    Args:
+        shape: The tensor's shape.
+        layout: ``"tf"`` (TF1's ``_compute_fans``: ``[..., in, out]``), ``"torch"``
+            (PyTorch's: ``[out, in, k...]``; ranks 0 and 1 as tf) or an :class:`Axes`.
+
+    Returns:
+        ``(fan_in, fan_out)``.  Rank 0 gives (1, 1); rank 1 (n, n).
+
+    Raises:
+        ValueError: An unknown layout, or axes that do not fit the shape.
+
+    Example:
+        >>> import vsconf
+        >>> vsconf.compute_fans((3, 3, 16, 32))            # TF's HWIO convolution kernel
+        (144, 288)
+        >>> vsconf.compute_fans((32, 16, 3, 3), "torch")   # PyTorch's OIHW
+        (144, 288)
+        >>> vsconf.compute_fans((10,)), vsconf.compute_fans(())
+        ((10, 10), (1, 1))
+    """
     if isinstance(layout, Axes):
         return axes_fans(shape, layout)
     if layout == "tf":
@@ -183,7 +232,29 @@ def compute_fans(shape: Sequence[int], layout: Layout = "tf") -> tuple[int, int]
 
 
 def scaled_variance(scale: float, mode: str, fan_in: float, fan_out: float) -> float:
-    """``scale / max(1, n)`` where n is fan_in, fan_out or their mean (TF1's arithmetic)."""
+    """``scale / max(1, n)`` where n is fan_in, fan_out or their mean (TF1's arithmetic).
+
+    Args:
+        scale: The VarianceScaling scale.
+        mode: ``"fan_in"``, ``"fan_out"`` or ``"fan_avg"``.
+        fan_in: The tensor's fan_in.
+        fan_out: The tensor's fan_out.
+
+    Returns:
+        The variance the samples get.
+
+    Raises:
+        ValueError: An unknown mode.
+
+    Example:
+        >>> import vsconf
+        >>> vsconf.scaled_variance(2.0, "fan_in", 144, 288)      # He: 2 / fan_in
+        0.013888888888888888
+        >>> vsconf.scaled_variance(1.0, "fan_avg", 100, 300)     # Glorot: 2 / (fan_in + fan_out)
+        0.005
+        >>> vsconf.scaled_variance(1.0, "fan_in", 0, 5)          # an empty fan counts as 1
+        1.0
+    """
     if mode == "fan_in":
         n = fan_in
     elif mode == "fan_out":

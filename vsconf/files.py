@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 import stat
 import tempfile
 import weakref
@@ -45,6 +46,9 @@ class Transaction:
 
     def __init__(self) -> None:
         self._staged: list[tuple[Path, Path]] = []
+        self._folders: set[Path] = set()  # staged temporaries that are folders
+        # Folders that committed folders replaced, renamed away: the caller removes them.
+        self.displaced: list[Path] = []
         self._done = False
         _OPEN.add(self)
 
@@ -66,18 +70,39 @@ class Transaction:
         self._staged.append((Path(temp), target))
         return Path(temp)
 
+    def stage_folder(self, target: Path) -> Path:
+        """A temporary folder beside ``target`` to build a folder output in.  ``commit()``
+        fsyncs its files and renames it into place; an existing ``target`` is first renamed
+        away, and listed in :attr:`displaced` for the caller to remove (or keep)."""
+        target = Path(target)
+        directory = target.parent if str(target.parent) else Path(".")
+        try:
+            temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=TEMP_SUFFIX, dir=directory))
+        except OSError as exc:
+            raise ModelError(f"{target}: cannot write in {directory}: {describe_os_error(exc)}") from None
+        self._staged.append((temp, target))
+        self._folders.add(temp)
+        return temp
+
     def commit(self) -> None:
         """fsync every staged file, then rename each over its target, then fsync the folders."""
         for temp, target in self._staged:
             try:
-                _fsync_path(temp)
-                _copy_mode(temp, target)
+                if temp in self._folders:
+                    _fsync_folder(temp)
+                    _copy_mode(temp, target, folder=True)
+                else:
+                    _fsync_path(temp)
+                    _copy_mode(temp, target)
             except OSError as exc:
                 raise ModelError(f"{target}: cannot write: {describe_os_error(exc)}") from None
         folders = []
         for temp, target in self._staged:
             try:
-                os.replace(temp, target)
+                if temp in self._folders:
+                    self._replace_folder(temp, target)
+                else:
+                    os.replace(temp, target)
             except OSError as exc:
                 raise ModelError(f"{target}: cannot write: {describe_os_error(exc)}") from None
             folders.append(target.parent if str(target.parent) else Path("."))
@@ -89,11 +114,31 @@ class Transaction:
     def abort(self) -> None:
         """Remove every temporary file that has not been renamed into place."""
         for temp, _ in self._staged:
+            if temp in self._folders:
+                shutil.rmtree(temp, ignore_errors=True)  # a folder this transaction made
+                continue
             with contextlib.suppress(OSError):
                 temp.unlink()
         self._staged = []
         self._done = True
         _OPEN.discard(self)
+
+
+    def _replace_folder(self, temp: Path, target: Path) -> None:
+        """Rename ``temp`` to ``target``; a folder already there is renamed away first (a
+        folder cannot be renamed over a full one) and put back if the rename fails."""
+        if not os.path.lexists(target):
+            os.rename(temp, target)
+            return
+        directory = target.parent if str(target.parent) else Path(".")
+        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".vsconf-old", dir=directory))
+        os.rename(target, old)  # over the empty folder just made: a name nobody else holds
+        try:
+            os.rename(temp, target)
+        except OSError:
+            os.rename(old, target)
+            raise
+        self.displaced.append(old)
 
 
 def abort_all() -> None:
@@ -119,13 +164,22 @@ def _fsync_directory(folder: Path) -> None:
             os.close(fd)
 
 
-def _copy_mode(temp: Path, target: Path) -> None:
+def _copy_mode(temp: Path, target: Path, *, folder: bool = False) -> None:
     """The new file keeps the permissions of the file it replaces, else the umask's."""
     try:
         mode = target.stat().st_mode & 0o7777
     except FileNotFoundError:
-        mode = 0o666 & ~_umask()
+        mode = (0o777 if folder else 0o666) & ~_umask()
     os.chmod(temp, mode)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """fsync every file of a staged folder, then the folder itself."""
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.is_file(follow_symlinks=False):
+                _fsync_path(Path(entry.path))
+    _fsync_directory(folder)
 
 
 def _umask() -> int:

@@ -1,5 +1,23 @@
 """VarianceScaling with the semantics of ``tf.compat.v1.keras.initializers.VarianceScaling``,
 the named presets, and the non-random initializers.
+
+The vocabulary, as data:
+
+* :data:`PRESETS` -- preset name -> ``(scale, mode, distribution)``: Keras's
+  ``glorot_*``, ``he_*`` and ``lecun_*``, and ``torch_default`` (PyTorch's Linear/Conv
+  weights: ``kaiming_uniform_(a=sqrt(5))``).
+* :data:`CONSTANTS` -- the non-random names, ``zeros`` and ``ones``, with their value.
+* :data:`TRUNCATED_NORMAL_STD` -- the standard deviation of a unit normal truncated to
+  (-2, 2); a truncated normal's stddev is divided by it so that the samples have the
+  variance asked for.
+
+>>> import vsconf
+>>> vsconf.PRESETS["he_normal"], vsconf.PRESETS["glorot_uniform"]
+((2.0, 'fan_in', 'truncated_normal'), (1.0, 'fan_avg', 'uniform'))
+>>> vsconf.CONSTANTS
+{'zeros': 0.0, 'ones': 1.0}
+>>> round(vsconf.TRUNCATED_NORMAL_STD, 6)
+0.879626
 """
 
 from __future__ import annotations
@@ -129,6 +147,48 @@ class VarianceScaling:
     ``axes`` (explicit fan axes, JAX's rule) and ``name`` on the call (which random
     stream to draw: the tensor's name in a spec).  With an integer ``seed`` the
     values are a pure function of (seed, name, shape, dtype, config).
+    ``vsconf.variance_scaling`` and ``vsconf.variance_scaling_initializer`` are the same
+    class, as in TF1.
+
+    Fans come from the shape by TF's rule (the last two axes are in, out; the others
+    multiply both), or from ``axes``.  ``n = max(1, fan)``.  ``truncated_normal`` cuts
+    at two standard deviations and divides the stddev by :data:`TRUNCATED_NORMAL_STD`
+    so the samples' variance is ``scale / n``; ``uniform`` draws from
+    ``[-sqrt(3 * scale / n), sqrt(3 * scale / n)]``.
+
+    Args:
+        scale: A positive float.
+        mode: ``"fan_in"``, ``"fan_out"`` or ``"fan_avg"``.
+        distribution: ``"truncated_normal"``, ``"untruncated_normal"``, ``"uniform"``,
+            or ``"normal"`` (a deprecated alias of ``truncated_normal``); any case.
+        seed: An integer, 0 <= seed < 2**63, for values that are the same on every
+            machine; None draws fresh entropy on every call.
+        dtype: Deprecated, as in TF1: pass the dtype to the call.  float16, bfloat16,
+            float32 (the default) or float64.
+        axes: A :class:`~vsconf.Axes` naming which axes are in, out and batch.
+
+    Raises:
+        ValueError: An argument has a bad value; the message names the argument and
+            the value received.
+
+    Example:
+        >>> import vsconf
+        >>> init = vsconf.VarianceScaling(scale=2.0, mode="fan_in", distribution="truncated_normal", seed=1)
+        >>> w = init((3, 3, 16, 32))        # fans (144, 288) by TF's rule
+        >>> w.shape, w.dtype.name
+        ((3, 3, 16, 32), 'float32')
+        >>> bool(abs(w.std() - (2.0 / 144) ** 0.5) < 0.005), bool(abs(w).max() <= 2 * (2.0 / 144) ** 0.5 / vsconf.TRUNCATED_NORMAL_STD)
+        (True, True)
+        >>> bool((init((3, 3, 16, 32)) == w).all())   # an integer seed: the same values every time
+        True
+        >>> init.get_config()
+        {'scale': 2.0, 'mode': 'fan_in', 'distribution': 'truncated_normal', 'seed': 1, 'dtype': 'float32'}
+        >>> vsconf.VarianceScaling.from_config(init.get_config()) == init
+        True
+        >>> vsconf.VarianceScaling(mode="fan-in")
+        Traceback (most recent call last):
+        ...
+        ValueError: Argument `mode` should be one of ('fan_in', 'fan_out', 'fan_avg'). Received: 'fan-in'
     """
 
     def __init__(
@@ -173,6 +233,25 @@ class VarianceScaling:
         *,
         name: str = "",
     ) -> np.ndarray:
+        """Values for a tensor of ``shape``.
+
+        Args:
+            shape: The tensor's shape (non-negative integers).
+            dtype: float16, bfloat16, float32 or float64 (a name or a dtype); None for the
+                constructor's.  float64 values are drawn in float64; the others are the
+                float32 values rounded once (normals of at most 32 bits are drawn in
+                float32: stream 2, see :mod:`vsconf.streams`).
+            partition_info: An object with ``full_shape`` (and ``var_offset``, the
+                partition's offset): the fans come from the full shape, and the values
+                are the matching slice of the full tensor.
+            name: Which stream to draw from (a spec draws each tensor from its name's).
+
+        Returns:
+            A NumPy array of ``shape`` and ``dtype``.
+
+        Raises:
+            ValueError: A bad shape or dtype.
+        """
         shape = _shape(shape)
         dtype = self.dtype if dtype is None else float_dtype(dtype)
         full_shape, offset = shape, None
@@ -236,7 +315,26 @@ variance_scaling_initializer = VarianceScaling
 
 
 def preset(name: str, seed: int | None = None) -> VarianceScaling:
-    """The named preset (``he_normal``, ``glorot_uniform``, ``torch_default``...) as a VarianceScaling."""
+    """The named preset (``he_normal``, ``glorot_uniform``, ``torch_default``...) as a VarianceScaling.
+
+    Args:
+        name: A key of :data:`PRESETS`.
+        seed: The initializer's seed (None: fresh entropy on every call).
+
+    Returns:
+        ``VarianceScaling(*PRESETS[name], seed=seed)``.
+
+    Raises:
+        ValueError: ``name`` is not a preset.
+
+    Example:
+        >>> import vsconf
+        >>> vsconf.preset("torch_default", seed=3)
+        VarianceScaling(scale=0.3333333333333333, mode='fan_in', distribution='uniform', seed=3, dtype='float32')
+        >>> w = vsconf.preset("he_uniform", seed=3)((64, 10))
+        >>> bool(abs(w).max() <= (3 * 2 / 64) ** 0.5)
+        True
+    """
     if name not in PRESETS:
         raise ValueError(f"Unknown preset {name!r}; expected one of {sorted(PRESETS)}")
     scale, mode, distribution = PRESETS[name]
@@ -245,7 +343,25 @@ def preset(name: str, seed: int | None = None) -> VarianceScaling:
 
 @dataclass(frozen=True)
 class Constant:
-    """Fills every element with ``value`` (``zeros`` and ``ones`` are Constant(0) and Constant(1))."""
+    """Fills every element with ``value`` (``zeros`` and ``ones`` are Constant(0) and Constant(1)).
+
+    Called like :class:`VarianceScaling`: ``Constant(value)(shape, dtype=None, partition_info=None)``
+    returns a NumPy array (float32 unless ``dtype`` names another float).
+
+    Args:
+        value: The number every element gets.
+
+    Raises:
+        ValueError: ``value`` is not a number; at call time, a bad shape or dtype.
+
+    Example:
+        >>> import vsconf
+        >>> vsconf.Constant(0.5)((2, 3), dtype="float16")
+        array([[0.5, 0.5, 0.5],
+               [0.5, 0.5, 0.5]], dtype=float16)
+        >>> vsconf.Constant(0.5).get_config()
+        {'value': 0.5}
+    """
 
     value: float = 0.0
 
@@ -266,8 +382,40 @@ class Constant:
 
 
 def zeros() -> Constant:
+    """The initializer that fills with 0 (``init: zeros`` in a spec).
+
+    Args:
+        None.
+
+    Returns:
+        ``Constant(0.0)``.
+
+    Raises:
+        Nothing.
+
+    Example:
+        >>> import vsconf
+        >>> vsconf.zeros()((3,))
+        array([0., 0., 0.], dtype=float32)
+    """
     return Constant(0.0)
 
 
 def ones() -> Constant:
+    """The initializer that fills with 1 (``init: ones`` in a spec).
+
+    Args:
+        None.
+
+    Returns:
+        ``Constant(1.0)``.
+
+    Raises:
+        Nothing.
+
+    Example:
+        >>> import vsconf
+        >>> vsconf.ones()((2,), dtype="float64")
+        array([1., 1.])
+    """
     return Constant(1.0)

@@ -11,7 +11,7 @@ import numpy as np
 
 from vsconf._version import __version__
 from vsconf.engine import Plan
-from vsconf.errors import ModelError
+from vsconf.errors import ModelError, Problem
 from vsconf.files import describe_os_error, regular_file
 from vsconf.streams import MAX_SEED
 
@@ -35,6 +35,7 @@ def build_lock(plan: Plan, digests: Mapping[str, str], model: str) -> dict[str, 
         "numpy": np.__version__,
         "model": model,
         "seed": plan.seed,
+        "stream": plan.stream,
         "spec_sha256": plan.spec_sha256,
         "tensors": tensors,
         "kept": [entry.name for entry in plan if not entry.changes],
@@ -82,6 +83,9 @@ def _lock_shape_problem(lock: Any) -> str | None:
     seed = lock.get("seed")
     if "seed" in lock and (isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < MAX_SEED):
         return "`seed` must be an integer, 0 <= seed < 2**63"
+    stream = lock.get("stream", 1)
+    if isinstance(stream, bool) or not isinstance(stream, int) or not 0 < stream < 10**6:
+        return "`stream` must be a positive integer"
     if not isinstance(lock.get("spec_sha256", ""), str):
         return "`spec_sha256` must be a string"
     tensors = lock.get("tensors")
@@ -97,22 +101,35 @@ def _lock_shape_problem(lock: Any) -> str | None:
     return None
 
 
-def compare_lock(lock: Mapping[str, Any], plan: Plan, digests: Mapping[str, str]) -> list[str]:
-    """Every way the model and plan disagree with the lock, one line each."""
+def compare_lock(lock: Mapping[str, Any], plan: Plan, digests: Mapping[str, str], *, source: str = "<lock>") -> list[Problem]:
+    """Every way the model and plan disagree with the lock ``source``, one record each.
+
+    Args:
+        lock: The lock, as :func:`read_lock` returns it.
+        plan: The plan of the model being checked, made with the lock's seed.
+        digests: SHA-256 of each tensor's bytes as they are in the model.
+        source: The lock's file name, which every problem names.
+
+    Returns:
+        :class:`~vsconf.errors.Problem` records: the spec's digest first, then per tensor
+        in the lock's order, each naming the tensor.
+    """
     problems = []
     if lock.get("spec_sha256") != plan.spec_sha256:
         problems.append(
-            f"the lock was made from spec sha256 {lock.get('spec_sha256')}, this spec is {plan.spec_sha256}"
+            Problem(source, 0, 0, "", f"the lock was made from spec sha256 {lock.get('spec_sha256')}, this spec is {plan.spec_sha256}")
         )
     entries = {entry.name: entry.as_dict() for entry in plan}
     for record in lock["tensors"]:
         name = record.get("name")
         if name not in entries:
-            problems.append(f"{name}: in the lock but not in the model")
+            problems.append(Problem(source, 0, 0, "", "in the lock but not in the model", tensor=name))
             continue
         for key in _RECORDED:
             if key in record and record[key] != entries[name].get(key):
-                problems.append(f"{name}: {key} is {entries[name].get(key)!r}, the lock says {record[key]!r}")
+                message = f"{key} is {entries[name].get(key)!r}, the lock says {record[key]!r}"
+                problems.append(Problem(source, 0, 0, "", message, tensor=name))
         if name in digests and record.get("sha256") != digests[name]:
-            problems.append(f"{name}: sha256 {digests[name]} differs from the lock's {record.get('sha256')}")
+            message = f"sha256 {digests[name]} differs from the lock's {record.get('sha256')}"
+            problems.append(Problem(source, 0, 0, "", message, tensor=name))
     return problems

@@ -4,8 +4,15 @@ engine and ``vsconf plan`` both read.
 A rule matches a tensor when every filter it has holds: ``match`` (any of its globs or
 ``re:`` regexes matches the name), ``op`` (a consumer of the tensor has that op type; a
 bare name is an ONNX operator, other domains are written ``com.microsoft.Attention``)
-and ``input`` (that same consumer reads the tensor as that formal input).  The first
-matching rule wins.  Only float tensors are ever filled.
+``input`` (that same consumer reads the tensor as that formal input) and ``role`` (what
+the tensor is: see :data:`ROLES`).  The first matching rule wins.  Only float tensors are
+ever filled.
+
+Safe defaults: running statistics and constants (exporter scalars, masks, Constant-node
+values, tensors that feed no parameter input) are *protected*.  A rule fills one only
+when it names the tensor literally, selects it through an explicit formal ``input``, or
+names its role in ``role`` (``role: any`` takes every role).  A protected tensor that a
+rule would otherwise take is kept, and the plan says why.
 """
 
 from __future__ import annotations
@@ -17,11 +24,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vsconf.errors import MatchError, did_you_mean
+from vsconf.errors import MatchError, Problem, did_you_mean, rule_problem
 from vsconf.saferegex import RegexError, compile_pattern
-from vsconf.spec import REGEX_PREFIX, Rule, Spec, pattern_problem
+from vsconf.spec import REGEX_PREFIX, KeepInit, Rule, Spec, pattern_problem
 
 FILLABLE_DTYPES = frozenset({"float16", "bfloat16", "float32", "float64"})
+# The roles a tensor can have (SPEC 3a), and those rules leave alone unless asked.
+ROLES = ("weight", "bias", "embedding", "norm_scale", "norm_bias", "running_stat", "constant", "other")
+PROTECTED_ROLES = frozenset({"running_stat", "constant"})
+ANY_ROLE = "any"
+_ROLE_WORDS = {"running_stat": "running statistics", "constant": "constants"}
 _GLOB_CHARS = frozenset("*?[")
 
 
@@ -48,6 +60,11 @@ class TensorInfo:
     shape: tuple[int, ...]
     dtype: np.dtype
     consumers: tuple[Consumer, ...] = ()
+    # What the tensor is (SPEC 3a): weight, bias, embedding, norm_scale, norm_bias,
+    # running_stat, constant or other; "" when the adapter does not say.
+    role: str = ""
+    role_from: str = ""  # the consumer (or the convention) that decided it
+    role_guessed: bool = False  # read from the name alone (state dicts)
 
     @property
     def is_float(self) -> bool:
@@ -82,6 +99,8 @@ def is_literal(pattern: str) -> bool:
 def rule_matches(rule: Rule, tensor: TensorInfo) -> bool:
     if rule.match and not any(name_matcher(p)(tensor.name) for p in rule.match):
         return False
+    if rule.role and ANY_ROLE not in rule.role and tensor.role not in rule.role:
+        return False
     if rule.op:
         return any(
             c.qualified_op in rule.op and (not rule.input or c.input_name in rule.input)
@@ -90,12 +109,30 @@ def rule_matches(rule: Rule, tensor: TensorInfo) -> bool:
     return True
 
 
+def protection(rule: Rule, tensor: TensorInfo) -> str | None:
+    """Why ``rule`` may not fill ``tensor`` although it matches it (safe defaults), or None."""
+    if tensor.role not in PROTECTED_ROLES or isinstance(rule.init, KeepInit):
+        return None
+    if any(is_literal(p) and p == tensor.name for p in rule.match):
+        return None
+    if rule.input or ANY_ROLE in rule.role or tensor.role in rule.role:
+        return None
+    how = "glob/regex" if rule.match else "op" if rule.op else "role"
+    seen = f"{tensor.role} ({tensor.role_from})" if tensor.role_from else tensor.role
+    return (
+        f"{seen}: {rule.label} selects by {how}, and such rules do not fill {_ROLE_WORDS[tensor.role]}; "
+        f"name the tensor, or add `role: {tensor.role}` (or `role: any`) to the rule"
+    )
+
+
 @dataclass(frozen=True)
 class Matching:
-    """For every float tensor, the index of the rule that fills it (None: no rule)."""
+    """For every float tensor, the index of the rule that fills it (None: no rule);
+    ``kept``: protected tensors a rule matched but may not fill, with the reason."""
 
     rules: dict[str, int | None]
     warnings: tuple[str, ...] = field(default=())
+    kept: dict[str, tuple[int, str]] = field(default_factory=dict)
 
     def rule_of(self, name: str) -> int | None:
         return self.rules.get(name)
@@ -107,7 +144,7 @@ class Matching:
 
 def match_tensors(spec: Spec, tensors: Sequence[TensorInfo]) -> Matching:
     """Assign rules to tensors; raises :class:`MatchError` listing every problem at once."""
-    errors: list[str] = []
+    errors: list[Problem] = []
     warnings: list[str] = []
     where = f"{spec.source}: "
     floats = [t for t in tensors if t.is_float]
@@ -117,20 +154,32 @@ def match_tensors(spec: Spec, tensors: Sequence[TensorInfo]) -> Matching:
         for rule in spec.rules:
             if any(is_literal(p) and p == tensor.name for p in rule.match):
                 errors.append(
-                    f"{where}{rule.label}: tensor {tensor.name!r} is {tensor.dtype.name}; "
-                    "vsconf only fills float tensors"
+                    rule_problem(
+                        spec.source, rule, f"it is {tensor.dtype.name}; vsconf only fills float tensors", tensor=tensor.name
+                    )
                 )
 
     assigned: dict[str, int | None] = {}
     matched_by: dict[int, list[str]] = {rule.index: [] for rule in spec.rules}
+    protected_by: dict[int, list[TensorInfo]] = {rule.index: [] for rule in spec.rules}
+    kept: dict[str, tuple[int, str]] = {}
     for tensor in floats:
         winner = None
         for rule in spec.rules:
-            if rule_matches(rule, tensor):
-                matched_by[rule.index].append(tensor.name)
+            if not rule_matches(rule, tensor):
+                continue
+            reason = protection(rule, tensor)
+            if reason is not None:
+                protected_by[rule.index].append(tensor)
                 if winner is None:
-                    winner = rule.index
+                    kept.setdefault(tensor.name, (rule.index, reason))
+                continue
+            matched_by[rule.index].append(tensor.name)
+            if winner is None:
+                winner = rule.index
         assigned[tensor.name] = winner
+        if winner is not None:
+            kept.pop(tensor.name, None)
 
     names = [t.name for t in tensors]
     for rule in spec.rules:
@@ -138,7 +187,19 @@ def match_tensors(spec: Spec, tensors: Sequence[TensorInfo]) -> Matching:
         if not hits:
             if rule.optional:
                 continue
-            errors.append(f"{where}{rule.label}: matches no tensor ({_describe_filters(rule)})" + _hint(rule, names, tensors))
+            protected = protected_by[rule.index]
+            if protected:  # it matched something: not a typo, but it fills nothing
+                listed = ", ".join(f"{t.name!r} ({t.role})" for t in protected[:5]) + (", ..." if len(protected) > 5 else "")
+                roles = sorted({t.role for t in protected})
+                warnings.append(
+                    f"{where}{rule.label}: fills nothing; it matches only tensors that rules selecting by "
+                    f"glob, regex or op do not fill: {listed}; add "
+                    f"`role: {roles[0] if len(roles) == 1 else '[' + ', '.join(roles) + ']'}` (or `role: any`) to fill them"
+                )
+                continue
+            errors.append(
+                rule_problem(spec.source, rule, f"matches no tensor ({_describe_filters(rule)})" + _hint(rule, names, tensors))
+            )
         elif all(assigned[name] != rule.index for name in hits):
             earlier = sorted({assigned[name] for name in hits})
             warnings.append(
@@ -146,20 +207,22 @@ def match_tensors(spec: Spec, tensors: Sequence[TensorInfo]) -> Matching:
                 + ", ".join(spec.rules[i].label for i in earlier)
             )
 
-    unmatched = [name for name, rule in assigned.items() if rule is None]
+    unmatched = [name for name, rule in assigned.items() if rule is None and name not in kept]
     if spec.unmatched == "error" and unmatched:
         errors.append(
-            f"{where}unmatched: error, and no rule matches {len(unmatched)} float tensor(s): "
-            + ", ".join(unmatched)
+            Problem(
+                spec.source, 0, 0, "unmatched",
+                f"error, and no rule matches {len(unmatched)} float tensor(s): " + ", ".join(unmatched),
+            )
         )
     if errors:
-        raise MatchError("\n".join(errors))
-    return Matching(rules=assigned, warnings=tuple(warnings))
+        raise MatchError(errors)
+    return Matching(rules=assigned, warnings=tuple(warnings), kept=kept)
 
 
 def _describe_filters(rule: Rule) -> str:
     parts = []
-    for key in ("match", "op", "input"):
+    for key in ("match", "op", "input", "role"):
         values = getattr(rule, key)
         if values:
             parts.append(f"{key} " + ", ".join(repr(v) for v in values))

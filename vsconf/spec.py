@@ -126,6 +126,8 @@ class Rule:
     optional: bool = False
     fans_from: str | None = None
     line: int = 0
+    # The roles the rule selects; "any" opts in to running statistics and constants too.
+    role: tuple[str, ...] = ()
 
     @property
     def label(self) -> str:
@@ -134,7 +136,7 @@ class Rule:
 
     def canonical(self) -> dict[str, Any]:
         out: dict[str, Any] = {"init": self.init.canonical()}
-        for key in ("match", "op", "input"):
+        for key in ("match", "op", "input", "role"):
             if getattr(self, key):
                 out[key] = list(getattr(self, key))
         if self.optional:
@@ -146,21 +148,58 @@ class Rule:
 
 @dataclass(frozen=True)
 class Spec:
+    r"""A loaded, validated spec: every rule carries one explicit init.
+
+    Made by :func:`load_spec` or :func:`parse_spec`, never by hand in normal use; its
+    :meth:`canonical` form (presets and defaults expanded, comments gone) is itself a
+    valid spec, and :attr:`sha256` -- recorded in locks and model metadata -- identifies it.
+
+    Args:
+        seed: The global seed, 0 <= seed < 2**63.
+        rules: The rules, in order: the first that matches a tensor fills it.
+        layout: ``"auto"``, ``"tf"`` or ``"torch"``: how fans are read from shapes.
+        unmatched: ``"keep"`` or ``"error"``: what happens to float tensors no rule matches.
+        source: Where the spec came from (its file name), for messages.
+        warnings: :class:`~vsconf.Problem` records of what is valid but suspicious.
+        untie: ``"conflicts"`` to untie shared tensors whose consumers disagree, or None.
+        stream: The version of the random streams the spec pins (1 or 2), or None for the latest.
+
+    Raises:
+        Nothing itself; :func:`load_spec` and :func:`parse_spec` raise :class:`~vsconf.SpecError`.
+
+    Example:
+        >>> import vsconf
+        >>> spec = vsconf.parse_spec("vsconf: 1\nseed: 7\nrules:\n  - match: '*.weight'\n    init: he_normal\n")
+        >>> spec.seed, spec.layout, len(spec.rules)
+        (7, 'auto', 1)
+        >>> spec.rules[0].init
+        VarianceScalingInit(scale=2.0, mode='fan_in', distribution='truncated_normal', seed=None, axes=None)
+        >>> spec.with_seed(8).seed, spec.with_seed(8).sha256 != spec.sha256
+        (8, True)
+    """
+
     seed: int
     rules: tuple[Rule, ...]
     layout: str = "auto"
     unmatched: str = "keep"
     source: str = "<spec>"
     warnings: tuple[Problem, ...] = ()
+    untie: str | None = None  # "conflicts": untie shared tensors whose consumers disagree
+    stream: int | None = None  # the stream version the spec pins; None: the latest
 
     def canonical(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "vsconf": 1,
             "seed": self.seed,
             "layout": self.layout,
             "unmatched": self.unmatched,
             "rules": [rule.canonical() for rule in self.rules],
         }
+        if self.untie is not None:  # absent when unset, so that older specs keep their digest
+            out["untie"] = self.untie
+        if self.stream is not None:
+            out["stream"] = self.stream
+        return out
 
     def canonical_json(self) -> str:
         return json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
@@ -171,6 +210,9 @@ class Spec:
 
     def with_seed(self, seed: int) -> Spec:
         return dataclasses.replace(self, seed=seed)
+
+    def with_stream(self, stream: int) -> Spec:
+        return dataclasses.replace(self, stream=stream)
 
 
 # --------------------------------------------------------------------------- schema
@@ -844,6 +886,7 @@ def _normalise(data: Mapping[str, Any], doc: _Document, warnings: list[Problem])
                 optional=bool(rule.get("optional", False)),
                 fans_from=rule.get("fans_from"),
                 line=doc.values.get(("rules", index), (0, 0))[0],
+                role=tuple(_as_list(rule.get("role", []))),
             )
         )
     return Spec(
@@ -853,6 +896,8 @@ def _normalise(data: Mapping[str, Any], doc: _Document, warnings: list[Problem])
         unmatched=data.get("unmatched", "keep"),
         source=doc.source,
         warnings=tuple(warnings),
+        untie=data.get("untie"),
+        stream=data.get("stream"),
     )
 
 
@@ -860,7 +905,31 @@ def _normalise(data: Mapping[str, Any], doc: _Document, warnings: list[Problem])
 
 
 def parse_spec(text: str, source: str = "<string>") -> Spec:
-    """Parse, validate and normalise spec ``text``; raises :class:`SpecError` with every problem."""
+    r"""Parse, validate and normalise spec ``text``; raises :class:`SpecError` with every problem.
+
+    Args:
+        text: The spec's YAML (or JSON) text.
+        source: The name messages give the spec, e.g. its file name.
+
+    Returns:
+        The :class:`Spec`.
+
+    Raises:
+        TypeError: ``text`` or ``source`` is not a str.
+        SpecError: The spec is not valid; ``problems`` lists every problem, in file order,
+            each with its line, column and path into the document.
+
+    Example:
+        >>> import vsconf
+        >>> spec = vsconf.parse_spec("vsconf: 1\nseed: 1\nrules:\n  - match: '*'\n    init: {preset: he_normal, mode: fan_out}\n")
+        >>> spec.rules[0].init.scale, spec.rules[0].init.mode
+        (2.0, 'fan_out')
+        >>> try:
+        ...     vsconf.parse_spec("vsconf: 1\nseed: 1\nrules:\n  - match: '*'\n    init: he_normall\n", "init.yaml")
+        ... except vsconf.SpecError as error:
+        ...     print(error.problems[0].line, error.problems[0].path)
+        5 rules[0].init
+    """
     if not isinstance(text, str):
         raise TypeError(f"parse_spec: text must be a str, got {type(text).__name__}")
     if not isinstance(source, str):
@@ -931,6 +1000,22 @@ def load_spec(path: str | os.PathLike[str]) -> Spec:
     """Load the spec file at ``path``; raises :class:`SpecError` with every problem found.
 
     The file must be a regular file of at most :data:`MAX_SPEC_BYTES` bytes of UTF-8.
+
+    Args:
+        path: The spec file (YAML; JSON is YAML too).
+
+    Returns:
+        The :class:`Spec`, whose ``source`` is ``path``.
+
+    Raises:
+        TypeError: ``path`` is not a str or path.
+        SpecError: The file cannot be read, or the spec is not valid (every problem at once).
+
+    Example:
+        >>> import vsconf
+        >>> spec = vsconf.load_spec("init.yaml")     # a spec file in the current folder
+        >>> spec.source, spec.layout, [rule.match for rule in spec.rules]
+        ('init.yaml', 'torch', [('*.bias',), ('*.weight',)])
     """
     if not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"load_spec: path must be a str or an os.PathLike, got {type(path).__name__}")

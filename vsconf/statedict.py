@@ -4,7 +4,9 @@ format allows it.  All I/O; the values come from the engine.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 import shutil
 import struct
 import zipfile
@@ -15,15 +17,15 @@ from pathlib import Path
 import ml_dtypes
 import numpy as np
 
+from vsconf.adapters import AdapterBase, Values
 from vsconf.engine import FanHint, Plan, PlanEntry, state_dict_hints
 from vsconf.errors import ModelError
 from vsconf.files import Transaction, describe_os_error, little_endian_bytes
 from vsconf.initializers import float_dtype
 from vsconf.schedule import prefetch
+from vsconf.streams import recorded_stream
 from vsconf.matching import TensorInfo
 
-# The new values of a tensor as flat C-order chunks, or None to keep its stored values.
-Values = Callable[[PlanEntry], "Iterator[np.ndarray] | None"]
 # Fixed member timestamps make an .npz a function of its contents alone.
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 # DEFLATE cannot expand data more than ~1032 times; a member claiming more is lying.
@@ -60,28 +62,68 @@ def _nbytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
     return total
 
 
-class _StateDict:
-    """What every state dict tells the engine: names, shapes and dtypes; biases' weights by name."""
+class _StateDict(AdapterBase):
+    """What every state dict tells the engine: names, shapes and dtypes; biases' weights by name.
+    One file each (the defaults of :class:`~vsconf.adapters.AdapterBase`)."""
 
     target = "state_dict"
-    path: Path | None = None
-    recorded_seed: int | None = None
-    recorded_seed_problem: str | None = None
     _infos: list[TensorInfo]
 
-    def files(self) -> list[Path]:
-        """Every file the model is made of."""
-        return [] if self.path is None else [self.path]
-
-    def stale_data_files(self, output: Path) -> tuple[list[Path], list[str]]:
-        """State dicts are one file each: replacing one leaves nothing else behind."""
-        return [], []
-
     def tensors(self) -> list[TensorInfo]:
-        return list(self._infos)
+        return guess_roles(self._infos)
 
     def hints(self) -> dict[str, FanHint]:
         return state_dict_hints(self._infos)
+
+
+# --------------------------------------------------------------------------- roles by name
+
+# Buffers that PyTorch and Keras name the same way everywhere.
+_RUNNING_STATS = frozenset({"running_mean", "running_var", "num_batches_tracked", "moving_mean", "moving_variance"})
+_CONSTANT_BUFFERS = frozenset({"masked_bias", "inv_freq", "position_ids", "token_type_ids"})
+# A module whose last name part says "norm": bn1, ln_f, norm2, layer_norm, LayerNorm, gn...
+_NORM_MODULE = re.compile(r"(?i)^(?:bn|ln|gn|rms|norm|batchnorm|batch_norm|layernorm|layer_norm|groupnorm|rmsnorm)(?:_?\w*?\d*)$|norm")
+_EMBEDDING_MODULE = re.compile(r"(?i)embed|^wte$|^wpe$|^emb$|^tok_embeddings$")
+
+
+def _split(name: str) -> tuple[str, str]:
+    """(module path, last part) of a parameter name: ``layer1.0.bn1``, ``running_mean``."""
+    for separator in (".", "/"):
+        if separator in name:
+            module, _, leaf = name.rpartition(separator)
+            return module, leaf
+    return "", name
+
+
+def guess_roles(infos: list[TensorInfo]) -> list[TensorInfo]:
+    """Each tensor with the role its name says under PyTorch's and Keras's conventions
+    (marked as a guess: a state dict has no consumers to ask)."""
+    modules_with_stats = {_split(info.name)[0] for info in infos if _split(info.name)[1] in _RUNNING_STATS}
+    return [
+        dataclasses.replace(info, role=role, role_from=f"name: {why}", role_guessed=True)
+        for info in infos
+        for role, why in [_role_by_name(info, modules_with_stats)]
+    ]
+
+
+def _role_by_name(info: TensorInfo, modules_with_stats: set[str]) -> tuple[str, str]:
+    module, leaf = _split(info.name)
+    last_module = _split(module)[1] if module else ""
+    if leaf in _RUNNING_STATS:
+        return "running_stat", f"{leaf!r} is a normalization's running statistic"
+    if leaf in _CONSTANT_BUFFERS:
+        return "constant", f"{leaf!r} is a buffer, not a parameter"
+    normish = module in modules_with_stats or bool(last_module and _NORM_MODULE.search(last_module))
+    if leaf in ("gamma", "beta") or (normish and leaf in ("weight", "scale", "bias")):
+        why = "a sibling running statistic" if module in modules_with_stats else f"module {last_module or module!r}"
+        return ("norm_bias" if leaf in ("beta", "bias") else "norm_scale"), f"{leaf!r} of a normalization ({why})"
+    if "bias" in leaf:
+        return "bias", f"{leaf!r}"
+    if leaf == "embeddings" or ("weight" in leaf and len(info.shape) == 2 and _EMBEDDING_MODULE.search(last_module or "")):
+        return "embedding", f"{leaf!r} of an embedding ({last_module or leaf!r})"
+    if leaf == "kernel" or ("weight" in leaf and len(info.shape) >= 2):
+        return "weight", f"{leaf!r} of rank {len(info.shape)}"
+    return "other", f"{leaf!r} follows no convention vsconf knows"
 
 
 
@@ -222,6 +264,7 @@ class SafetensorsStateDict(_StateDict):
             self.metadata = dict(self._file.metadata() or {})
         except Exception as exc:  # safetensors raises its own error types
             raise ModelError(f"{path}: cannot read as .safetensors: {exc}") from None
+        self.recorded_stream = recorded_stream(self.metadata)
         # The library has checked the header; read it again for the byte ranges, which
         # copying a tensor of a type NumPy cannot hold (float8...) needs.
         with open(path, "rb") as handle:
@@ -244,6 +287,12 @@ class SafetensorsStateDict(_StateDict):
             return self._file.get_tensor(name)
         except Exception as exc:  # safetensors raises its own error types
             raise ModelError(f"{self.path}: tensor {name!r}: cannot read: {exc}") from None
+
+    def stored(self, name: str) -> tuple[str, str, int, int]:
+        """(safetensors dtype, file, offset, length) of a tensor's bytes, for copying them."""
+        info = self._header[name]
+        begin, end = info["data_offsets"]
+        return info["dtype"], str(self.path), self._data_start + begin, end - begin
 
     def write(
         self, output: Path, plan: Plan, values: Values, metadata: Mapping[str, str], progress, transaction: Transaction
@@ -317,8 +366,28 @@ class DictStateDict(_StateDict):
     def read(self, name: str) -> np.ndarray:
         return self._arrays[name]
 
-    def close(self) -> None:
-        pass
+    def write(
+        self, output: Path, plan: Plan, values: Values, metadata: Mapping[str, str], progress, transaction: Transaction
+    ) -> None:
+        """Stage the dict as an ``.npz`` file: members in name order, stored, fixed timestamps."""
+        entries = {entry.name: entry for entry in plan}
+        names = sorted(self._arrays)
+        temp = transaction.stage(output)
+        try:
+            with zipfile.ZipFile(temp, "w", allowZip64=True) as out:
+                for done, name in enumerate(names, 1):
+                    info = zipfile.ZipInfo(name + ".npy", date_time=_ZIP_EPOCH)
+                    info.external_attr = 0o644 << 16
+                    chunks = values(entries[name]) if name in entries else None
+                    with out.open(info, "w", force_zip64=True) as sink:
+                        if chunks is None:
+                            np.lib.format.write_array(sink, self._arrays[name], allow_pickle=False)
+                        else:
+                            _write_npy(sink, entries[name], chunks)
+                    if progress:
+                        progress(done, len(names), name)
+        except (OSError, zipfile.LargeZipFile) as exc:
+            raise ModelError(f"{output}: cannot write: {_reason(exc)}") from None
 
     def arrays(self, plan: Plan, generate: Callable[[PlanEntry], "np.ndarray | None"]) -> dict[str, np.ndarray]:
         """Every tensor after ``plan``: new values where it changes, a copy of the input's

@@ -1,22 +1,32 @@
 """Reproducible random streams: the whole reproducibility contract lives here.
 
-A tensor's values are a function of (seed, name, full shape, dtype, distribution and
-its parameter) and nothing else:
+A tensor's values are a function of (stream version, seed, name, full shape, dtype,
+distribution and its parameter) and nothing else:
 
 * The tensor is flattened in C order and cut into blocks of ``BLOCK_SIZE`` elements.
 * Block ``b`` draws from its own SFC64 stream, seeded by NumPy's ``SeedSequence``
   with the first 128 bits of SHA-256(domain, seed, name) as entropy -- never
   Python's ``hash()``, which is salted per process -- and ``(b,)`` as spawn key,
   the documented way to derive independent child streams.
-* Each block is generated in float64 (truncated normals resample the rejected
-  positions from the block's own stream until none is left), then scaled and cast
-  once to the target dtype.
+* Uniform draws, and every draw of a float64 tensor, are NumPy's float64 ones:
+  ``Generator.random`` (U[-limit, limit) is ``(u - 1/2) * 2 limit``) and the ziggurat
+  ``Generator.standard_normal``.
+* Normals of tensors of at most 32 bits (float32, float16, bfloat16, float8) depend on
+  the stream version.  Stream 1 takes them from the float64 ziggurat too, scales them in
+  float64 and rounds once.  Stream 2 (the default since vsconf 0.2) draws them in
+  float32 by :mod:`vsconf.boxmuller` -- a Box-Muller transform built only from
+  operations IEEE 754 rounds exactly, so identical on every CPU, and about 1.6 times as
+  fast per core as the ziggurat -- and scales them in float32: a block of ``n`` values
+  takes ``ceil(n / 2)`` raw words and is laid out as all the cosines, then the sines.
+* Truncated normals resample the rejected positions (|z| >= 2), in order, from the
+  block's own stream until none is left.
 
 Because a block depends only on its index and the full tensor's size, the output is
 bit-identical whatever the number of threads, and a partition of a tensor equals the
 matching slice of the whole.  NumPy keeps ``SeedSequence`` and the bit generators'
-streams stable across releases (NEP 19); the float64 ziggurat normal of ``numpy.random.Generator`` has not changed since NumPy
-1.17, and the golden digests pinned in the tests catch it if it ever does.
+streams stable across releases (NEP 19); the float64 ziggurat normal of
+``numpy.random.Generator`` has not changed since NumPy 1.17, and the golden digests
+pinned in the tests (for both stream versions) catch it if it ever does.
 """
 
 from __future__ import annotations
@@ -24,11 +34,12 @@ from __future__ import annotations
 import hashlib
 import secrets
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from vsconf.boxmuller import normal_pairs
 from vsconf.schedule import available_cores
 
 BLOCK_SIZE = 1 << 16
@@ -38,6 +49,9 @@ _DOMAIN = b"vsconf/stream/v1\x00"
 # The truncated normal keeps |z| < 2 standard deviations of the underlying normal, as TF does.
 _TRUNCATION = 2.0
 MAX_SEED = 2**63
+# The stream definitions vsconf can draw; new outputs use the latest unless a spec pins one.
+STREAMS = (1, 2)
+LATEST_STREAM = 2
 Shape = tuple[int, ...]
 
 
@@ -148,17 +162,56 @@ def _seeded(key: int, block: int, state: np.ndarray | None) -> np.random.Generat
     return gen
 
 
-def _block_draws(
-    key: int, block: int, count: int, kind: str, out: np.ndarray | None = None, state: np.ndarray | None = None
-) -> np.ndarray:
-    """``count`` float64 draws of block ``block``: standard normal, truncated, or U[-1/2, 1/2).
+def recorded_stream(metadata: Mapping[str, str]) -> int | None:
+    """The stream version an earlier ``apply`` recorded in a model's metadata.
 
-    Written into ``out`` (float64, ``count`` long) when given, so that a thread reuses
-    one buffer for every block instead of allocating one per block.  ``state``: the
-    block's row of :func:`block_states`, when the caller seeded many blocks at once.
+    ``vsconf.stream`` when it is a number (a version this vsconf may not know is still
+    returned, for :func:`check_stream` to explain); 1 when the metadata is vsconf's but
+    names no version (vsconf 0.1 recorded none); None when vsconf did not write it.
     """
+    if "vsconf.stream" in metadata:
+        value = metadata["vsconf.stream"]
+        return int(value) if value.isascii() and value.isdigit() and len(value) <= 6 else None
+    return 1 if "vsconf.version" in metadata else None
+
+
+def check_stream(stream: object) -> int:
+    if isinstance(stream, bool) or not isinstance(stream, (int, np.integer)) or int(stream) not in STREAMS:
+        raise ValueError(f"Unknown stream version {stream!r}; this vsconf draws streams {', '.join(map(str, STREAMS))}")
+    return int(stream)
+
+
+def uses_float32_normals(stream: int, dtype: np.dtype, kind: str) -> bool:
+    """Whether stream ``stream`` draws this tensor's values in float32 by Box-Muller."""
+    return stream >= 2 and kind != "uniform" and np.dtype(dtype).itemsize <= 4
+
+
+def _block_draws(
+    key: int,
+    block: int,
+    count: int,
+    kind: str,
+    out: np.ndarray | None = None,
+    state: np.ndarray | None = None,
+    *,
+    float32: bool = False,
+) -> np.ndarray:
+    """``count`` draws of block ``block``: standard normal, truncated, or U[-1/2, 1/2).
+
+    float64 (NumPy's generators), or float32 Box-Muller normals when ``float32``.
+    Written into ``out`` (of that dtype, ``count`` long; one more for an odd count of
+    float32 normals) when given, so that a thread reuses one buffer for every block.
+    ``state``: the block's row of :func:`block_states`, when the caller seeded many
+    blocks at once.
+    """
+    if float32:
+        cosines, sines = _float32_batch(key, [(block, count, state)], kind)[0]
+        values = np.empty(count, dtype=np.float32) if out is None else out[:count]
+        values[: cosines.size] = cosines
+        values[cosines.size :] = sines
+        return values
     gen = _seeded(key, block, state)
-    values = np.empty(count) if out is None else out
+    values = np.empty(count) if out is None else out[:count]
     if kind == "uniform":
         gen.random(out=values)
         # u - 1/2 is exact in float64 (u is a multiple of 2**-53), so (u - 1/2) * 2 equals
@@ -174,16 +227,124 @@ def _block_draws(
     return values
 
 
+# Blocks whose Box-Muller arithmetic runs as one set of NumPy calls: ~50 calls a set hold
+# the GIL ~40 us in all, which two blocks (~0.8 ms of arithmetic) make ~5% of a thread's
+# time; more blocks would spill the set's ~2.5 MB of arrays out of the core's cache.
+BATCH_BLOCKS = 2
+
+
+def _generators(count: int) -> list[np.random.Generator]:
+    """This thread's ``count`` generators, one per block of a batch, reseeded for each use."""
+    gens = getattr(_SCRATCH, "generators", None)
+    if gens is None or len(gens) < count:
+        gens = _SCRATCH.generators = [np.random.Generator(np.random.SFC64(0)) for _ in range(count)]
+    return gens[:count]
+
+
+def _float32_batch(
+    key: int, blocks: Sequence[tuple[int, int, np.ndarray | None]], kind: str
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stream 2's float32 normals of several blocks ``(block, count, state)`` at once.
+
+    Block by block, the values are exactly :func:`_block_draws`' (the arithmetic is
+    elementwise, so running it over the concatenated raw words changes nothing); each
+    block's come back as its two halves, the cosines and the sines, views of this
+    thread's batch arrays, valid until the thread's next batch.
+    """
+    gens, raws = [], []
+    for gen, (block, count, state) in zip(_generators(len(blocks)), blocks):
+        if state is None:
+            gen = np.random.Generator(np.random.SFC64(np.random.SeedSequence(key, spawn_key=(block,))))
+        else:
+            gen.bit_generator.state = {"bit_generator": "SFC64", "state": {"state": state}, "has_uint32": 0, "uinteger": 0}
+        gens.append(gen)
+        raws.append(gen.bit_generator.random_raw(-(-count // 2)))
+    raw = np.concatenate(raws) if len(raws) > 1 else raws[0]
+    xs, ys = getattr(_SCRATCH, "batch", (np.empty(0, np.float32), np.empty(0, np.float32)))
+    if xs.size < raw.size:
+        xs, ys = _SCRATCH.batch = (np.empty(raw.size, np.float32), np.empty(raw.size, np.float32))
+    x, y = xs[: raw.size], ys[: raw.size]
+    normal_pairs(raw, x, y)
+    halves, offset = [], 0
+    for (block, count, _), words in zip(blocks, raws):
+        pairs = words.size
+        halves.append((x[offset : offset + pairs], y[offset : offset + count - pairs]))
+        offset += pairs
+    if kind == "truncated_normal":
+        _resample32(gens, halves)
+    return halves
+
+
+
+
+def _resampling_words(left: int) -> int:
+    """Raw words a resampling round draws for ``left`` positions: 2 normals a word, 1/8
+    more normals than needed and 64 spare, so that one round nearly always suffices
+    (4.55% of normals fall outside 2 deviations)."""
+    return (left + 1) // 2 + left // 16 + 32
+
+
+def _outside(values: np.ndarray, limit: np.float32) -> np.ndarray:
+    """``|values| >= limit``, through this thread's scratch arrays (no temporaries)."""
+    magnitude, mask = getattr(_SCRATCH, "outside", (np.empty(0, np.float32), np.empty(0, bool)))
+    if magnitude.size < values.size:
+        magnitude, mask = _SCRATCH.outside = (np.empty(values.size, np.float32), np.empty(values.size, bool))
+    np.abs(values, out=magnitude[: values.size])
+    return np.greater_equal(magnitude[: values.size], limit, out=mask[: values.size])
+
+
+def _resample32(gens: Sequence[np.random.Generator], halves: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
+    """Stream 2's truncation, for each block (``gens[i]``, its ``halves[i]``) in place.
+
+    The positions of a block with |z| >= 2, in ascending order (cosines, then sines),
+    are refilled in rounds: a round draws :func:`_resampling_words` (k) raw words from the block's
+    own generator for ``k`` positions left, turns them into normals laid out as a block
+    (cosines, then sines), and the ones inside 2 deviations fill the positions in order.
+    Running rounds for several blocks through one Box-Muller call changes nothing.
+    """
+    limit = np.float32(_TRUNCATION)
+    pending = []
+    for index, (first, second) in enumerate(halves):
+        rejected = np.concatenate([np.flatnonzero(_outside(first, limit)), first.size + np.flatnonzero(_outside(second, limit))])
+        if rejected.size:
+            pending.append((index, rejected))
+    while pending:
+        raws = [gens[index].bit_generator.random_raw(_resampling_words(rejected.size)) for index, rejected in pending]
+        raw = np.concatenate(raws)
+        x, y = np.empty(raw.size, np.float32), np.empty(raw.size, np.float32)
+        normal_pairs(raw, x, y)
+        still, offset = [], 0
+        for (index, rejected), words in zip(pending, raws):
+            candidates = np.concatenate([x[offset : offset + words.size], y[offset : offset + words.size]])
+            offset += words.size
+            accepted = candidates[np.abs(candidates) < limit][: rejected.size]
+            filled, rejected = rejected[: accepted.size], rejected[accepted.size :]
+            first, second = halves[index]
+            low = filled < first.size
+            first[filled[low]] = accepted[low]
+            second[filled[~low] - first.size] = accepted[~low]
+            if rejected.size:
+                still.append((index, rejected))
+        pending = still
+
+
+def _scale_into(values: np.ndarray, factor: float, out: np.ndarray) -> None:
+    """``out = values * factor``, computed in the draws' precision and rounded once to ``out``'s dtype."""
+    np.multiply(values, values.dtype.type(factor), out=out, casting="unsafe")
+
+
 _SCRATCH = threading.local()
 # Blocks a thread takes at a time: fewer, larger tasks keep the pool's overhead small.
 BLOCKS_PER_TASK = 8
 
 
-def _scratch() -> np.ndarray:
-    """This thread's float64 buffer of one block."""
-    buffer = getattr(_SCRATCH, "buffer", None)
+def _scratch(float32: bool) -> np.ndarray:
+    """This thread's buffer of one block: float64, or float32 (with room for an odd block's pair)."""
+    name = "buffer32" if float32 else "buffer"
+    buffer = getattr(_SCRATCH, name, None)
     if buffer is None:
-        buffer = _SCRATCH.buffer = np.empty(BLOCK_SIZE)
+        buffer = np.empty(BLOCK_SIZE + 1, dtype=np.float32) if float32 else np.empty(BLOCK_SIZE)
+        setattr(_SCRATCH, name, buffer)
     return buffer
 
 
@@ -223,6 +384,7 @@ def draw_flat(
     *,
     jobs: int = 1,
     out: np.ndarray | None = None,
+    stream: int = LATEST_STREAM,
 ) -> np.ndarray:
     """Elements ``start:stop`` (C order) of a tensor of ``total`` elements with stream ``key``.
 
@@ -235,20 +397,36 @@ def draw_flat(
         raise ValueError(f"Unknown distribution kind {kind!r}; expected one of {KINDS}")
     if not 0 <= start <= stop <= total:
         raise ValueError(f"Range {start}:{stop} does not fit in a tensor of {total} elements")
+    stream = check_stream(stream)
     out = np.empty(stop - start, dtype=dtype) if out is None else out
+    float32 = uses_float32_normals(stream, out.dtype, kind)
     factor = _unit_scale(kind, param)
     first, last = start // BLOCK_SIZE, -(-stop // BLOCK_SIZE)
     states = block_states(key, first, last) if _VECTOR_SEEDING_MIN_BLOCKS <= last - first and last <= 1 << 32 else None
 
+    def fill_float32(task: int) -> None:
+        for group in range(task, min(task + BLOCKS_PER_TASK, last), BATCH_BLOCKS):
+            blocks = []
+            for block in range(group, min(group + BATCH_BLOCKS, task + BLOCKS_PER_TASK, last)):
+                count = min(BLOCK_SIZE, total - block * BLOCK_SIZE)
+                blocks.append((block, count, None if states is None else states[block - first]))
+            for (block, count, _), (cosines, sines) in zip(blocks, _float32_batch(key, blocks, kind)):
+                lo = block * BLOCK_SIZE
+                for part, base in ((cosines, lo), (sines, lo + cosines.size)):
+                    a, b = max(start, base), min(stop, base + part.size)
+                    if a < b:
+                        _scale_into(part[a - base : b - base], factor, out[a - start : b - start])
+
     def fill(task: int) -> None:
+        if float32:
+            return fill_float32(task)
         for block in range(task, min(task + BLOCKS_PER_TASK, last)):
             lo = block * BLOCK_SIZE
             count = min(BLOCK_SIZE, total - lo)
             state = None if states is None else states[block - first]
-            values = _block_draws(key, block, count, kind, _scratch()[:count], state)
+            values = _block_draws(key, block, count, kind, _scratch(float32), state, float32=float32)
             a, b = max(start, lo), min(stop, lo + count)
-            # scale in float64 and round once to the target dtype, in one pass
-            np.multiply(values[a - lo : b - lo], factor, out=out[a - start : b - start], casting="unsafe")
+            _scale_into(values[a - lo : b - lo], factor, out[a - start : b - start])
 
     tasks = range(first, last, BLOCKS_PER_TASK)
     # More threads than cores only contend for them (the values never depend on the count).
@@ -276,6 +454,7 @@ def draw(
     full_shape: Sequence[int] | None = None,
     offset: Sequence[int] | None = None,
     jobs: int = 1,
+    stream: int = LATEST_STREAM,
 ) -> np.ndarray:
     """Values of tensor ``name`` (or of its partition at ``offset`` within ``full_shape``).
 
@@ -298,7 +477,9 @@ def draw(
     segments = _segments(shape, full, start)
     if len(segments) == 1:  # the whole tensor, or a run of whole rows
         lo, hi = segments[0]
-        return draw_flat(key, total, lo, hi, dtype, kind, param, jobs=jobs, out=out).reshape(shape)
+        return draw_flat(key, total, lo, hi, dtype, kind, param, jobs=jobs, out=out, stream=stream).reshape(shape)
+    float32 = uses_float32_normals(check_stream(stream), out.dtype, kind)
+    factor = _unit_scale(kind, param)
     # Many short runs (a column slice...): draw each block once, however many runs it feeds.
     cached: tuple[int, np.ndarray] | None = None
     position = 0
@@ -308,10 +489,10 @@ def draw(
             block = index // BLOCK_SIZE
             if cached is None or cached[0] != block:
                 count = min(BLOCK_SIZE, total - block * BLOCK_SIZE)
-                cached = (block, _block_draws(key, block, count, kind) * _unit_scale(kind, param))
+                cached = (block, _block_draws(key, block, count, kind, float32=float32))
             stop = min(hi, (block + 1) * BLOCK_SIZE)
             piece = cached[1][index - block * BLOCK_SIZE : stop - block * BLOCK_SIZE]
-            out[position : position + piece.size] = piece
+            _scale_into(piece, factor, out[position : position + piece.size])
             position += piece.size
             index = stop
     return out.reshape(shape)

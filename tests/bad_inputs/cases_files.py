@@ -16,8 +16,10 @@ from bad_inputs.harness import Case
 NPZ = {"m.npz": npz_bytes(), "spec.yaml": GOOD_SPEC}
 USAGE_APPLY = (
     "usage: vsconf apply [-h] [-o OUTPUT | --in-place] [--force] [--seed SEED]\n"
-    "                    [--jobs JOBS] [--lock LOCK] [--materialize] [--untie]\n"
-    "                    [--dry-run] [--quiet]\n"
+    "                    [--jobs JOBS] [--lock LOCK] [--materialize]\n"
+    "                    [--untie [all|conflicts]] [--dry-run] [--quiet]\n"
+    "                    [--shard-size SIZE] [--scheduler SCHEDULER]\n"
+    "                    [--dask-workers N] [--task-size SIZE]\n"
     "                    MODEL SPEC\n"
 )
 
@@ -283,12 +285,13 @@ CASES = [
         files={**NPZ, "m.init.npz": b"precious"},
     ),
     Case(
+        # A folder output is a sharded checkpoint: never one holding anything else, even with --force.
         "output-is-a-folder-even-with-force",
         ("apply", "m.npz", "spec.yaml", "-o", "outdir", "--force"),
         1,
-        "vsconf: error: outdir: cannot write the output: it is a folder\n",
-        files=NPZ,
-        build=make_folder("outdir"),
+        "vsconf: error: outdir: holds notes.txt, which is not part of a safetensors checkpoint; "
+        "vsconf replaces only a folder of .safetensors files and their index\n",
+        files={**NPZ, "outdir/notes.txt": "mine"},
     ),
     Case(
         "output-is-a-fifo",
@@ -487,7 +490,7 @@ CASES = [
         ("plan", "m.npz", "spec.yaml", "--seed", "9" * 5000),
         2,
         "usage: vsconf plan [-h] [--format {table,json}] [--seed SEED] [--materialize]\n"
-        "                   [--untie]\n"
+        "                   [--untie [all|conflicts]]\n"
         "                   MODEL SPEC\n"
         "vsconf plan: error: argument --seed: expected an integer, 0 <= seed < 2**63, "
         f"got '{'9' * 20}... (5000 characters)'\n",

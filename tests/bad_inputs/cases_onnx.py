@@ -530,108 +530,106 @@ def _table(*rows: str) -> str:
     return "\n".join(rows) + "\n"
 
 
-_B_ROW = "b     [3]    float32  3       3        tf (auto: no fan rule for Gemm C)       Gemm.C (fc)"
-
 CASES += [
     followed(
         "onnx-transpose-perm-wrong-length",
         gemm_through("Transpose", perm=[1, 0, 2]),
         _table(
-            "name  shape  dtype    fan_in  fan_out  fans from                               consumers",
-            "w     [4,3]  float32  4       3        tf (auto: cannot follow Transpose (t))  -",
-            _B_ROW,
+            "name  shape  dtype    role   fan_in  fan_out  fans from                               role from                                               consumers",
+            "w     [4,3]  float32  other  4       3        tf (auto: cannot follow Transpose (t))  read through Transpose (t), which vsconf cannot follow  -",
+            "b     [3]    float32  bias   3       3        tf (auto: no fan rule for Gemm C)       Gemm C (fc)                                             Gemm.C (fc)",
         ),
     ),
     followed(
         "onnx-transpose-perm-repeated",
         gemm_through("Transpose", perm=[0, 0]),
         _table(
-            "name  shape  dtype    fan_in  fan_out  fans from                               consumers",
-            "w     [4,3]  float32  4       3        tf (auto: cannot follow Transpose (t))  -",
-            _B_ROW,
+            "name  shape  dtype    role   fan_in  fan_out  fans from                               role from                                               consumers",
+            "w     [4,3]  float32  other  4       3        tf (auto: cannot follow Transpose (t))  read through Transpose (t), which vsconf cannot follow  -",
+            "b     [3]    float32  bias   3       3        tf (auto: no fan rule for Gemm C)       Gemm C (fc)                                             Gemm.C (fc)",
         ),
     ),
     followed(
         "onnx-unsqueeze-axes-out-of-range",
         gemm_through("Unsqueeze", axes=[9]),
         _table(
-            "name  shape  dtype    fan_in  fan_out  fans from                               consumers",
-            "w     [4,3]  float32  4       3        tf (auto: cannot follow Unsqueeze (t))  -",
-            _B_ROW,
+            "name  shape  dtype    role   fan_in  fan_out  fans from                               role from                                               consumers",
+            "w     [4,3]  float32  other  4       3        tf (auto: cannot follow Unsqueeze (t))  read through Unsqueeze (t), which vsconf cannot follow  -",
+            "b     [3]    float32  bias   3       3        tf (auto: no fan rule for Gemm C)       Gemm C (fc)                                             Gemm.C (fc)",
         ),
     ),
     followed(
         "onnx-unsqueeze-axes-a-huge-constant",  # never read: more than 64 elements
         gemm_through("Unsqueeze", ["ax"], [ints("ax", list(range(1000)))]),
         _table(
-            "name  shape   dtype    fan_in  fan_out  fans from                               consumers",
-            "w     [4,3]   float32  4       3        tf (auto: cannot follow Unsqueeze (t))  -",
-            "b     [3]     float32  3       3        tf (auto: no fan rule for Gemm C)       Gemm.C (fc)",
-            "ax    [1000]  int64    1000    1000     tf (auto: cannot follow Unsqueeze (t))  -",
+            "name  shape   dtype    role      fan_in  fan_out  fans from                                  role from                                               consumers",
+            "w     [4,3]   float32  other     4       3        tf (auto: cannot follow Unsqueeze (t))     read through Unsqueeze (t), which vsconf cannot follow  -",
+            "b     [3]     float32  bias      3       3        tf (auto: no fan rule for Gemm C)          Gemm C (fc)                                             Gemm.C (fc)",
+            "ax    [1000]  int64    constant  1000    1000     tf (auto: no fan rule for Unsqueeze axes)  read only as Unsqueeze axes (t)                         Unsqueeze.axes (t)",
         ),
     ),
     followed(
         "onnx-squeeze-axes-repeated",
         gemm_through("Squeeze", ["ax"], [ints("ax", [0, 0])]),
         _table(
-            "name  shape  dtype    fan_in  fan_out  fans from                             consumers",
-            "w     [4,3]  float32  4       3        tf (auto: cannot follow Squeeze (t))  -",
-            "b     [3]    float32  3       3        tf (auto: no fan rule for Gemm C)     Gemm.C (fc)",
-            "ax    [2]    int64    2       2        tf (auto: cannot follow Squeeze (t))  -",
+            "name  shape  dtype    role      fan_in  fan_out  fans from                                role from                                             consumers",
+            "w     [4,3]  float32  other     4       3        tf (auto: cannot follow Squeeze (t))     read through Squeeze (t), which vsconf cannot follow  -",
+            "b     [3]    float32  bias      3       3        tf (auto: no fan rule for Gemm C)        Gemm C (fc)                                           Gemm.C (fc)",
+            "ax    [2]    int64    constant  2       2        tf (auto: no fan rule for Squeeze axes)  read only as Squeeze axes (t)                         Squeeze.axes (t)",
         ),
     ),
     followed(
         "onnx-gemm-trans-b-is-a-string",
         edited(bad_attribute("Gemm", "transB", helper.make_attribute("transB", "yes"))),
         _table(
-            "name  shape  dtype    fan_in  fan_out  fans from                           consumers",
-            "w     [4,3]  float32  4       3        tf (auto: cannot follow Gemm (fc))  Gemm.B (fc)",
-            "b     [3]    float32  3       3        tf (auto: no fan rule for Gemm C)   Gemm.C (fc)",
+            "name  shape  dtype    role    fan_in  fan_out  fans from                           role from    consumers",
+            "w     [4,3]  float32  weight  4       3        tf (auto: cannot follow Gemm (fc))  Gemm B (fc)  Gemm.B (fc)",
+            "b     [3]    float32  bias    3       3        tf (auto: no fan rule for Gemm C)   Gemm C (fc)  Gemm.C (fc)",
         ),
     ),
     followed(
         "onnx-gather-axis-is-a-float",
         edited(with_nodes([helper.make_node("Gather", ["w", "x"], ["y"], name="lookup", axis=0.5)])),
         _table(
-            "name  shape  dtype    fan_in  fan_out  fans from                                 consumers",
-            "w     [4,3]  float32  4       3        tf (auto: cannot follow Gather (lookup))  Gather.data (lookup)",
-            "b     [3]    float32  3       3        tf (auto: no known consumer)              -",
+            "name  shape  dtype    role       fan_in  fan_out  fans from                                 role from             consumers",
+            "w     [4,3]  float32  embedding  4       3        tf (auto: cannot follow Gather (lookup))  Gather data (lookup)  Gather.data (lookup)",
+            "b     [3]    float32  constant   3       3        tf (auto: no known consumer)              read by no node       -",
         ),
     ),
     followed(
         "onnx-opset-negative",
         edited(opset(-5)),
         _table(
-            "name  shape  dtype    fan_in  fan_out  fans from                               consumers",
-            "w     [4,3]  float32  4       3        tf (auto: no fan rule for Gemm input1)  Gemm.input1 (fc)",
-            "b     [3]    float32  3       3        tf (auto: no fan rule for Gemm input2)  Gemm.input2 (fc)",
+            "name  shape  dtype    role   fan_in  fan_out  fans from                               role from                 consumers",
+            "w     [4,3]  float32  other  4       3        tf (auto: no fan rule for Gemm input1)  read by Gemm input1 (fc)  Gemm.input1 (fc)",
+            "b     [3]    float32  other  3       3        tf (auto: no fan rule for Gemm input2)  read by Gemm input2 (fc)  Gemm.input2 (fc)",
         ),
     ),
     followed(
         "onnx-opset-a-billion",
         edited(opset(10**9)),
         _table(
-            "name  shape  dtype    fan_in  fan_out  fans from                          consumers",
-            "w     [4,3]  float32  4       3        Gemm B (transB=0) (fc)             Gemm.B (fc)",
-            "b     [3]    float32  3       3        tf (auto: no fan rule for Gemm C)  Gemm.C (fc)",
+            "name  shape  dtype    role    fan_in  fan_out  fans from                          role from    consumers",
+            "w     [4,3]  float32  weight  4       3        Gemm B (transB=0) (fc)             Gemm B (fc)  Gemm.B (fc)",
+            "b     [3]    float32  bias    3       3        tf (auto: no fan rule for Gemm C)  Gemm C (fc)  Gemm.C (fc)",
         ),
     ),
     followed(
         "onnx-unknown-op-and-domain",
         edited(with_nodes([helper.make_node("Frobnicate", ["x", "w", "b"], ["y"], domain="com.example")])),
         _table(
-            "name  shape  dtype    fan_in  fan_out  fans from                                                 consumers",
-            "w     [4,3]  float32  4       3        tf (auto: no fan rule for com.example.Frobnicate input1)  com.example.Frobnicate.input1 (Frobnicate#0)",
-            "b     [3]    float32  3       3        tf (auto: no fan rule for com.example.Frobnicate input2)  com.example.Frobnicate.input2 (Frobnicate#0)",
+            "name  shape  dtype    role   fan_in  fan_out  fans from                                                 role from                                             consumers",
+            "w     [4,3]  float32  other  4       3        tf (auto: no fan rule for com.example.Frobnicate input1)  read by com.example.Frobnicate input1 (Frobnicate#0)  com.example.Frobnicate.input1 (Frobnicate#0)",
+            "b     [3]    float32  other  3       3        tf (auto: no fan rule for com.example.Frobnicate input2)  read by com.example.Frobnicate input2 (Frobnicate#0)  com.example.Frobnicate.input2 (Frobnicate#0)",
         ),
     ),
     followed(
         "onnx-node-without-outputs-or-names",
         edited(with_nodes([helper.make_node("Relu", ["w"], []), helper.make_node("Gemm", ["x", "w", "b"], ["y"])])),
         _table(
-            "name  shape  dtype    fan_in  fan_out  fans from                          consumers",
-            "w     [4,3]  float32  4       3        Gemm B (transB=0) (Gemm#1)         Relu.X (Relu#0), Gemm.B (Gemm#1)",
-            "b     [3]    float32  3       3        tf (auto: no fan rule for Gemm C)  Gemm.C (Gemm#1)",
+            "name  shape  dtype    role    fan_in  fan_out  fans from                          role from        consumers",
+            "w     [4,3]  float32  weight  4       3        Gemm B (transB=0) (Gemm#1)         Gemm B (Gemm#1)  Relu.X (Relu#0), Gemm.B (Gemm#1)",
+            "b     [3]    float32  bias    3       3        tf (auto: no fan rule for Gemm C)  Gemm C (Gemm#1)  Gemm.C (Gemm#1)",
         ),
     ),
 ]

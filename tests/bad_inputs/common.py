@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+from onnx_builders import make_model
 
 GOOD_SPEC = """\
 vsconf: 1
@@ -33,9 +34,7 @@ def onnx_model(**changes) -> onnx.ModelProto:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
         [w, b],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
+    return make_model(graph, (("", 17),), ir_version=8)
 
 
 def onnx_bytes(model: onnx.ModelProto | None = None) -> bytes:

@@ -15,6 +15,8 @@ and a :class:`GraphIndex` built from it.  The contracts:
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,10 +25,10 @@ import onnx
 from onnx import AttributeProto, TensorProto
 
 from vsconf.engine import FanHint
-from vsconf.fans import Axes, axes_fans
-from vsconf.matching import Consumer, TensorInfo
+from vsconf.fans import Axes, axes_fans, tf_fans
+from vsconf.matching import PROTECTED_ROLES, Consumer, TensorInfo
 from vsconf.onnx.checks import np_dtype, plain, shown
-from vsconf.onnx.optable import LOOK_THROUGH, WEIGHT_INPUT, formal_inputs
+from vsconf.onnx.optable import FIXED_INPUTS, INDEX_INPUT_NAMES, PARAMETER_ROLES, ROLE_FAMILY, formal_inputs, input_row, looks_through, weight_positions
 
 # Shapes, axes and perms are short: a constant with more elements is not read as one.
 MAX_RANK = 64
@@ -229,10 +231,14 @@ def build_index(model: onnx.ModelProto) -> GraphIndex:
     return index
 
 
+def version(index: GraphIndex, node: onnx.NodeProto) -> int:
+    """The opset version of the node's domain that the model imports (1 when it imports none)."""
+    return index.opsets.get(node.domain or "", 1)
+
+
 def formal(index: GraphIndex, node: onnx.NodeProto, position: int) -> str:
     """The formal name of a node's input (``inputN`` when onnx does not know the op)."""
-    domain = node.domain or ""
-    names = formal_inputs(domain, node.op_type, index.opsets.get(domain, 1))
+    names = formal_inputs(node.domain or "", node.op_type, version(index, node))
     if not names:
         return f"input{position}"
     return names[position] if position < len(names) else names[-1]
@@ -271,7 +277,7 @@ def _through(
 ) -> tuple[int | None, ...] | None:
     """The axis map after a look-through op, or None when vsconf cannot follow it."""
     op = node.op_type
-    if op in ("Identity", "Cast", "Slice"):
+    if op in ("Identity", "Cast", "Slice", "Split"):  # Split: each part keeps the axes, as a Slice does
         return axis_map if position == 0 else None
     if op == "Concat":
         return axis_map
@@ -311,7 +317,9 @@ def _reach(index: GraphIndex, name: str, rank: int, constant_ints: ConstantInts)
         seen.add((value, axis_map))
         for edge in index.edges.get(value, []):
             node = edge.node
-            if node.op_type in LOOK_THROUGH and node.domain in ("", "ai.onnx"):
+            if looks_through(node.domain, node.op_type) and edge.index > 0 and node.op_type != "Concat":
+                reached.append(_Reach(node, edge.index, axis_map))  # Slice's starts, Unsqueeze's axes: the end
+            elif looks_through(node.domain, node.op_type):
                 try:
                     after = _through(node, edge.index, axis_map, constant_ints)
                 except CannotFollow:
@@ -326,20 +334,21 @@ def _reach(index: GraphIndex, name: str, rank: int, constant_ints: ConstantInts)
 
 
 def role(index: GraphIndex, node: onnx.NodeProto, position: int, rank: int) -> tuple[list[int], list[int], list[int], str] | None:
-    """(in, out, batch) axes at the consumer, and a label, for the weight inputs vsconf knows.
+    """(in, out, batch) axes at the consumer, and a label, for the weight inputs vsconf knows:
+    the op table's row for the input names a fan rule, and this reads it.
 
     Raises :class:`CannotFollow` when an attribute it needs has the wrong type.
     """
-    op, domain = node.op_type, node.domain or ""
+    op = node.op_type
     name = formal(index, node, position)
+    row = input_row(node.domain or "", op, name, version(index, node))
+    rule = row.fans if row is not None else None
     label = f"{op} {name}"
-    if domain == "com.microsoft" and op == "Attention" and name == "weights" and rank == 2:
+    if rule == "dense" and rank == 2:  # [in, out], as com.microsoft.Attention's weights
         return [0], [1], [], label
-    if domain not in ("", "ai.onnx"):
-        return None
-    if op in ("Conv", "ConvTranspose") and name == "W" and rank >= 3:
+    if rule == "conv" and rank >= 3:  # [M, C/g, k...]; ConvTranspose's [C, M/g, k...] reads the same
         return [1], [0], [], label
-    if op == "Gemm" and rank == 2 and name in ("A", "B"):
+    if rule == "gemm" and rank == 2:
         flag = "transA" if name == "A" else "transB"
         transposed = bool(attribute(node, flag, AttributeProto.INT, 0))
         if name == "B":  # [K, N], or [N, K] when transposed
@@ -347,48 +356,187 @@ def role(index: GraphIndex, node: onnx.NodeProto, position: int, rank: int) -> t
         else:  # [M, K], or [K, M] when transposed
             k_axis = 0 if transposed else 1
         return [k_axis], [1 - k_axis], [], f"{label} ({flag}={int(transposed)})"
-    if op == "MatMul" and name in ("A", "B") and rank >= 1:
+    if rule == "matmul" and rank >= 1:
         if rank == 1:
             return [0], [], [], label
         k_axis, other = (rank - 2, rank - 1) if name == "B" else (rank - 1, rank - 2)
         return [k_axis], [other], list(range(rank - 2)), label
-    if op in ("LSTM", "GRU", "RNN") and name in ("W", "R") and rank == 3:
+    if rule == "rnn" and rank == 3:  # [dirs, G*H, I or H]: Keras's kernel fans, directions are a batch
         return [2], [1], [0], label
-    if op == "Gather" and name == "data" and rank == 2 and attribute(node, "axis", AttributeProto.INT, 0) == 0:
+    if rule == "embedding" and rank == 2 and attribute(node, "axis", AttributeProto.INT, 0) == 0:
         return [0], [1], [], label
     return None
 
 
 def _weight_of(index: GraphIndex, stored: Mapping[str, Stored], node: onnx.NodeProto, depth: int = 0) -> str | None:
-    """The stored tensor that is ``node``'s weight, following look-through ops backwards."""
+    """The stored tensor that is ``node``'s weight, following look-through ops backwards;
+    for an Add or Sum, the weight of the node that made one of its other inputs."""
     op = node.op_type
-    if op in ("Add", "Sum") and depth == 0:
+    if op in ("Add", "Sum") and (node.domain or "") in ("", "ai.onnx") and depth == 0:
         for value in node.input:
             producer = index.producers.get(value)
-            if producer is not None and producer.op_type in WEIGHT_INPUT:
+            if producer is not None and weight_positions(producer.domain or "", producer.op_type, version(index, producer)):
                 found = _weight_of(index, stored, producer, depth + 1)
                 if found:
                     return found
         return None
-    slot = WEIGHT_INPUT.get(op)
-    if slot is None or len(node.input) <= slot:
-        return None
-    candidates = [node.input[slot]] + ([node.input[0]] if op in ("Gemm", "MatMul") else [])
-    for value in candidates:
+    slots = weight_positions(node.domain or "", op, version(index, node))
+    for slot in slots:
+        if slot >= len(node.input):
+            continue
+        value = node.input[slot]
         for _ in range(16):
             if value in stored:
                 return value
             producer = index.producers.get(value)
-            if producer is None or producer.op_type not in LOOK_THROUGH or not producer.input:
+            if producer is None or not looks_through(producer.domain, producer.op_type) or not producer.input:
                 break
             value = producer.input[0]
     return None
 
 
+def _feeds_softmax(index: GraphIndex, node: onnx.NodeProto, steps: int = 4) -> bool:
+    """Whether ``node``'s output reaches a Softmax through a few reshapes and additions:
+    what is added there is an attention mask or a position bias, not a parameter."""
+    frontier = [node]
+    for _ in range(steps):
+        following = []
+        for current in frontier:
+            for value in current.output:
+                for edge in index.edges.get(value, []):
+                    if edge.node.op_type in ("Softmax", "LogSoftmax"):
+                        return True
+                    if edge.node.op_type in ("Add", "Sub", "Reshape", "Cast", "Identity", "Where", "Unsqueeze", "Squeeze"):
+                        following.append(edge.node)
+        frontier = following
+    return False
+
+
+# Names the exporters give tensors they make (folded constants), never a module's
+# parameter: TorchScript's onnx::Add_12 and /block/Constant_3_output_0, dynamo's val_12,
+# embedding_1, _tensor_constant0.  A parameter keeps its dotted PyTorch name.
+EXPORTER_NAME = re.compile(r"^(?:onnx::|/|val_\d+$|_tensor_constant\d+$|lifted_tensor_\d+$|[a-z][a-z0-9]*(?:_[a-z]+)*_\d+$)")
+
+# Ops whose output is a normalized activation, or a step of one written out (RMSNorm as
+# x * rsqrt(mean(x^2) + eps); GroupNorm as InstanceNormalization + Reshape).
+_NORMALIZING = frozenset(
+    {"InstanceNormalization", "LayerNormalization", "GroupNormalization", "BatchNormalization", "RMSNormalization",
+     "Sqrt", "Reciprocal", "ReduceMean"}
+)
+_NORM_STEPS = frozenset({"Reshape", "Cast", "Identity", "Unsqueeze", "Squeeze", "Mul", "Div"})
+
+
+def _after_normalization(index: GraphIndex, node: onnx.NodeProto, stored: Mapping[str, Stored], steps: int = 4) -> bool:
+    """Whether another input of ``node`` is a normalized activation a few steps back: a
+    stored tensor multiplied into it is a norm's scale, one added to it a norm's shift
+    (the affine part of a normalization written out in elementary ops)."""
+    frontier = [value for value in node.input if value and value not in stored]
+    seen: set[str] = set()
+    for _ in range(steps):
+        following = []
+        for value in frontier:
+            producer = index.producers.get(value)
+            if producer is None or value in seen:
+                continue
+            seen.add(value)
+            if producer.op_type in _NORMALIZING:
+                return True
+            if producer.op_type in _NORM_STEPS:
+                following.extend(v for v in producer.input if v and v not in stored)
+        frontier = following
+    return False
+
+
+def _groupnorm_step(index: GraphIndex, node: onnx.NodeProto) -> bool:
+    """An InstanceNormalization whose output is reshaped back and then multiplied: GroupNorm
+    as the exporters write it, whose own scale and bias are ones and zeros they made up
+    (the module's affine parameters are the Mul and Add after it)."""
+    if node.op_type != "InstanceNormalization":
+        return False
+    for value in node.output:
+        for edge in index.edges.get(value, []):
+            if edge.node.op_type != "Reshape":
+                continue
+            for after in edge.node.output:
+                if any(e.node.op_type == "Mul" for e in index.edges.get(after, [])):
+                    return True
+    return False
+
+
+def _after_scaled_normalization(index: GraphIndex, node: onnx.NodeProto, stored: Mapping[str, Stored]) -> bool:
+    """Whether another input of ``node`` is a normalized activation times a stored scale."""
+    for value in node.input:
+        producer = index.producers.get(value)
+        if producer is not None and producer.op_type == "Mul" and any(v in stored for v in producer.input):
+            if _after_normalization(index, producer, stored):
+                return True
+    return False
+
+
+@dataclass
+class _Roles:
+    """What each consumer of one stored tensor says it is."""
+
+    parameter: list[tuple[str, str]] = field(default_factory=list)  # (role, consumer label)
+    fixed: list[str] = field(default_factory=list)  # inputs that never hold a parameter
+    masks: list[str] = field(default_factory=list)  # additions onto attention scores
+    loose: list[str] = field(default_factory=list)  # arithmetic the table does not describe
+
+    def read(
+        self, index: GraphIndex, stored: Mapping[str, Stored], node: onnx.NodeProto, name: str, label: str, scalar: bool
+    ) -> None:
+        row = input_row(node.domain or "", node.op_type, name, version(index, node))
+        arithmetic = (node.domain or "") in ("", "ai.onnx") and not scalar  # the patterns below
+        if row is not None and row.role in ("norm_scale", "norm_bias") and _groupnorm_step(index, node):
+            self.fixed.append(label + ", a unit affine an exporter wrote out of a GroupNorm")
+        elif row is not None and row.role in PARAMETER_ROLES:
+            self.parameter.append((row.role, label))
+        elif (row is not None and row.role in FIXED_INPUTS) or (row is None and name in INDEX_INPUT_NAMES):
+            self.fixed.append(label)
+        elif arithmetic and node.op_type in ("Add", "Sum") and _weight_of(index, stored, node):
+            self.parameter.append(("bias", label + " after a weight"))
+        elif arithmetic and node.op_type in ("Add", "Sub") and _feeds_softmax(index, node):
+            self.masks.append(label)
+        elif arithmetic and node.op_type == "Mul" and _after_normalization(index, node, stored):
+            self.parameter.append(("norm_scale", label + " after a normalization"))
+        elif arithmetic and node.op_type == "Add" and _after_scaled_normalization(index, node, stored):
+            self.parameter.append(("norm_bias", label + " after a normalization's scale"))
+        else:
+            self.loose.append(label)
+
+    def decide(self, item: Stored, shape: tuple[int, ...], stuck: list[str]) -> tuple[str, str, str | None]:
+        """(role, what decided it, why the consumers disagree or None)."""
+        conflict = None
+        families = {ROLE_FAMILY.get(r, r) for r, _ in self.parameter}
+        if len(families) > 1:
+            conflict = "its consumers disagree on its role: " + "; ".join(
+                f"{label} reads it as {found}" for found, label in dict.fromkeys(self.parameter)
+            )
+        if self.parameter:
+            # When consumers disagree, a running statistic's reading wins: safe defaults keep it.
+            found, label = next((p for p in self.parameter if p[0] in PROTECTED_ROLES), self.parameter[0])
+            return found, label, conflict
+        if item.kind == "constant":
+            return "constant", "a Constant node", None
+        if math.prod(shape) <= 1:
+            return "constant", "a scalar", None
+        if self.masks:
+            return "constant", "added to attention scores (a mask or position bias): " + self.masks[0], None
+        if self.fixed and not self.loose:
+            return "constant", "read only as " + ", ".join(dict.fromkeys(self.fixed)), None
+        if self.loose and EXPORTER_NAME.match(item.name):
+            return "constant", "an exporter-made tensor read only by " + ", ".join(dict.fromkeys(self.loose)), None
+        if self.loose:
+            return "other", "read by " + ", ".join(dict.fromkeys(self.loose)), None
+        if stuck:  # read through an op vsconf cannot follow: it may be anything
+            return "other", "read through " + ", ".join(dict.fromkeys(stuck)) + ", which vsconf cannot follow", None
+        return "constant", "read by no node", None
+
+
 def analyse(
     stored: Mapping[str, Stored], index: GraphIndex, constant_ints: ConstantInts
 ) -> tuple[list[TensorInfo], dict[str, FanHint]]:
-    """Each stored tensor's facts (name, shape, dtype, consumers) and fan hint."""
+    """Each stored tensor's facts (name, shape, dtype, consumers, role) and fan hint."""
     infos: list[TensorInfo] = []
     hints: dict[str, FanHint] = {}
     for name, item in stored.items():
@@ -397,13 +545,16 @@ def analyse(
         reached, stuck = _reach(index, name, len(shape), constant_ints)
         consumers: list[Consumer] = []
         roles: list[tuple[Axes, str, tuple[int, int]]] = []
-        weight = None
+        said = _Roles()
+        weights: dict[str, str] = {}  # consumer label -> its weight
         for reach in reached:
             node = reach.node
             node_name = index.labels[id(node)]
             consumer = Consumer(node.op_type, formal(index, node, reach.index), node_name, node.domain or "")
             if consumer not in consumers:
                 consumers.append(consumer)
+                label = f"{consumer.qualified_op} {consumer.input_name} ({node_name})"
+                said.read(index, stored, node, consumer.input_name, label, math.prod(shape) <= 1)
             try:
                 found = role(index, node, reach.index, len(reach.axis_map))
             except CannotFollow:
@@ -416,7 +567,9 @@ def analyse(
                 ]
                 axes = Axes(*stored_axes)
                 roles.append((axes, f"{label} ({node_name})", axes_fans(shape, axes)))
-            weight = weight or _weight_of(index, stored, node)
+            weight = _weight_of(index, stored, node)
+            if weight:
+                weights.setdefault(f"{consumer.qualified_op} {consumer.input_name} ({node_name})", weight)
         conflict = None
         distinct = {fans for _, _, fans in roles}
         if len(distinct) > 1:
@@ -428,6 +581,52 @@ def analyse(
             source = "tf (auto: cannot follow " + ", ".join(stuck) + ")"
         elif not roles and consumers:
             source = "tf (auto: no fan rule for " + ", ".join(f"{c.qualified_op} {c.input_name}" for c in consumers) + ")"
-        hints[name] = FanHint(axes=axes, source=source, weight=weight, conflict=conflict)
-        infos.append(TensorInfo(name, shape, dtype, tuple(consumers)))
+        kind, decided_by, role_conflict = said.decide(item, shape, stuck)
+        first_weight = next(iter(weights.values()), None)
+        hints[name] = FanHint(
+            axes=axes,
+            source=source,
+            weight=first_weight,
+            conflict=conflict,
+            weights=tuple(weights.items()),
+            role_conflict=role_conflict,
+        )
+        infos.append(TensorInfo(name, shape, dtype, tuple(consumers), role=kind, role_from=decided_by))
     return infos, hints
+
+
+def weight_disagreement(hints: Mapping[str, FanHint], infos: Mapping[str, TensorInfo], name: str) -> str | None:
+    """Why the weights of a tensor's consumers imply different fans under ``layout: auto``
+    (what ``fans_from: weight`` would take), or None when they agree."""
+    hint = hints.get(name)
+    if hint is None or len({w for _, w in hint.weights}) < 2:
+        return None
+    implied = []
+    for label, weight in hint.weights:
+        info = infos.get(weight)
+        if info is None:
+            continue
+        weight_hint = hints.get(weight)
+        fans = axes_fans(info.shape, weight_hint.axes) if weight_hint and weight_hint.axes else tf_fans(info.shape)
+        implied.append((label, weight, fans))
+    # weights of different shapes may agree under auto and not under another layout: untie them too
+    if len({(fans, infos[w].shape) for _, w, fans in implied}) < 2:
+        return None
+    return "its consumers' weights imply different fans for `fans_from: weight`: " + "; ".join(
+        f"{label} has weight {shown(weight)} with (fan_in, fan_out) = {fans}" for label, weight, fans in implied
+    )
+
+
+def conflicts(infos: list[TensorInfo], hints: Mapping[str, FanHint]) -> dict[str, str]:
+    """The shared tensors whose consumers disagree, each with why (what ``untie:
+    conflicts`` unties): on fans, on role, or on the weights ``fans_from: weight`` reads."""
+    by_name = {info.name: info for info in infos}
+    found: dict[str, str] = {}
+    for info in infos:
+        hint = hints.get(info.name)
+        if hint is None or not info.is_float:
+            continue
+        reason = hint.conflict or hint.role_conflict or weight_disagreement(hints, by_name, info.name)
+        if reason:
+            found[info.name] = reason
+    return found

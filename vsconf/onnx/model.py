@@ -3,7 +3,9 @@
 :class:`OnnxModel` ties the rooms together -- :mod:`~vsconf.onnx.reader` opens the file as a
 skeleton, :mod:`~vsconf.onnx.checks` and :mod:`~vsconf.onnx.graph` refuse what cannot be
 used, :mod:`~vsconf.onnx.rewrite` applies ``--materialize`` and ``--untie``,
-:mod:`~vsconf.onnx.graph` reads fans from consumers, :mod:`~vsconf.onnx.writer` writes.
+:mod:`~vsconf.onnx.graph` reads fans and roles from consumers, :mod:`~vsconf.onnx.writer` writes.
+``untie="conflicts"`` unties only the shared tensors whose consumers disagree (on fans, on
+the weights ``fans_from: weight`` would read, or on role); ``untied`` says which.
 All I/O and graph reading; the values come from the engine.  The contracts:
 
 * **Every declared size is checked before any work**: each stored tensor -- the ones
@@ -31,22 +33,34 @@ import numpy as np
 import onnx
 from onnx import TensorProto
 
+from vsconf.adapters import AdapterBase, Progress, Values
 from vsconf.engine import FanHint, Plan
 from vsconf.errors import ModelError
 from vsconf.files import Transaction, describe_os_error, is_data_name
 from vsconf.matching import TensorInfo
 from vsconf.onnx import rewrite, writer
+from vsconf.streams import recorded_stream
 from vsconf.onnx.checks import INT_TYPES, data_problem, decimal, element_count, layout_problem, plain, shown
-from vsconf.onnx.graph import MAX_RANK, Stored, all_tensors, analyse, build_index, external_locations, order_problem, stored_tensors
+from vsconf.onnx.graph import (
+    MAX_RANK,
+    Stored,
+    all_tensors,
+    analyse,
+    build_index,
+    conflicts,
+    external_locations,
+    order_problem,
+    stored_tensors,
+)
 from vsconf.onnx.reader import ModelFile, resolved
 
 
-class OnnxModel:
+class OnnxModel(AdapterBase):
     """An ONNX model file: its float tensors, their consumers, and a writer."""
 
     target = "onnx"
 
-    def __init__(self, path: Path, *, materialize: bool = False, untie: bool = False):
+    def __init__(self, path: Path, *, materialize: bool = False, untie: bool | str = False):
         self.path = Path(path)
         self.base = self.path.parent
         self._file = ModelFile(self.path)
@@ -56,9 +70,10 @@ class OnnxModel:
             self._file.close()
             raise
 
-    def _open(self, materialize: bool, untie: bool) -> None:
+    def _open(self, materialize: bool, untie: bool | str) -> None:
         model = self._file.model
         self.recorded_seed, self.recorded_seed_problem = _recorded_seed(self.path, model)
+        self.recorded_stream = recorded_stream({prop.key: prop.value for prop in model.metadata_props})
         problem = order_problem(model)
         if problem:
             raise ModelError(f"{self.path}: {problem}")
@@ -76,10 +91,18 @@ class OnnxModel:
         if materialize:
             self._model, self._fills = rewrite.materialize(self._model, self._file, self._constant_ints)
             self._stored = self._collect(self._model)
-        if untie:
-            self._model, self._fills = rewrite.untie(self._model, self._fills)
+        # Which shared tensors became which copies, for the plan and the summary.
+        self.untied: dict[str, list[str]] = {}
+        if untie is True or untie == "all":
+            self._model, self._fills, self.untied = rewrite.untie(self._model, self._fills)
             self._stored = self._collect(self._model)
         self._infos, self._hints = analyse(self._stored, build_index(self._model), self._constant_ints)
+        if untie == "conflicts":
+            disagreeing = conflicts(self._infos, self._hints)
+            if disagreeing:
+                self._model, self._fills, self.untied = rewrite.untie(self._model, self._fills, only=disagreeing)
+                self._stored = self._collect(self._model)
+                self._infos, self._hints = analyse(self._stored, build_index(self._model), self._constant_ints)
 
     def close(self) -> None:
         self._file.close()
@@ -130,7 +153,9 @@ class OnnxModel:
 
     # ------------------------------------------------------------------ writing
 
-    def write(self, output: Path, plan: Plan, values, metadata: Mapping[str, str], progress, transaction: Transaction) -> None:
+    def write(
+        self, output: Path, plan: Plan, values: Values, metadata: Mapping[str, str], progress: Progress | None, transaction: Transaction
+    ) -> None:
         """Stage the model with new values as ``output`` in ``transaction`` (not committed).
 
         ``values(entry)``: the entry's new values as flat chunks, or None to keep them

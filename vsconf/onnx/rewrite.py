@@ -10,13 +10,14 @@ tensor whose bytes do not exist yet to the one value that fills it.  The contrac
   list of non-negative integers, or a tensor past 1 TiB, is a ModelError; the bytes are
   made only when written or read, so planning allocates nothing.
 * :func:`untie` gives each direct consumer of a shared float initializer its own copy,
-  ``<name>:<node>``; shared non-float tensors (shapes, axes) stay shared.
+  ``<name>:<node>`` (all of them, or only those whose consumers disagree: ``--untie
+  conflicts``); shared non-float tensors (shapes, axes) stay shared.
 * Before IR 4 every initializer is also a graph input: new ones are declared there too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 import numpy as np
 import onnx
@@ -24,7 +25,7 @@ from onnx import AttributeProto, TensorProto
 
 from vsconf.errors import ModelError
 from vsconf.onnx.checks import FLOAT_TYPES, data_bytes, data_problem, element_count, is_sub_byte, layout_problem, shown
-from vsconf.onnx.graph import MAX_RANK, CannotFollow, ConstantInts, attribute, build_index, graphs, node_labels, stored_tensors
+from vsconf.onnx.graph import MAX_RANK, CannotFollow, ConstantInts, Edge, attribute, build_index, graphs, node_labels, stored_tensors
 from vsconf.onnx.reader import ModelFile
 
 # --materialize refuses to build a tensor larger than this (1 TiB) instead of trying.
@@ -135,31 +136,52 @@ def _fill_value(node: onnx.NodeProto, where: str, file: ModelFile) -> np.ndarray
     return file.array(value, value.name or "(unnamed)").reshape(())
 
 
-def untie(model: onnx.ModelProto, fills: Fills) -> tuple[onnx.ModelProto, Fills]:
-    """The model with every shared float initializer copied per consumer, and the fills
-    extended to the copies of materialized tensors."""
+def untie(
+    model: onnx.ModelProto, fills: Fills, only: Collection[str] | None = None
+) -> tuple[onnx.ModelProto, Fills, dict[str, list[str]]]:
+    """The model with every shared float initializer copied per consumer (or only those
+    named in ``only``), the fills extended to the copies of materialized tensors, and
+    which tensors became which copies.
+
+    A copy is ``<name>:<node>``; with ``only``, a node that reads the tensor through
+    several inputs (BatchNormalization's scale and var, deduplicated) gets one copy per
+    input, ``<name>:<node>:<input position>``, since those inputs are what disagree.
+    """
     model = _copy(model)
     fills = dict(fills)
     stored, _ = stored_tensors(model)
     index = build_index(model)
+    untied: dict[str, list[str]] = {}
     for name, item in stored.items():
+        if only is not None and name not in only:
+            continue
         edges = index.edges.get(name, [])
         consumers = {id(edge.node): index.labels[id(edge.node)] for edge in edges}  # a node may read it twice
         floating = item.proto.data_type in FLOAT_TYPES
-        if len(consumers) < 2 or item.kind != "initializer" or not floating:
+        positions: dict[int, set[int]] = {}
+        for edge in edges:
+            positions.setdefault(id(edge.node), set()).add(edge.index)
+        by_input = {node for node, found in positions.items() if only is not None and len(found) > 1}
+        if (len(consumers) < 2 and not by_input) or item.kind != "initializer" or not floating:
             continue
-        for consumer in dict.fromkeys(consumers.values()):
+
+        def copy_name(edge: Edge) -> str:
+            label = f"{name}:{consumers[id(edge.node)]}"
+            return f"{label}:{edge.index}" if id(edge.node) in by_input else label
+
+        copies = list(dict.fromkeys(copy_name(edge) for edge in edges))
+        for copy_of in copies:
             copy = TensorProto()
             copy.CopyFrom(item.proto)
-            copy.name = f"{name}:{consumer}"
+            copy.name = copy_of
             if name in fills:
                 fills[copy.name] = fills[name]
             item.graph.initializer.append(copy)
             _declare_input(model, item.graph, copy)
         for edge in edges:
-            edge.node.input[edge.index] = f"{name}:{consumers[id(edge.node)]}"
+            edge.node.input[edge.index] = copy_name(edge)
+        untied[name] = copies
         if not any(o.name == name for o in item.graph.output):
             _remove(item.graph.initializer, lambda tensor: tensor.name == name)
             _remove(item.graph.input, lambda entry: entry.name == name)
-    return model, fills
-
+    return model, fills, untied

@@ -1,0 +1,62 @@
+"""The docs in ``docs/`` say what the code does: every spec they show validates, every key of
+the schema is documented, and the README links them."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+import vsconf
+from vsconf.initializers import PRESETS
+
+ROOT = Path(__file__).resolve().parent.parent
+SPEC_DOC = (ROOT / "docs" / "spec.md").read_text(encoding="utf-8")
+DESIGN_DOC = (ROOT / "docs" / "design.md").read_text(encoding="utf-8")
+SCHEMA = json.loads((ROOT / "vsconf" / "vsconf.schema.json").read_text(encoding="utf-8"))
+
+
+def _yaml_specs(text: str) -> list[str]:
+    return [block for block in re.findall(r"```yaml\n(.*?)```", text, flags=re.S) if "vsconf: 1" in block]
+
+
+@pytest.mark.parametrize("index", range(len(_yaml_specs(SPEC_DOC))))
+def test_every_spec_in_the_reference_validates(index):
+    vsconf.parse_spec(_yaml_specs(SPEC_DOC)[index], source=f"docs/spec.md block {index}")
+
+
+def _keys(schema: object) -> set[str]:
+    found: set[str] = set()
+    if isinstance(schema, dict):
+        found |= set(schema.get("properties", {}))
+        for value in schema.values():
+            found |= _keys(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            found |= _keys(value)
+    return found
+
+
+@pytest.mark.parametrize("key", sorted(_keys(SCHEMA)))
+def test_every_key_of_the_schema_is_documented(key):
+    assert f"`{key}" in SPEC_DOC
+
+
+@pytest.mark.parametrize("name", [*PRESETS, *SCHEMA["$defs"]["roleName"]["enum"]])
+def test_every_preset_and_role_is_documented(name):
+    assert f"`{name}`" in SPEC_DOC
+
+
+def test_the_design_names_every_module_of_the_package():
+    modules = {p.stem for p in (ROOT / "vsconf").glob("*.py") if p.stem not in ("__init__", "__main__")}
+    modules |= {f"onnx/{p.stem}" for p in (ROOT / "vsconf" / "onnx").glob("*.py") if p.stem != "__init__"}
+    missing = sorted(m for m in modules if f"`{m}`" not in DESIGN_DOC and f"`{m}.py`" not in DESIGN_DOC)
+    assert not missing, f"docs/design.md does not place {missing}"
+
+
+def test_the_readme_links_the_docs_and_nothing_outside_the_repository():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "docs/spec.md" in readme and "docs/design.md" in readme
+    assert "../shared" not in readme

@@ -1,0 +1,155 @@
+"""Tasks and schedulers: the output is the same bytes whoever runs the tasks, in whatever
+pieces, and a worker that dies has its task run again."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+import vsconf
+from vsconf import streams, tasks
+from vsconf.cli import main
+from vsconf.spec import parse_spec
+
+SPEC = parse_spec(
+    "vsconf: 1\nseed: 8\nlayout: torch\nrules:\n"
+    "  - match: '*.bias'\n    init: {constant: 0.1}\n"
+    "  - match: 'up.weight'\n    init: glorot_uniform\n"
+    "  - match: '*.weight'\n    init: he_normal\n",
+    source="spec.yaml",
+)
+TENSORS = {
+    "embed.weight": {"shape": [1000, 256]},  # 1 MB
+    "up.weight": {"shape": [700, 1100], "dtype": "bfloat16"},  # 1.5 MB, 12 stream blocks
+    "up.bias": {"shape": [700]},
+    "down.weight": {"shape": [300, 700], "dtype": "float64"},  # 1.7 MB
+    "norm.bias": {"shape": [3]},
+}
+
+
+@pytest.fixture
+def model(tmp_path) -> Path:
+    path = tmp_path / "m.shapes.json"
+    path.write_text(json.dumps({"tensors": TENSORS}))
+    return path
+
+
+def digests(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir())}
+
+
+def test_split_covers_every_element_once_in_block_aligned_tasks():
+    fill = tasks.Fill("w", 1, 1_000_003, 0, 1_000_003, "float32", "uniform", 0.5, "f", 80, streams.LATEST_STREAM)
+    small = [tasks.Fill(f"b{i}", 2, 10, 0, 10, "float16", "constant", 0.0, "f", 4_000_092 + 20 * i, 1) for i in range(3)]
+    copy = tasks.Copy("c", "src", 8, 3_000_000, "f", 9_000_000)
+    task_list = tasks.split([fill, *small, copy], 1 << 20)
+    pieces = [piece for task in task_list for piece in task.pieces]
+    fills = [p for p in pieces if isinstance(p, tasks.Fill) and p.name == "w"]
+    assert [(p.start, p.stop) for p in fills][:2] == [(0, 262144), (262144, 524288)]
+    assert fills[-1].stop == 1_000_003 and all(a.stop == b.start for a, b in zip(fills, fills[1:]))
+    assert all(p.start % streams.BLOCK_SIZE == 0 for p in fills)
+    assert all(p.offset == 80 + 4 * p.start for p in fills)
+    copies = [p for p in pieces if isinstance(p, tasks.Copy)]
+    assert sum(p.length for p in copies) == 3_000_000 and copies[1].source_offset == 8 + (1 << 20)
+    assert all(task.nbytes <= (1 << 20) for task in task_list)
+    # The three small fills ride in one task with the end of the big one.
+    assert sum(1 for task in task_list if any(p.name.startswith("b") for p in task.pieces)) == 1
+
+
+def test_scheduler_names():
+    assert tasks.parse_scheduler("threads", 3) == tasks.Scheduler("threads", 3)
+    assert tasks.parse_scheduler("processes", 2) == tasks.Scheduler("processes", 2)
+    assert tasks.parse_scheduler("tcp://10.0.0.1:8786", 2) == tasks.Scheduler("dask", 2, "tcp://10.0.0.1:8786")
+    assert tasks.parse_scheduler("threads", 2, dask_workers=4) == tasks.Scheduler("dask", 4)
+    with pytest.raises(ValueError, match="expected threads, processes or a Dask scheduler address"):
+        tasks.parse_scheduler("dask", 2)
+    with pytest.raises(ValueError, match="not both"):
+        tasks.parse_scheduler("processes", 2, dask_workers=2)
+
+
+def test_bad_scheduler_options_are_usage_errors(model, tmp_path, capsys):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("vsconf: 1\nseed: 1\nrules: []\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["apply", str(model), str(spec), "--scheduler", "gpu"])
+    assert exit_info.value.code == 2
+    assert "argument --scheduler: expected threads, processes or a Dask scheduler address" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["apply", str(model), str(spec), "--shard-size", "5 gigs"])
+    assert "argument --shard-size: expected a size like 5GB" in capsys.readouterr().err
+
+
+def test_threads_processes_and_task_sizes_write_identical_bytes(model, tmp_path):
+    runs = {
+        "threads-1": dict(jobs=1),
+        "threads-2": dict(jobs=2, task_size="1MiB"),
+        "threads-small-tasks": dict(jobs=2, task_size=300_000),
+        "threads-3MB-tasks": dict(jobs=2, task_size="3MB"),
+        "processes-2": dict(jobs=2, scheduler="processes", task_size="1MiB"),
+    }
+    seen = {}
+    for name, options in runs.items():
+        vsconf.apply(model, SPEC, tmp_path / name, shard_size="2MB", **options)
+        seen[name] = digests(tmp_path / name)
+    assert len(next(iter(seen.values()))) == 4  # three shards and the index
+    assert all(found == seen["threads-1"] for found in seen.values()), seen
+    assert not vsconf.verify(tmp_path / "processes-2", SPEC)
+
+
+def test_options_of_seed_checkpoints_are_refused_for_other_outputs(tmp_path):
+    import numpy as np
+
+    np.savez(tmp_path / "m.npz", **{"fc.weight": np.ones((2, 2), np.float32)})
+    with pytest.raises(vsconf.ModelError, match="apply to sharded checkpoint outputs"):
+        vsconf.apply(tmp_path / "m.npz", SPEC, tmp_path / "o.npz", scheduler="processes")
+
+
+def test_an_unreachable_dask_scheduler_is_a_clear_error(model, tmp_path):
+    pytest.importorskip("distributed")
+    with pytest.raises(vsconf.ModelError, match=r"cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
+        tasks.run([tasks.Task(())], tasks.Scheduler("dask", 1, "tcp://127.0.0.1:9"))
+    assert not (tmp_path / "ckpt").exists()
+
+
+@pytest.mark.slow
+def test_local_dask_clusters_of_one_and_two_workers_write_identical_bytes(model, tmp_path):
+    pytest.importorskip("distributed")
+    vsconf.apply(model, SPEC, tmp_path / "threads", shard_size="2MB")
+    for workers, task_size in ((1, "1MiB"), (2, "300kB")):
+        out = tmp_path / f"dask-{workers}"
+        vsconf.apply(model, SPEC, out, shard_size="2MB", dask_workers=workers, task_size=task_size)
+        assert digests(out) == digests(tmp_path / "threads")
+
+
+@pytest.mark.slow
+def test_a_killed_dask_worker_has_its_task_retried_and_the_output_verifies(model, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    import logging
+
+    marker = tmp_path / "crashed"
+
+    class CrashOnce(distributed.WorkerPlugin):
+        """The first task any worker starts kills its process (the nanny starts a new one)."""
+
+        def __init__(self, path: str):
+            self.path = path
+
+        def transition(self, key, start, finish, **kwargs):
+            if finish == "executing" and not os.path.exists(self.path):
+                with open(self.path, "w"):
+                    pass
+                os._exit(1)
+
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=logging.CRITICAL
+    ) as cluster, distributed.Client(cluster) as client:
+        client.register_plugin(CrashOnce(str(marker)))
+        vsconf.apply(model, SPEC, tmp_path / "ckpt", shard_size="2MB", task_size="1MiB", scheduler=cluster.scheduler_address)
+    assert marker.exists()  # a worker did die
+    assert not vsconf.verify(tmp_path / "ckpt", SPEC)
+    vsconf.apply(model, SPEC, tmp_path / "threads", shard_size="2MB")
+    assert digests(tmp_path / "ckpt") == digests(tmp_path / "threads")

@@ -1,0 +1,247 @@
+"""Shapes manifests: a model that is only names, shapes and dtypes, whose checkpoint vsconf creates.
+
+A manifest is a JSON or YAML file named ``*.shapes.json``, ``*.shapes.yaml`` or
+``*.shapes.yml``::
+
+    {"tensors": {"fc.weight": {"shape": [256, 128], "dtype": "float32"},
+                 "fc.bias": {"shape": [256]}},
+     "metadata": {"format": "pt"}}
+
+``tensors`` maps each name, in order, to its ``shape`` (a list of non-negative integers)
+and ``dtype`` (float16, bfloat16, float32 or float64; float32 when left out).
+``metadata`` (optional, strings to strings) goes into the safetensors header of the
+output, ``{"format": "pt"}`` when left out, which Hugging Face's loaders expect.  A
+manifest holds no values, so every tensor must be filled by a rule (a constant rule
+included): a checkpoint with tensors nobody initialized would be a lie, and ``apply``
+refuses it, naming them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import stat
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from vsconf.adapters import AdapterBase
+from vsconf.engine import FanHint, Plan, state_dict_hints
+from vsconf.errors import MatchError, ModelError
+from vsconf.files import Transaction, describe_os_error
+from vsconf.initializers import FLOAT_DTYPES, float_dtype
+from vsconf.matching import TensorInfo
+from vsconf.spec import format_path
+
+SUFFIXES = (".shapes.json", ".shapes.yaml", ".shapes.yml")
+MAX_MANIFEST_BYTES = 64 << 20
+MAX_RANK = 64
+DEFAULT_METADATA = {"format": "pt"}
+
+
+def is_manifest(path: Path) -> bool:
+    return path.name.endswith(SUFFIXES)
+
+
+def default_output(path: Path) -> Path:
+    """``model.shapes.json`` -> the folder ``model.init`` beside it."""
+    stem = next(path.name[: -len(s)] for s in SUFFIXES if path.name.endswith(s))
+    return path.with_name(f"{stem or 'model'}.init")
+
+
+def _load(path: Path) -> Any:
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise ModelError(f"{path}: the manifest is not a regular file")
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_MANIFEST_BYTES + 1)
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read the manifest: {describe_os_error(exc)}") from None
+    if len(data) > MAX_MANIFEST_BYTES:
+        raise ModelError(f"{path}: cannot read the manifest: it is larger than {MAX_MANIFEST_BYTES >> 20} MiB, the limit")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ModelError(f"{path}: the manifest is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
+    if path.name.endswith(".json"):
+        try:
+            return json.loads(text, object_pairs_hook=_unique_keys(path))
+        except json.JSONDecodeError as exc:
+            raise ModelError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+        except (ValueError, RecursionError) as exc:
+            raise ModelError(f"{path}: invalid JSON: {exc}") from None
+    return _load_yaml(path, text)
+
+
+def _unique_keys(path: Path):
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in items:
+            if key in out:
+                raise ModelError(f"{path}: key {key!r} is given twice")
+            out[key] = value
+        return out
+
+    return pairs
+
+
+def _load_yaml(path: Path, text: str) -> Any:
+    """YAML without aliases (a manifest never needs one, and they can expand without bound)."""
+    loader_class = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        for event in yaml.parse(text, Loader=loader_class):
+            if isinstance(event, yaml.AliasEvent):
+                mark = event.start_mark
+                raise ModelError(f"{path}:{mark.line + 1}:{mark.column + 1}: a manifest cannot use YAML aliases")
+        return yaml.load(text, Loader=loader_class)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ModelError(f"{where}: invalid YAML: {exc.problem or exc.context}") from None
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise ModelError(f"{path}: invalid YAML: {exc}") from None
+
+
+def _entry_error(path: Path, keys: tuple[Any, ...], message: str) -> ModelError:
+    return ModelError(f"{path}: {format_path(keys)}: {message}")
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    return {dict: "a mapping", list: "a list", str: "a string", int: "an integer", float: "a number"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def parse_manifest(path: Path, data: Any) -> tuple[list[TensorInfo], dict[str, str]]:
+    """The tensors and metadata of a loaded manifest; ModelError at the first bad entry."""
+    if not isinstance(data, dict):
+        raise ModelError(f"{path}: a manifest is a mapping with `tensors`, not {_kind(data)}")
+    unknown = [key for key in data if key not in ("tensors", "metadata")]
+    if unknown:
+        raise _entry_error(path, (unknown[0],), "unknown key (a manifest has `tensors` and `metadata`)")
+    tensors = data.get("tensors")
+    if not isinstance(tensors, dict):
+        raise ModelError(f"{path}: tensors: " + ("missing" if tensors is None else f"expected a mapping, got {_kind(tensors)}"))
+    infos = []
+    for name, entry in tensors.items():
+        infos.append(_tensor(path, name, entry))
+    metadata = data.get("metadata", DEFAULT_METADATA)
+    if not isinstance(metadata, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+        raise _entry_error(path, ("metadata",), "expected a mapping of strings to strings")
+    return infos, dict(metadata)
+
+
+def _tensor(path: Path, name: Any, entry: Any) -> TensorInfo:
+    where = ("tensors", str(name))
+    if not isinstance(name, str) or not name:
+        raise _entry_error(path, where, "a tensor name must be a non-empty string")
+    if not isinstance(entry, dict):
+        raise _entry_error(path, where, f"expected a mapping with `shape` and `dtype`, got {_kind(entry)}")
+    unknown = [key for key in entry if key not in ("shape", "dtype")]
+    if unknown:
+        raise _entry_error(path, where + (unknown[0],), "unknown key (a tensor has `shape` and `dtype`)")
+    shape = entry.get("shape")
+    if (
+        not isinstance(shape, list)
+        or len(shape) > MAX_RANK
+        or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**63 for d in shape)
+    ):
+        shown = json.dumps(shape) if isinstance(shape, (list, int, str, type(None))) and len(str(shape)) < 80 else _kind(shape)
+        raise _entry_error(path, where + ("shape",), f"expected a list of at most {MAX_RANK} non-negative integers, got {shown}")
+    dtype_name = entry.get("dtype", "float32")
+    try:
+        dtype = float_dtype(dtype_name) if isinstance(dtype_name, str) else None
+    except ValueError:
+        dtype = None
+    if dtype is None:
+        choices = ", ".join(sorted(FLOAT_DTYPES))
+        raise _entry_error(
+            path, where + ("dtype",), f"expected one of {choices} (vsconf creates float tensors only), got {dtype_name!r}"
+        )
+    if math.prod(shape) * dtype.itemsize >= 2**63:
+        raise _entry_error(path, where + ("shape",), f"{shape} of {dtype.name} needs more than 2**63 bytes")
+    return TensorInfo(name, tuple(shape), dtype)
+
+
+class ShapesManifest(AdapterBase):
+    """A shapes manifest as a model: tensors with no values yet."""
+
+    target = "state_dict"
+    recorded_seed: int | None = None
+    recorded_seed_problem: str | None = None
+    recorded_stream: int | None = None
+    has_data = False
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._infos, self.metadata = parse_manifest(path, _load(path))
+
+    def tensors(self) -> list[TensorInfo]:
+        return list(self._infos)
+
+    def hints(self) -> dict[str, FanHint]:
+        return state_dict_hints(self._infos)
+
+    def read(self, name: str) -> np.ndarray:
+        raise ModelError(f"{self.path}: a shapes manifest holds no values (tensor {name!r}); verify the checkpoint made from it")
+
+    def files(self) -> list[Path]:
+        return [self.path]
+
+    def stale_data_files(self, output: Path) -> tuple[list[Path], list[str]]:
+        return [], []
+
+    def close(self) -> None:
+        pass
+
+    def write(
+        self, output: Path, plan: Plan, values, metadata: Mapping[str, str], progress, transaction: Transaction
+    ) -> None:
+        """An ``.npz`` output: members in plan order, each streamed chunk by chunk."""
+        import zipfile
+
+        from vsconf.statedict import _ZIP_EPOCH, _write_npy
+
+        if output.suffix != ".npz":
+            raise ModelError(f"{output}: a manifest's checkpoint is a folder, a .safetensors or an .npz file")
+        require_filled(plan, self.path)
+        for entry in plan:
+            if entry.dtype == "bfloat16":
+                raise ModelError(
+                    f"{output}: tensor {entry.name!r} is bfloat16, which an .npz file cannot hold "
+                    "(NumPy stores it as raw bytes); write a .safetensors file or a folder"
+                )
+        temp = transaction.stage(output)
+        entries = sorted(plan, key=lambda entry: entry.name)
+        try:
+            with zipfile.ZipFile(temp, "w", allowZip64=True) as out:
+                for done, entry in enumerate(entries, 1):
+                    info = zipfile.ZipInfo(entry.name + ".npy", date_time=_ZIP_EPOCH)
+                    info.external_attr = 0o644 << 16
+                    with out.open(info, "w", force_zip64=True) as sink:
+                        _write_npy(sink, entry, values(entry))
+                    if progress:
+                        progress(done, len(entries), entry.name)
+        except (OSError, zipfile.LargeZipFile) as exc:
+            raise ModelError(f"{output}: cannot write: {exc}") from None
+
+
+def require_filled(plan: Plan, source: Path) -> None:
+    """A manifest's checkpoint holds only values a rule made: list every tensor none fills."""
+    empty = [entry for entry in plan if not entry.changes]
+    if not empty:
+        return
+    shown = ", ".join(f"{e.name!r} ({'kept by ' + e.rule if e.action == 'keep' else e.action})" for e in empty[:5])
+    more = f" and {len(empty) - 5} more" if len(empty) > 5 else ""
+    raise MatchError(
+        f"{source}: a manifest holds no values, so every tensor needs a rule that fills it; "
+        f"{len(empty)} would be left uninitialized: {shown}{more} (write `init: zeros` where zeros are meant)"
+    )

@@ -1,0 +1,563 @@
+"""Hugging Face-style sharded safetensors checkpoints, read as a model and written by tasks.
+
+A sharded checkpoint is a folder holding ``model.safetensors.index.json`` --
+``{"metadata": {"total_size": N}, "weight_map": {tensor: shard file}}`` -- and the shards
+``model-0000k-of-0000n.safetensors`` it names.  Reading checks the index as hostile
+input: its size, its JSON, every shard a plain file name inside the index's folder (no
+``..``, no absolute path, no link leading out), every shard a safetensors file that holds
+exactly the tensors the index maps to it, and ``total_size`` equal to their bytes.
+
+Writing (:func:`write_checkpoint`, also used for a single ``.safetensors`` output of a
+manifest or a sharded model) lays the whole output out from the plan before any value
+exists: tensors go to shards in plan order as Hugging Face's
+``split_torch_state_dict_into_shards`` assigns them, each shard's header is computed up
+front, the shard files are preallocated, and the values are written by
+:mod:`vsconf.tasks` at their offsets, by whichever scheduler.  The folder is built as a
+temporary sibling and renamed into place whole by the :class:`~vsconf.files.Transaction`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import stat
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+
+from vsconf import streams, tasks
+from vsconf.adapters import AdapterBase
+from vsconf.engine import FanHint, Plan, PlanEntry, state_dict_hints
+from vsconf.errors import ModelError
+from vsconf.files import Transaction, describe_os_error
+from vsconf.initializers import float_dtype, sampling
+from vsconf.matching import TensorInfo
+
+INDEX_SUFFIX = ".safetensors.index.json"
+INDEX_NAME = "model" + INDEX_SUFFIX
+# Hugging Face's default ``max_shard_size`` ("5GB", decimal units as it reads them).
+DEFAULT_SHARD_BYTES = 5 * 10**9
+# An index lists names and file names: tens of thousands of tensors take a few MB.
+MAX_INDEX_BYTES = 64 << 20
+MAX_INDEX_TENSORS = 1_000_000
+_UNITS = {
+    "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
+    "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40,
+}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)\s*$", re.IGNORECASE)
+_ST_CODES = {
+    "bfloat16": "BF16", "float64": "F64", "float32": "F32", "float16": "F16",
+    "int64": "I64", "int32": "I32", "int16": "I16", "int8": "I8",
+    "uint64": "U64", "uint32": "U32", "uint16": "U16", "uint8": "U8", "bool": "BOOL",
+}
+_ST_DTYPES = {
+    "BF16": ml_dtypes.bfloat16, "F64": np.float64, "F32": np.float32, "F16": np.float16,
+    "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8,
+    "U64": np.uint64, "U32": np.uint32, "U16": np.uint16, "U8": np.uint8, "BOOL": np.bool_,
+}
+# What a folder vsconf may replace holds: shards and indexes, nothing else.
+_CHECKPOINT_FILE = re.compile(r"^[^/\\]+\.safetensors(\.index\.json)?$")
+
+
+def parse_size(text: str) -> int:
+    """``"5GB"`` -> 5*10**9, ``"2GiB"`` -> 2*2**30, ``"500MB"``, ``"1048576"`` (bytes); as
+    Hugging Face's ``max_shard_size``, decimal units are powers of 10.  ValueError if bad."""
+    match = _SIZE.match(text) if isinstance(text, str) and len(text) <= 40 else None
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in _UNITS and unit != "":
+        raise ValueError(f"expected a size like 5GB, 500MB, 2GiB or a number of bytes, got {text!r}")
+    size = int(float(match.group(1)) * _UNITS.get(unit, 1)) if "." in match.group(1) else int(match.group(1)) * _UNITS.get(unit, 1)
+    if not 1 <= size < 2**63:
+        raise ValueError(f"expected a size of at least 1 byte, got {text!r}")
+    return size
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def index_file(path: Path) -> Path | None:
+    """The index of the sharded checkpoint at ``path`` (its folder or its index), or None."""
+    if path.name.endswith(INDEX_SUFFIX) and not path.is_dir():
+        return path
+    if path.is_dir():
+        if (path / INDEX_NAME).exists():
+            return path / INDEX_NAME
+        found = sorted(p for p in path.glob("*" + INDEX_SUFFIX))
+        if len(found) == 1:
+            return found[0]
+    return None
+
+
+def single_file(path: Path) -> Path | None:
+    """A folder holding ``model.safetensors`` and no index is that one file."""
+    if path.is_dir() and index_file(path) is None and (path / "model.safetensors").is_file():
+        return path / "model.safetensors"
+    return None
+
+
+def is_folder_output(output: str | os.PathLike) -> bool:
+    """Whether ``-o OUTPUT`` names a sharded checkpoint: a folder (existing, written with a
+    trailing ``/``, or a name without a suffix) or an index file ``*.safetensors.index.json``."""
+    text = os.fspath(output)
+    path = Path(text)
+    return (
+        text.endswith(("/", os.sep))
+        or path.name.endswith(INDEX_SUFFIX)
+        or path.is_dir()
+        or (path.suffix == "" and not path.exists())
+    )
+
+
+def folder_and_prefix(output: str | os.PathLike) -> tuple[Path, str]:
+    """``ckpt/`` -> (ckpt, "model"); ``ckpt/foo.safetensors.index.json`` -> (ckpt, "foo")."""
+    path = Path(os.fspath(output))
+    if path.name.endswith(INDEX_SUFFIX):
+        prefix = path.name[: -len(INDEX_SUFFIX)]
+        if not prefix:
+            raise ModelError(f"{path}: an index needs a name before {INDEX_SUFFIX}")
+        return (path.parent if str(path.parent) else Path(".")), prefix
+    return path, "model"
+
+
+def shard_name(prefix: str, index: int, count: int) -> str:
+    """Hugging Face's pattern: ``model-00001-of-00003.safetensors``."""
+    return f"{prefix}-{index + 1:05d}-of-{count:05d}.safetensors"
+
+
+def check_output_folder(folder: Path, *, force: bool, replacing_input: bool = False) -> None:
+    """A folder output may be created, or (with ``force``) replace a folder that holds only
+    a safetensors checkpoint: vsconf never removes a file that is not a shard or an index."""
+    parent = folder.parent if str(folder.parent) else Path(".")
+    if not parent.is_dir():
+        raise ModelError(f"{folder}: cannot write the output: the folder {parent} does not exist")
+    if not os.path.lexists(folder):
+        return
+    if os.path.islink(folder) or not folder.is_dir():
+        raise ModelError(f"{folder}: cannot write the output folder: it exists and is not a folder")
+    if not force and not replacing_input and any(os.scandir(folder)):
+        raise ModelError(
+            f"{folder}: exists; pass force=True to replace it, or another output",
+            cli_message=f"{folder}: exists; use --force to replace it, or -o to write elsewhere",
+        )
+    foreign = _foreign_entries(folder)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise ModelError(
+            f"{folder}: holds {shown}, which {'is' if len(foreign) == 1 else 'are'} not part of a safetensors "
+            "checkpoint; vsconf replaces only a folder of .safetensors files and their index"
+        )
+
+
+def _foreign_entries(folder: Path) -> list[str]:
+    foreign = []
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if not (_CHECKPOINT_FILE.match(entry.name) and entry.is_file(follow_symlinks=False)):
+                foreign.append(entry.name)
+    return sorted(foreign)
+
+
+def discard_folder(old: Path) -> list[str]:
+    """Remove a replaced checkpoint folder (renamed away by the transaction): its shards and
+    indexes, then the folder.  Anything else found there stays, with a note."""
+    notes = []
+    try:
+        for entry in os.scandir(old):
+            if _CHECKPOINT_FILE.match(entry.name) and entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+        os.rmdir(old)
+    except OSError as exc:
+        notes.append(f"{old}: could not remove the replaced checkpoint folder: {describe_os_error(exc)}")
+    return notes
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _safetensors_file(path: Path):
+    from vsconf.statedict import SafetensorsStateDict
+
+    return SafetensorsStateDict(path)
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _Duplicate(key)
+        out[key] = value
+    return out
+
+
+class _Duplicate(ValueError):
+    pass
+
+
+def _read_index(path: Path) -> dict[str, Any]:
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise ModelError(f"{path}: the index is not a regular file")
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_INDEX_BYTES + 1)
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read the index: {describe_os_error(exc)}") from None
+    if len(data) > MAX_INDEX_BYTES:
+        raise ModelError(f"{path}: cannot read the index: it is larger than {MAX_INDEX_BYTES >> 20} MiB, the limit")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ModelError(f"{path}: the index is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
+    try:
+        index = json.loads(text, object_pairs_hook=_no_duplicates)
+    except _Duplicate as exc:
+        raise ModelError(f"{path}: the index gives key {exc.args[0]!r} twice") from None
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+    except (ValueError, RecursionError) as exc:
+        raise ModelError(f"{path}: invalid JSON: {exc}") from None
+    if not isinstance(index, dict):
+        raise ModelError(f"{path}: the index must be a JSON object with a weight_map, not {_json_type(index)}")
+    return index
+
+
+def _json_type(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number"
+    )
+
+
+class ShardedSafetensors(AdapterBase):
+    """A sharded safetensors checkpoint: the index and every shard it names, checked together."""
+
+    target = "state_dict"
+    recorded_seed: int | None = None
+    recorded_seed_problem: str | None = None
+    recorded_stream: int | None = None
+
+    def __init__(self, index: Path):
+        self.path = index
+        self.folder = index.parent if str(index.parent) else Path(".")
+        data = _read_index(index)
+        weight_map, total_size = self._check_index(data)
+        self._shards: dict[str, Any] = {}
+        self._where: dict[str, str] = {}
+        try:
+            for shard in sorted(set(weight_map.values())):
+                self._shards[shard] = _safetensors_file(self._shard_path(shard, weight_map))
+            self._check_shards(weight_map, total_size)
+        except BaseException:
+            self.close()
+            raise
+        self.metadata = dict(next(iter(self._shards.values())).metadata) if self._shards else {}
+        self.recorded_stream = streams.recorded_stream(self.metadata)
+        self._read_seed()
+
+    def _check_index(self, data: dict[str, Any]) -> tuple[dict[str, str], int | None]:
+        where = self.path
+        unknown = sorted(set(data) - {"metadata", "weight_map"})
+        if unknown:
+            raise ModelError(f"{where}: unknown key {unknown[0]!r} in the index (expected metadata and weight_map)")
+        weight_map = data.get("weight_map")
+        if not isinstance(weight_map, dict):
+            what = "has no weight_map" if weight_map is None else f"weight_map is {_json_type(weight_map)}, not an object"
+            raise ModelError(f"{where}: {what}")
+        if len(weight_map) > MAX_INDEX_TENSORS:
+            raise ModelError(f"{where}: names {len(weight_map)} tensors, more than {MAX_INDEX_TENSORS}, the limit")
+        for name, shard in weight_map.items():
+            if not isinstance(shard, str):
+                raise ModelError(f"{where}: weight_map[{name!r}] is {_json_type(shard)}, not a shard file name")
+        metadata = data.get("metadata", {})
+        if not isinstance(metadata, dict):
+            raise ModelError(f"{where}: metadata is {_json_type(metadata)}, not an object")
+        total_size = metadata.get("total_size")
+        if total_size is not None and (isinstance(total_size, bool) or not isinstance(total_size, int) or total_size < 0):
+            raise ModelError(f"{where}: metadata.total_size is {_show(total_size)}, not a number of bytes")
+        return weight_map, total_size
+
+    def _shard_path(self, shard: str, weight_map: Mapping[str, str]) -> Path:
+        name = next(n for n, s in weight_map.items() if s == shard)
+        where = f"{self.path}: weight_map[{name!r}]"
+        plain = shard not in ("", ".", "..") and "/" not in shard and "\\" not in shard and "\0" not in shard
+        if not plain or len(shard) > 255:
+            raise ModelError(f"{where}: shard {_show(shard)} is not a file name in the index's folder")
+        path = self.folder / shard
+        if not os.path.lexists(path):
+            raise ModelError(f"{where}: shard {shard!r}: no such file")
+        real_folder = os.path.realpath(self.folder)
+        if os.path.dirname(os.path.realpath(path)) != real_folder:
+            raise ModelError(f"{where}: shard {shard!r} is a link to a file outside the index's folder")
+        mode = os.stat(path).st_mode
+        if not stat.S_ISREG(mode):
+            raise ModelError(f"{where}: shard {shard!r} is not a regular file")
+        return path
+
+    def _check_shards(self, weight_map: Mapping[str, str], total_size: int | None) -> None:
+        held: dict[str, str] = {}
+        for shard, reader in self._shards.items():
+            for info in reader.tensors():
+                held[info.name] = shard
+        for name, shard in weight_map.items():
+            if held.get(name) != shard:
+                raise ModelError(f"{self.path}: weight_map maps tensor {name!r} to {shard!r}, which does not hold it")
+        for name, shard in held.items():
+            if name not in weight_map:
+                raise ModelError(f"{self.folder / shard}: holds tensor {name!r}, which the index does not name")
+        self._infos: list[TensorInfo] = []
+        total = 0
+        for shard, reader in self._shards.items():
+            infos = sorted(reader.tensors(), key=lambda info: reader.stored(info.name)[2])
+            for info in infos:
+                self._infos.append(info)
+                self._where[info.name] = shard
+                total += reader.stored(info.name)[3]
+        if total_size is not None and total_size != total:
+            raise ModelError(f"{self.path}: metadata.total_size is {total_size}, but the shards' tensors hold {total} bytes")
+
+    def _read_seed(self) -> None:
+        seeds = {reader.metadata.get("vsconf.seed") for reader in self._shards.values()}
+        if seeds == {None}:
+            return
+        seed = next(iter(seeds)) if len(seeds) == 1 else None
+        if isinstance(seed, str) and seed.isdigit() and len(seed) <= 19 and int(seed) < streams.MAX_SEED:
+            self.recorded_seed = int(seed)
+        else:
+            self.recorded_seed_problem = (
+                f"{self.path}: the shards record no single vsconf.seed ({', '.join(sorted(map(str, seeds)))}); "
+                "give the seed explicitly"
+            )
+
+    def tensors(self) -> list[TensorInfo]:
+        return list(self._infos)
+
+    def hints(self) -> dict[str, FanHint]:
+        return state_dict_hints(self._infos)
+
+    def read(self, name: str) -> np.ndarray:
+        return self._shards[self._where[name]].read(name)
+
+    def stored(self, name: str) -> tuple[str, str, int, int]:
+        """(safetensors dtype, file, offset, length) of a tensor's bytes."""
+        return self._shards[self._where[name]].stored(name)
+
+    def files(self) -> list[Path]:
+        return [self.path] + [self.folder / shard for shard in self._shards]
+
+    def stale_data_files(self, output: Path) -> tuple[list[Path], list[str]]:
+        return [], []
+
+    def write(self, output, plan, values, metadata, progress, transaction) -> None:
+        raise ModelError(f"{output}: a sharded checkpoint is written as a folder or a .safetensors file")
+
+    def close(self) -> None:
+        for reader in self._shards.values():
+            reader.close()
+
+
+def _show(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:40] + f"...({len(text)} characters)"
+
+
+def open_sharded(path: Path):
+    """The model at ``path``: a sharded checkpoint's folder or index, or a folder holding
+    one ``model.safetensors``."""
+    index = index_file(path)
+    if index is not None:
+        return ShardedSafetensors(index)
+    single = single_file(path)
+    if single is not None:
+        return _safetensors_file(single)
+    raise ModelError(f"{path}: the model is a folder, not a regular file")
+
+
+# --------------------------------------------------------------------------- writing
+
+
+@dataclass(frozen=True)
+class _Tensor:
+    """One tensor of the output: where its bytes come from, and where they go."""
+
+    entry: PlanEntry
+    code: str  # safetensors dtype
+    nbytes: int
+    source: tuple[str, int] | None = None  # (file, offset) to copy from
+    array: bool = False  # read through the adapter (a format without byte ranges)
+
+
+def assign_shards(sizes: Sequence[tuple[str, int]], max_bytes: int) -> list[list[str]]:
+    """Tensor names per shard, as ``huggingface_hub.split_torch_state_dict_into_shards``
+    assigns them: in order, a new shard when the next tensor would pass ``max_bytes``; a
+    tensor bigger than ``max_bytes`` gets a shard of its own, placed where it is met."""
+    shards: list[list[str]] = []
+    current: list[str] = []
+    current_bytes = 0
+    for name, size in sizes:
+        if size > max_bytes:
+            shards.append([name])
+            continue
+        if current_bytes + size > max_bytes:
+            shards.append(current)
+            current, current_bytes = [], 0
+        current.append(name)
+        current_bytes += size
+    if current:
+        shards.append(current)
+    return shards
+
+
+def _header(tensors: Sequence[_Tensor], metadata: Mapping[str, str]) -> bytes:
+    """A safetensors header: 8-byte length, then JSON padded with spaces to 8 bytes."""
+    header: dict[str, Any] = {"__metadata__": dict(metadata)} if metadata else {}
+    offset = 0
+    for tensor in tensors:
+        header[tensor.entry.name] = {
+            "dtype": tensor.code,
+            "shape": list(tensor.entry.shape),
+            "data_offsets": [offset, offset + tensor.nbytes],
+        }
+        offset += tensor.nbytes
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text
+
+
+def _describe(source: Any, entry: PlanEntry) -> _Tensor:
+    if entry.changes:
+        dtype = float_dtype(entry.dtype)
+        return _Tensor(entry, _ST_CODES[dtype.name], math.prod(entry.shape) * dtype.itemsize)
+    stored = getattr(source, "stored", None)
+    if stored is not None:
+        code, path, offset, length = stored(entry.name)
+        return _Tensor(entry, code, length, source=(path, offset))
+    if getattr(source, "has_data", True) is False:
+        raise ModelError(f"tensor {entry.name!r}: no rule fills it, and the model holds no values for it")
+    code = _ST_CODES.get(entry.dtype)
+    if code is None:
+        raise ModelError(f"tensor {entry.name!r}: dtype {entry.dtype} cannot be stored in a .safetensors file")
+    itemsize = np.dtype(_ST_DTYPES[code]).itemsize
+    return _Tensor(entry, code, math.prod(entry.shape) * itemsize, array=True)
+
+
+def _fill(tensor: _Tensor, path: str, offset: int) -> tasks.Fill:
+    entry = tensor.entry
+    total = math.prod(entry.shape)
+    if entry.action == "constant":
+        return tasks.Fill(entry.name, 0, total, 0, total, entry.dtype, "constant", float(entry.value), path, offset, 0)
+    kind, param = sampling(entry.distribution, entry.variance)
+    key = streams.stream_key(entry.seed, entry.name)
+    stream = entry.stream or streams.LATEST_STREAM
+    return tasks.Fill(entry.name, key, total, 0, total, entry.dtype, kind, param, path, offset, stream)
+
+
+def _preallocate(path: Path, header: bytes, size: int) -> None:
+    with open(path, "r+b") as handle:
+        handle.write(header)
+        try:
+            os.posix_fallocate(handle.fileno(), 0, size)
+        except (AttributeError, OSError) as exc:  # not every file system reserves space
+            if isinstance(exc, OSError) and exc.errno == 28:  # ENOSPC
+                raise
+            handle.truncate(size)
+
+
+def write_checkpoint(
+    source: Any,
+    output: Path,
+    plan: Plan,
+    *,
+    single: bool,
+    metadata: Mapping[str, str],
+    transaction: Transaction,
+    shard_bytes: int = DEFAULT_SHARD_BYTES,
+    prefix: str = "model",
+    scheduler: tasks.Scheduler | None = None,
+    task_bytes: int = tasks.DEFAULT_TASK_BYTES,
+    progress=None,
+    digests: dict[str, str] | None = None,
+) -> None:
+    """Stage ``plan``'s output as one ``.safetensors`` file (``single``) or as the folder
+    ``output`` of shards and an index; changed tensors are generated by tasks, the others
+    copied from ``source``.  ``digests`` (if given) receives the SHA-256 of every changed
+    tensor's bytes, read back from what was written."""
+    scheduler = scheduler or tasks.Scheduler()
+    described = [_describe(source, entry) for entry in plan]
+    by_name = {tensor.entry.name: tensor for tensor in described}
+    if single:
+        groups = [[tensor.entry.name for tensor in described]]
+        temp = transaction.stage(output)
+        files = [temp]
+    else:
+        groups = assign_shards([(t.entry.name, t.nbytes) for t in described], shard_bytes)
+        folder = transaction.stage_folder(output)
+        files = [folder / shard_name(prefix, i, len(groups)) for i in range(len(groups))]
+    placed: dict[str, tuple[Path, int]] = {}
+    try:
+        for file, group in zip(files, groups):
+            members = [by_name[name] for name in group]
+            header = _header(members, metadata)
+            offset = len(header)
+            for tensor in members:
+                placed[tensor.entry.name] = (file, offset)
+                offset += tensor.nbytes
+            if not single:
+                file.touch()
+            _preallocate(file, header, offset)
+        pieces: list[tasks.Fill | tasks.Copy] = []
+        for tensor in described:
+            file, offset = placed[tensor.entry.name]
+            if tensor.entry.changes:
+                pieces.append(_fill(tensor, str(file), offset))
+            elif tensor.source is not None:
+                pieces.append(tasks.Copy(tensor.entry.name, tensor.source[0], tensor.source[1], tensor.nbytes, str(file), offset))
+            else:
+                _write_array(source, tensor, file, offset)
+        tasks.run(tasks.split(pieces, task_bytes), scheduler, progress)
+        if digests is not None:
+            for tensor in described:
+                if tensor.entry.changes:
+                    digests[tensor.entry.name] = _digest(*placed[tensor.entry.name], tensor.nbytes)
+        if not single:
+            _write_index(folder / (prefix + INDEX_SUFFIX), groups, files, described)
+    except OSError as exc:
+        raise ModelError(f"{output}: cannot write: {describe_os_error(exc)}") from None
+
+
+def _write_array(source: Any, tensor: _Tensor, file: Path, offset: int) -> None:
+    from vsconf.files import little_endian_bytes
+
+    data = little_endian_bytes(source.read(tensor.entry.name))
+    if len(data) != tensor.nbytes:
+        raise ModelError(f"tensor {tensor.entry.name!r}: holds {len(data)} bytes, its shape needs {tensor.nbytes}")
+    fd = os.open(file, os.O_WRONLY)
+    try:
+        tasks.pwrite_all(fd, memoryview(data), offset)
+    finally:
+        os.close(fd)
+
+
+def _digest(file: Path, offset: int, length: int) -> str:
+    digest = hashlib.sha256()
+    with open(file, "rb") as handle:
+        handle.seek(offset)
+        while length:
+            chunk = handle.read(min(length, 16 << 20))
+            if not chunk:
+                raise ModelError(f"{file}: ends before offset {offset + length}")
+            digest.update(chunk)
+            length -= len(chunk)
+    return digest.hexdigest()
+
+
+def _write_index(path: Path, groups: Sequence[Sequence[str]], files: Sequence[Path], described: Sequence[_Tensor]) -> None:
+    """Hugging Face's index: total_size is the sum of the tensors' bytes; keys sorted."""
+    weight_map = {name: file.name for file, group in zip(files, groups) for name in group}
+    index = {"metadata": {"total_size": sum(t.nbytes for t in described)}, "weight_map": weight_map}
+    path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")
