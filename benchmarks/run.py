@@ -21,6 +21,10 @@ Three sections, each building its own inputs in a scratch folder (removed at the
    fill-only time -- ``streams.draw`` of the same tensors at the same jobs, in-process --
    whose SHA-256s must equal the output's.
 
+4. **seed** -- a seed checkpoint created from a shapes manifest (8.6 GB; ``--quick`` 1 GB) by
+   threads, a process pool and a 2-worker local Dask cluster: wall time, peak RSS of the
+   largest process, the ratio to the fill-only time, and byte-identical outputs.
+
 Processes are timed by wall clock; peak RSS is the child's ``ru_maxrss`` from ``os.wait4``,
 spawned from a small launcher process (Linux carries the spawner's peak into the child's).
 Before each, ``os.sync()`` flushes earlier writes (untimed); inputs are in the page cache,

@@ -213,6 +213,21 @@ def test_unmatched_rules_fail_apply_without_writing(tmp_path, capsys):
     assert not (tmp_path / "o.npz").exists()
 
 
+def test_plan_warnings_print_one_line_each_on_stderr(tmp_path, capsys):
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        "vsconf: 1\nseed: 1\nrules:\n  - match: '*'\n    init: {preset: he_normal, distribution: normal}\n"
+        "  - match: 'conv1.weight'\n    init: zeros\n"
+    )
+    code, _, err = run(capsys, "plan", str(EXAMPLE), str(spec))
+    assert code == 0
+    assert err.splitlines()[:2] == [
+        f"{spec}:5:45: rules[0].init.distribution: warning: 'normal' is a deprecated alias of 'truncated_normal' "
+        "(TF1's meaning); write 'truncated_normal', or 'untruncated_normal' for JAX's and PyTorch's normal",
+        f"{spec}: rules[1] (line 6): warning: never applies; every tensor it matches is taken by rules[0] (line 4)",
+    ]
+
+
 def test_progress_bar_only_on_a_terminal(tmp_path, vsconf_exe):
     import os
     import pty

@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 import vsconf
@@ -132,7 +131,7 @@ def test_a_manifest_has_no_values_to_verify_or_replace(tmp_path):
 
 
 def test_the_cli_reports_a_bad_manifest_in_one_line(tmp_path):
-    model = manifest(tmp_path, {"tensors": {"a": {"shape": "3x4"}}})
+    manifest(tmp_path, {"tensors": {"a": {"shape": "3x4"}}})
     spec = tmp_path / "init.yaml"
     spec.write_text(SPEC_TEXT)
     done = subprocess.run(

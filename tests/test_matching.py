@@ -110,9 +110,10 @@ def test_fully_shadowed_rule_is_a_warning():
         "  - match: '*'\n    init: ones\n"
     )
     result = match_tensors(spec, [tensor("fc.weight"), tensor("fc.bias", (4,))])
-    assert result.warnings == (
-        "init.yaml: rules[1] (line 6): never applies; every tensor it matches is taken by rules[0] (line 4)",
-    )
+    assert [warning.format("warning") for warning in result.warnings] == [
+        "init.yaml: rules[1] (line 6): warning: never applies; every tensor it matches is taken by rules[0] (line 4)",
+    ]
+    assert [(warning.rule, warning.line, warning.path) for warning in result.warnings] == [(1, 6, "rules[1]")]
     assert result.rules == {"fc.weight": 0, "fc.bias": 2}
 
 

@@ -290,11 +290,12 @@ def test_a_glob_that_only_reaches_protected_tensors_warns_and_fills_nothing(tmp_
     path = save(_conv_bn(15), tmp_path / "m.onnx")
     plan = vsconf.plan(path, spec_of("  - match: 'bn.running_*'\n    init: zeros\n"))
     assert [e.action for e in plan if e.name.startswith("bn.running")] == ["keep", "keep"]
-    assert plan.warnings == (
-        "spec.yaml: rules[0] (line 4): fills nothing; it matches only tensors that rules selecting by glob, regex or op "
-        "do not fill: 'bn.running_mean' (running_stat), 'bn.running_var' (running_stat); add `role: running_stat` "
-        "(or `role: any`) to fill them",
-    )
+    assert [warning.format("warning") for warning in plan.warnings] == [
+        "spec.yaml: rules[0] (line 4): warning: fills nothing; it matches only tensors that rules selecting by glob, "
+        "regex or op do not fill: 'bn.running_mean' (running_stat), 'bn.running_var' (running_stat); add "
+        "`role: running_stat` (or `role: any`) to fill them",
+    ]
+    assert [warning.rule for warning in plan.warnings] == [0]
 
 
 def test_plan_table_lists_roles_and_why_tensors_are_kept(tmp_path, capsys):

@@ -60,6 +60,14 @@ def test_split_covers_every_element_once_in_block_aligned_tasks():
     assert sum(1 for task in task_list if any(p.name.startswith("b") for p in task.pieces)) == 1
 
 
+def test_a_worker_of_another_version_refuses_the_task(tmp_path):
+    (tmp_path / "f").write_bytes(bytes(8))
+    task = tasks.Task((tasks.Fill("w", 1, 2, 0, 2, "float32", "uniform", 1.0, str(tmp_path / "f"), 0, 2),), version="0.0.1")
+    with pytest.raises(vsconf.ModelError, match=r"a worker runs vsconf .*, the coordinator vsconf 0.0.1"):
+        tasks.run_task(task)
+    assert tasks.run_task(tasks.Task(task.pieces)) == 8 and (tmp_path / "f").read_bytes() != bytes(8)
+
+
 def test_scheduler_names():
     assert tasks.parse_scheduler("threads", 3) == tasks.Scheduler("threads", 3)
     assert tasks.parse_scheduler("processes", 2) == tasks.Scheduler("processes", 2)
@@ -108,6 +116,7 @@ def test_options_of_seed_checkpoints_are_refused_for_other_outputs(tmp_path):
         vsconf.apply(tmp_path / "m.npz", SPEC, tmp_path / "o.npz", scheduler="processes")
 
 
+@pytest.mark.slow  # the connection times out after 20 s
 def test_an_unreachable_dask_scheduler_is_a_clear_error(model, tmp_path):
     pytest.importorskip("distributed")
     with pytest.raises(vsconf.ModelError, match=r"cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
@@ -115,7 +124,6 @@ def test_an_unreachable_dask_scheduler_is_a_clear_error(model, tmp_path):
     assert not (tmp_path / "ckpt").exists()
 
 
-@pytest.mark.slow
 def test_local_dask_clusters_of_one_and_two_workers_write_identical_bytes(model, tmp_path):
     pytest.importorskip("distributed")
     vsconf.apply(model, SPEC, tmp_path / "threads", shard_size="2MB")
@@ -125,7 +133,6 @@ def test_local_dask_clusters_of_one_and_two_workers_write_identical_bytes(model,
         assert digests(out) == digests(tmp_path / "threads")
 
 
-@pytest.mark.slow
 def test_a_killed_dask_worker_has_its_task_retried_and_the_output_verifies(model, tmp_path):
     distributed = pytest.importorskip("distributed")
     import logging
@@ -150,6 +157,27 @@ def test_a_killed_dask_worker_has_its_task_retried_and_the_output_verifies(model
         client.register_plugin(CrashOnce(str(marker)))
         vsconf.apply(model, SPEC, tmp_path / "ckpt", shard_size="2MB", task_size="1MiB", scheduler=cluster.scheduler_address)
     assert marker.exists()  # a worker did die
+    assert not vsconf.verify(tmp_path / "ckpt", SPEC)
+    vsconf.apply(model, SPEC, tmp_path / "threads", shard_size="2MB")
+    assert digests(tmp_path / "ckpt") == digests(tmp_path / "threads")
+
+
+def test_a_killed_worker_process_breaks_the_pool_and_its_tasks_run_again(model, tmp_path):
+    """SIGKILL a pool worker after the first task: the pool is started again with the
+    unfinished tasks, and the output is still the right bytes."""
+    import multiprocessing
+    import signal
+
+    killed = []
+
+    def progress(done, total, name):
+        if not killed:
+            victim = multiprocessing.active_children()[0]
+            os.kill(victim.pid, signal.SIGKILL)
+            killed.append(victim.pid)
+
+    vsconf.apply(model, SPEC, tmp_path / "ckpt", shard_size="2MB", task_size=300_000, scheduler="processes", jobs=2, progress=progress)
+    assert killed
     assert not vsconf.verify(tmp_path / "ckpt", SPEC)
     vsconf.apply(model, SPEC, tmp_path / "threads", shard_size="2MB")
     assert digests(tmp_path / "ckpt") == digests(tmp_path / "threads")

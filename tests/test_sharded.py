@@ -248,3 +248,13 @@ def test_a_folder_of_one_model_safetensors_is_that_file(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelError, match="the model is a folder, not a regular file"):
         vsconf.plan(tmp_path / "empty", anything)
+
+
+def test_an_index_over_the_size_limit_is_not_read(tmp_path, monkeypatch):
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    safetensors_numpy.save_file({"w": np.ones(2, np.float32)}, str(folder / "a.safetensors"))
+    _index(folder, {"w": "a.safetensors"})
+    monkeypatch.setattr(sharded, "MAX_INDEX_BYTES", 16)
+    with pytest.raises(ModelError, match="cannot read the index: it is larger than 16 bytes, the limit"):
+        vsconf.plan(folder, SPEC)

@@ -143,7 +143,6 @@ _JAX_SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.slow
 def test_jax_meshes_8x1_4x2_2x4_equal_the_unsharded_fill(tmp_path):
     pytest.importorskip("jax")
     env = {

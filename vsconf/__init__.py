@@ -17,7 +17,8 @@ _HOMES = {
     "vsconf.slices": ("slice_values",),
     "vsconf.errors": ("MatchError", "ModelError", "Problem", "SpecError", "VsconfError"),
     "vsconf.fans": ("Axes", "compute_fans", "scaled_variance"),
-    "vsconf.spec": ("Spec", "load_spec", "parse_spec"),
+    "vsconf.spec": ("load_spec", "parse_spec"),
+    "vsconf.spec.rules": ("Spec",),
     "vsconf.initializers": (
         "CONSTANTS",
         "PRESETS",
@@ -67,4 +68,5 @@ if TYPE_CHECKING:  # what type checkers and editors see  # noqa: F401
         variance_scaling_initializer,
         zeros,
     )
-    from vsconf.spec import Spec, load_spec, parse_spec
+    from vsconf.spec import load_spec, parse_spec
+    from vsconf.spec.rules import Spec

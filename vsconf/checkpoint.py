@@ -129,12 +129,12 @@ def apply_checkpoint(
     kind, target, prefix = _output(model, output, in_place)
     spec_file = api._spec_file(spec)
     if kind == "folder":
-        sharded.check_output_folder(target, force=force, replacing_input=in_place)
         if not in_place and os.path.exists(target) and api._same_file(target, _folder_of(model)) and not manifest.is_manifest(model):
             raise ModelError(
                 f"{target}: the output is the input model; pass in_place=True to replace it",
                 cli_message=f"{target}: the output is the input model; use --in-place to replace it",
             )
+        sharded.check_output_folder(target, force=force, replacing_input=in_place)
     else:
         target = api._resolve_output(model, target, spec, in_place=False, force=force)
     notes: list[str] = []

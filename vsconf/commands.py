@@ -15,13 +15,17 @@ from vsconf import api
 from vsconf.api import MAX_JOBS
 from vsconf._version import __version__
 from vsconf.engine import Plan, PlanEntry
-from vsconf.errors import SpecError
+from vsconf.errors import Problem, SpecError
 from vsconf.spec import load_spec, schema_text
 
 
 def _warn(lines: Sequence[str]) -> None:
     for line in lines:
         print(line, file=sys.stderr)
+
+
+def _warn_problems(problems: Sequence[Problem]) -> None:
+    _warn([problem.format("warning") for problem in problems])
 
 
 # --------------------------------------------------------------------------- plan tables
@@ -149,7 +153,7 @@ def _apply(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec)
     if args.dry_run:
         plan = api.plan(args.model, spec, seed=args.seed, materialize=args.materialize, untie=args.untie)
-        _warn(plan.warnings)
+        _warn_problems(plan.warnings)
         _print_plan(plan, "table")
         return 0
     bar = _ProgressBar(not args.quiet)
@@ -173,7 +177,7 @@ def _apply(args: argparse.Namespace) -> int:
         )
     finally:
         bar.finish()
-    _warn(result.plan.warnings)
+    _warn_problems(result.plan.warnings)
     _warn([f"vsconf: warning: {note}" for note in result.notes])
     if not args.quiet:
         print(f"wrote {result.output}: {_counts(result.plan)} (seed {result.plan.seed}, spec sha256 {result.plan.spec_sha256[:16]})")
@@ -186,7 +190,7 @@ def _apply(args: argparse.Namespace) -> int:
 
 def _plan(args: argparse.Namespace) -> int:
     plan = api.plan(args.model, args.spec, seed=args.seed, materialize=args.materialize, untie=args.untie)
-    _warn(plan.warnings)
+    _warn_problems(plan.warnings)
     _print_plan(plan, args.format)
     return 0
 
@@ -239,7 +243,7 @@ def _validate(args: argparse.Namespace) -> int:
             count = len(exc.problems)
             print(f"vsconf: error: {path}: {count} problem{'s' if count != 1 else ''}", file=sys.stderr)
             continue
-        _warn([w.format("warning") for w in spec.warnings])
+        _warn_problems(spec.warnings)
         print(f"{path}: valid ({len(spec.rules)} rules, spec sha256 {spec.sha256[:16]})")
     return 1 if failed else 0
 

@@ -145,7 +145,10 @@ class Plan:
         entries: One entry per tensor.
         spec_sha256: The SHA-256 of the spec's canonical form (recorded in outputs and locks).
         seed: The effective global seed.
-        warnings: What is valid but suspicious, one line each (rules that never apply...).
+        warnings: What is valid but suspicious, as :class:`~vsconf.Problem` records: the
+            spec's own warnings, rules that fill nothing or never apply, ``layout: auto``
+            reading a state dict's shapes with the tf rule.  ``problem.format("warning")``
+            is the line the command line prints.
         untied: Shared tensors given a copy per consumer: name -> the copies' names.
         stream: The version of the random streams that draws the filled tensors.
 
@@ -164,7 +167,7 @@ class Plan:
     entries: tuple[PlanEntry, ...]
     spec_sha256: str
     seed: int
-    warnings: tuple[str, ...] = field(default=())
+    warnings: tuple[Problem, ...] = field(default=())
     # Shared tensors given one copy per consumer (--untie, `untie: conflicts`): name -> copies.
     untied: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     stream: int = streams.LATEST_STREAM  # the version of the random streams that draws the fills
@@ -381,12 +384,15 @@ def make_plan(
         )
     if planner.errors:
         raise MatchError(planner.errors)
-    warnings = list(spec_warning.format("warning") for spec_warning in spec.warnings) + list(matching.warnings)
+    warnings = [*spec.warnings, *matching.warnings]
     if planner.auto_tf_rules:
         labels = ", ".join(rule.label for rule in planner.auto_tf_rules)
         warnings.append(
-            f"{spec.source}: warning: layout: auto reads state-dict shapes with the tf rule "
-            f"(..., in, out) for {labels}; write `layout: torch` for PyTorch state dicts ([out, in, k...])"
+            Problem(
+                spec.source, 0, 0, "",
+                f"layout: auto reads state-dict shapes with the tf rule (..., in, out) for {labels}; "
+                "write `layout: torch` for PyTorch state dicts ([out, in, k...])",
+            )
         )
     untied_copies = {name: tuple(copies) for name, copies in (untied or {}).items()}
     origin = {copy: name for name, copies in untied_copies.items() for copy in copies}

@@ -238,3 +238,41 @@ def is_data_name(name: str, output_name: str) -> bool:
 def default_output(model: Path) -> Path:
     """``model.npz`` -> ``model.init.npz`` beside the input."""
     return model.with_name(f"{model.stem}.init{model.suffix}")
+
+
+def read_text(path: Path, what: str, limit: int) -> str:
+    """The UTF-8 text of the regular file ``path`` (the ``what`` of a message), refusing
+    more than ``limit`` bytes without reading them."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            raise ModelError(f"{path}: the {what} is not a regular file")
+        with open(path, "rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise ModelError(f"{path}: cannot read the {what}: {describe_os_error(exc)}") from None
+    if len(data) > limit:
+        raise ModelError(f"{path}: cannot read the {what}: it is larger than {limit:,} bytes, the limit")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ModelError(f"{path}: the {what} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
+
+
+def load_json(text: str, path: Path):
+    """JSON with every error located (``FILE:LINE:COL``) and duplicate keys refused."""
+    import json
+
+    def unique(pairs: list) -> dict:
+        out = {}
+        for key, value in pairs:
+            if key in out:
+                raise ModelError(f"{path}: key {key!r} is given twice")
+            out[key] = value
+        return out
+
+    try:
+        return json.loads(text, object_pairs_hook=unique)
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+    except (ValueError, RecursionError) as exc:  # an integer of thousands of digits, deep nesting
+        raise ModelError(f"{path}: invalid JSON: {exc}") from None

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -32,7 +30,7 @@ import yaml
 from vsconf.adapters import AdapterBase
 from vsconf.engine import FanHint, Plan, state_dict_hints
 from vsconf.errors import MatchError, ModelError
-from vsconf.files import Transaction, describe_os_error
+from vsconf.files import Transaction, load_json, read_text
 from vsconf.initializers import FLOAT_DTYPES, float_dtype
 from vsconf.matching import TensorInfo
 from vsconf.spec import format_path
@@ -54,39 +52,8 @@ def default_output(path: Path) -> Path:
 
 
 def _load(path: Path) -> Any:
-    try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            raise ModelError(f"{path}: the manifest is not a regular file")
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_MANIFEST_BYTES + 1)
-    except OSError as exc:
-        raise ModelError(f"{path}: cannot read the manifest: {describe_os_error(exc)}") from None
-    if len(data) > MAX_MANIFEST_BYTES:
-        raise ModelError(f"{path}: cannot read the manifest: it is larger than {MAX_MANIFEST_BYTES >> 20} MiB, the limit")
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ModelError(f"{path}: the manifest is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
-    if path.name.endswith(".json"):
-        try:
-            return json.loads(text, object_pairs_hook=_unique_keys(path))
-        except json.JSONDecodeError as exc:
-            raise ModelError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
-        except (ValueError, RecursionError) as exc:
-            raise ModelError(f"{path}: invalid JSON: {exc}") from None
-    return _load_yaml(path, text)
-
-
-def _unique_keys(path: Path):
-    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in items:
-            if key in out:
-                raise ModelError(f"{path}: key {key!r} is given twice")
-            out[key] = value
-        return out
-
-    return pairs
+    text = read_text(path, "manifest", MAX_MANIFEST_BYTES)
+    return load_json(text, path) if path.name.endswith(".json") else _load_yaml(path, text)
 
 
 def _load_yaml(path: Path, text: str) -> Any:
@@ -185,7 +152,10 @@ class ShapesManifest(AdapterBase):
         self._infos, self.metadata = parse_manifest(path, _load(path))
 
     def tensors(self) -> list[TensorInfo]:
-        return list(self._infos)
+        """Every tensor, with the role its name suggests (as for any state dict)."""
+        from vsconf.statedict import guess_roles
+
+        return guess_roles(self._infos)
 
     def hints(self) -> dict[str, FanHint]:
         return state_dict_hints(self._infos)

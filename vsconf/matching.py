@@ -128,10 +128,12 @@ def protection(rule: Rule, tensor: TensorInfo) -> str | None:
 @dataclass(frozen=True)
 class Matching:
     """For every float tensor, the index of the rule that fills it (None: no rule);
-    ``kept``: protected tensors a rule matched but may not fill, with the reason."""
+    ``warnings``: rules that fill nothing or never apply, as :class:`~vsconf.errors.Problem`
+    records that name the rule; ``kept``: protected tensors a rule matched but may not fill,
+    with the reason."""
 
     rules: dict[str, int | None]
-    warnings: tuple[str, ...] = field(default=())
+    warnings: tuple[Problem, ...] = field(default=())
     kept: dict[str, tuple[int, str]] = field(default_factory=dict)
 
     def rule_of(self, name: str) -> int | None:
@@ -145,8 +147,7 @@ class Matching:
 def match_tensors(spec: Spec, tensors: Sequence[TensorInfo]) -> Matching:
     """Assign rules to tensors; raises :class:`MatchError` listing every problem at once."""
     errors: list[Problem] = []
-    warnings: list[str] = []
-    where = f"{spec.source}: "
+    warnings: list[Problem] = []
     floats = [t for t in tensors if t.is_float]
     for tensor in tensors:
         if tensor.is_float:
@@ -192,9 +193,13 @@ def match_tensors(spec: Spec, tensors: Sequence[TensorInfo]) -> Matching:
                 listed = ", ".join(f"{t.name!r} ({t.role})" for t in protected[:5]) + (", ..." if len(protected) > 5 else "")
                 roles = sorted({t.role for t in protected})
                 warnings.append(
-                    f"{where}{rule.label}: fills nothing; it matches only tensors that rules selecting by "
-                    f"glob, regex or op do not fill: {listed}; add "
-                    f"`role: {roles[0] if len(roles) == 1 else '[' + ', '.join(roles) + ']'}` (or `role: any`) to fill them"
+                    rule_problem(
+                        spec.source,
+                        rule,
+                        "fills nothing; it matches only tensors that rules selecting by glob, regex or op do not "
+                        f"fill: {listed}; add `role: {roles[0] if len(roles) == 1 else '[' + ', '.join(roles) + ']'}` "
+                        "(or `role: any`) to fill them",
+                    )
                 )
                 continue
             errors.append(
@@ -203,8 +208,11 @@ def match_tensors(spec: Spec, tensors: Sequence[TensorInfo]) -> Matching:
         elif all(assigned[name] != rule.index for name in hits):
             earlier = sorted({assigned[name] for name in hits})
             warnings.append(
-                f"{where}{rule.label}: never applies; every tensor it matches is taken by "
-                + ", ".join(spec.rules[i].label for i in earlier)
+                rule_problem(
+                    spec.source,
+                    rule,
+                    "never applies; every tensor it matches is taken by " + ", ".join(spec.rules[i].label for i in earlier),
+                )
             )
 
     unmatched = [name for name, rule in assigned.items() if rule is None and name not in kept]

@@ -27,19 +27,20 @@ import stat
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import ml_dtypes
 import numpy as np
 
 from vsconf import streams, tasks
 from vsconf.adapters import AdapterBase
 from vsconf.engine import FanHint, Plan, PlanEntry, state_dict_hints
 from vsconf.errors import ModelError
-from vsconf.files import Transaction, describe_os_error
+from vsconf.files import Transaction, describe_os_error, load_json, read_text
 from vsconf.initializers import float_dtype, sampling
 from vsconf.matching import TensorInfo
+from vsconf.statedict import _SAFETENSORS_DTYPES, SafetensorsStateDict
 
 INDEX_SUFFIX = ".safetensors.index.json"
 INDEX_NAME = "model" + INDEX_SUFFIX
@@ -53,16 +54,8 @@ _UNITS = {
     "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40,
 }
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)\s*$", re.IGNORECASE)
-_ST_CODES = {
-    "bfloat16": "BF16", "float64": "F64", "float32": "F32", "float16": "F16",
-    "int64": "I64", "int32": "I32", "int16": "I16", "int8": "I8",
-    "uint64": "U64", "uint32": "U32", "uint16": "U16", "uint8": "U8", "bool": "BOOL",
-}
-_ST_DTYPES = {
-    "BF16": ml_dtypes.bfloat16, "F64": np.float64, "F32": np.float32, "F16": np.float16,
-    "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8,
-    "U64": np.uint64, "U32": np.uint32, "U16": np.uint16, "U8": np.uint8, "BOOL": np.bool_,
-}
+# safetensors' dtype codes by NumPy name, from the reader's table (one table for both ways).
+_ST_CODES = {np.dtype(numpy_type).name: code for code, numpy_type in _SAFETENSORS_DTYPES.items()}
 # What a folder vsconf may replace holds: shards and indexes, nothing else.
 _CHECKPOINT_FILE = re.compile(r"^[^/\\]+\.safetensors(\.index\.json)?$")
 
@@ -71,12 +64,12 @@ def parse_size(text: str) -> int:
     """``"5GB"`` -> 5*10**9, ``"2GiB"`` -> 2*2**30, ``"500MB"``, ``"1048576"`` (bytes); as
     Hugging Face's ``max_shard_size``, decimal units are powers of 10.  ValueError if bad."""
     match = _SIZE.match(text) if isinstance(text, str) and len(text) <= 40 else None
-    unit = match.group(2).lower() if match else ""
-    if match is None or unit not in _UNITS and unit != "":
+    unit = match.group(2).lower() if match else None
+    if unit not in _UNITS and unit != "":
         raise ValueError(f"expected a size like 5GB, 500MB, 2GiB or a number of bytes, got {text!r}")
-    size = int(float(match.group(1)) * _UNITS.get(unit, 1)) if "." in match.group(1) else int(match.group(1)) * _UNITS.get(unit, 1)
+    size = int(Decimal(match.group(1)) * _UNITS.get(unit, 1))  # exact: "1.5GB" is 1500000000
     if not 1 <= size < 2**63:
-        raise ValueError(f"expected a size of at least 1 byte, got {text!r}")
+        raise ValueError(f"expected a size from 1 byte to 2**63 bytes, got {text!r}")
     return size
 
 
@@ -142,7 +135,7 @@ def check_output_folder(folder: Path, *, force: bool, replacing_input: bool = Fa
         return
     if os.path.islink(folder) or not folder.is_dir():
         raise ModelError(f"{folder}: cannot write the output folder: it exists and is not a folder")
-    if not force and not replacing_input and any(os.scandir(folder)):
+    if not force and not replacing_input and os.listdir(folder):
         raise ModelError(
             f"{folder}: exists; pass force=True to replace it, or another output",
             cli_message=f"{folder}: exists; use --force to replace it, or -o to write elsewhere",
@@ -182,47 +175,8 @@ def discard_folder(old: Path) -> list[str]:
 # --------------------------------------------------------------------------- reading
 
 
-def _safetensors_file(path: Path):
-    from vsconf.statedict import SafetensorsStateDict
-
-    return SafetensorsStateDict(path)
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise _Duplicate(key)
-        out[key] = value
-    return out
-
-
-class _Duplicate(ValueError):
-    pass
-
-
 def _read_index(path: Path) -> dict[str, Any]:
-    try:
-        if not stat.S_ISREG(os.stat(path).st_mode):
-            raise ModelError(f"{path}: the index is not a regular file")
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_INDEX_BYTES + 1)
-    except OSError as exc:
-        raise ModelError(f"{path}: cannot read the index: {describe_os_error(exc)}") from None
-    if len(data) > MAX_INDEX_BYTES:
-        raise ModelError(f"{path}: cannot read the index: it is larger than {MAX_INDEX_BYTES >> 20} MiB, the limit")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ModelError(f"{path}: the index is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})") from None
-    try:
-        index = json.loads(text, object_pairs_hook=_no_duplicates)
-    except _Duplicate as exc:
-        raise ModelError(f"{path}: the index gives key {exc.args[0]!r} twice") from None
-    except json.JSONDecodeError as exc:
-        raise ModelError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
-    except (ValueError, RecursionError) as exc:
-        raise ModelError(f"{path}: invalid JSON: {exc}") from None
+    index = load_json(read_text(path, "index", MAX_INDEX_BYTES), path)
     if not isinstance(index, dict):
         raise ModelError(f"{path}: the index must be a JSON object with a weight_map, not {_json_type(index)}")
     return index
@@ -251,7 +205,7 @@ class ShardedSafetensors(AdapterBase):
         self._where: dict[str, str] = {}
         try:
             for shard in sorted(set(weight_map.values())):
-                self._shards[shard] = _safetensors_file(self._shard_path(shard, weight_map))
+                self._shards[shard] = SafetensorsStateDict(self._shard_path(shard, weight_map))
             self._check_shards(weight_map, total_size)
         except BaseException:
             self.close()
@@ -262,9 +216,6 @@ class ShardedSafetensors(AdapterBase):
 
     def _check_index(self, data: dict[str, Any]) -> tuple[dict[str, str], int | None]:
         where = self.path
-        unknown = sorted(set(data) - {"metadata", "weight_map"})
-        if unknown:
-            raise ModelError(f"{where}: unknown key {unknown[0]!r} in the index (expected metadata and weight_map)")
         weight_map = data.get("weight_map")
         if not isinstance(weight_map, dict):
             what = "has no weight_map" if weight_map is None else f"weight_map is {_json_type(weight_map)}, not an object"
@@ -335,7 +286,10 @@ class ShardedSafetensors(AdapterBase):
             )
 
     def tensors(self) -> list[TensorInfo]:
-        return list(self._infos)
+        """Every tensor, shard by shard in data order, with the role its name suggests."""
+        from vsconf.statedict import guess_roles
+
+        return guess_roles(self._infos)
 
     def hints(self) -> dict[str, FanHint]:
         return state_dict_hints(self._infos)
@@ -374,7 +328,7 @@ def open_sharded(path: Path):
         return ShardedSafetensors(index)
     single = single_file(path)
     if single is not None:
-        return _safetensors_file(single)
+        return SafetensorsStateDict(single)
     raise ModelError(f"{path}: the model is a folder, not a regular file")
 
 
@@ -442,7 +396,7 @@ def _describe(source: Any, entry: PlanEntry) -> _Tensor:
     code = _ST_CODES.get(entry.dtype)
     if code is None:
         raise ModelError(f"tensor {entry.name!r}: dtype {entry.dtype} cannot be stored in a .safetensors file")
-    itemsize = np.dtype(_ST_DTYPES[code]).itemsize
+    itemsize = np.dtype(_SAFETENSORS_DTYPES[code]).itemsize
     return _Tensor(entry, code, math.prod(entry.shape) * itemsize, array=True)
 
 

@@ -12,6 +12,8 @@ its offset with ``os.pwrite`` and closes it, holding at most its own slice in me
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
 import threading
@@ -84,6 +86,8 @@ class Task:
 
     pieces: tuple[Fill | Copy, ...]
     sync: bool = False
+    # The coordinator's vsconf: a worker running another version could draw other values.
+    version: str = ""
 
     @property
     def nbytes(self) -> int:
@@ -149,6 +153,10 @@ def _cut(piece: Fill | Copy, task_bytes: int, block: int) -> Iterable[Fill | Cop
 
 def run_task(task: Task) -> int:
     """Write ``task``'s pieces; returns the bytes written.  Runs in any worker."""
+    from vsconf._version import __version__
+
+    if task.version and task.version != __version__:
+        raise ModelError(f"a worker runs vsconf {__version__}, the coordinator vsconf {task.version}: install the same version")
     written = 0
     touched: dict[str, int] = {}
     try:
@@ -271,8 +279,9 @@ def run(tasks: Sequence[Task], scheduler: Scheduler, progress: Progress | None =
     """Run every task; raises the first failure (after the scheduler's retries)."""
     if not tasks:
         return
-    if scheduler.remote:
-        tasks = [Task(task.pieces, sync=True) for task in tasks]
+    from vsconf._version import __version__
+
+    tasks = [Task(task.pieces, sync=scheduler.remote, version=__version__) for task in tasks]
     if scheduler.kind == "threads":
         _run_threads(tasks, scheduler.workers, progress)
     elif scheduler.kind == "processes":
@@ -345,6 +354,7 @@ def _run_processes(tasks: Sequence[Task], workers: int, progress: Progress | Non
     while remaining:
         pool = ProcessPoolExecutor(max_workers=max(1, min(workers, len(remaining))), mp_context=context)
         broken = False
+        finished_before = done_count
         try:
             futures = {pool.submit(run_task, tasks[index]): index for index in remaining}
             pending = set(futures)
@@ -370,12 +380,15 @@ def _run_processes(tasks: Sequence[Task], workers: int, progress: Progress | Non
             for index in remaining:
                 attempts[index] += 1
                 if attempts[index] > RETRIES:
-                    raise ModelError(
-                        f"a worker process died {RETRIES + 1} times while writing {_label(tasks[index])!r}; giving up"
+                    hint = (
+                        "; its processes died before running a task (a script using the processes scheduler "
+                        "must guard its code with `if __name__ == '__main__':`)"
+                        if done_count == finished_before
+                        else ""
                     )
-
-
-_CLUSTER_LOCK = threading.Lock()
+                    raise ModelError(
+                        f"a worker process died {RETRIES + 1} times while writing {_label(tasks[index])!r}; giving up{hint}"
+                    )
 
 
 def _dask():
@@ -388,12 +401,9 @@ def _dask():
 
 def _run_dask(tasks: Sequence[Task], scheduler: Scheduler, progress: Progress | None) -> None:
     distributed = _dask()
-    import contextlib
-    import logging
-
     with contextlib.ExitStack() as stack:
         if scheduler.address is None:
-            with _CLUSTER_LOCK:
+            try:
                 cluster = stack.enter_context(
                     distributed.LocalCluster(
                         n_workers=scheduler.workers,
@@ -403,6 +413,11 @@ def _run_dask(tasks: Sequence[Task], scheduler: Scheduler, progress: Progress | 
                         silence_logs=logging.ERROR,
                     )
                 )
+            except (RuntimeError, OSError) as exc:
+                raise ModelError(
+                    f"cannot start a local Dask cluster: {exc} (a script starting one must guard its code "
+                    "with `if __name__ == '__main__':`)"
+                ) from None
             client = stack.enter_context(distributed.Client(cluster))
         else:
             try:

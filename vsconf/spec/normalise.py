@@ -1,0 +1,101 @@
+"""Normalisation: a valid spec's data into a :class:`~vsconf.spec.rules.Spec` whose every
+rule carries one explicit init.
+
+An init's keys are resolved by precedence: the keys written in the init, then its preset
+(or Keras class), then the spec's ``defaults``, then TF1's defaults (scale 1, ``fan_in``,
+``truncated_normal``).  Constants and ``keep`` become :class:`~vsconf.spec.rules.ConstantInit`
+and :class:`~vsconf.spec.rules.KeepInit`.  Only data that passed validation comes here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from vsconf.errors import Problem
+from vsconf.fans import axes_from_config
+from vsconf.initializers import CONSTANTS, PRESETS
+from vsconf.spec.document import Document, as_list
+from vsconf.spec.rules import (
+    ConstantInit,
+    Init,
+    KeepInit,
+    Rule,
+    Spec,
+    VarianceScalingInit,
+)
+
+# Keras's class names for the presets vsconf knows by their snake_case names.
+KERAS_PRESETS = {
+    "GlorotUniform": "glorot_uniform",
+    "GlorotNormal": "glorot_normal",
+    "HeNormal": "he_normal",
+    "HeUniform": "he_uniform",
+    "LecunNormal": "lecun_normal",
+    "LecunUniform": "lecun_uniform",
+}
+_VS_DEFAULTS = {"scale": 1.0, "mode": "fan_in", "distribution": "truncated_normal"}
+
+
+def _variance_scaling(mapping: Mapping[str, Any], preset: str | None, defaults: Mapping[str, Any]) -> VarianceScalingInit:
+    """Precedence: keys written in the init > its preset > the spec's defaults > TF1's defaults."""
+    merged: dict[str, Any] = dict(_VS_DEFAULTS)
+    merged.update({k: v for k, v in defaults.items() if k != "dtype"})
+    if preset is not None:
+        merged.update(zip(("scale", "mode", "distribution"), PRESETS[preset]))
+    merged.update({k: v for k, v in mapping.items() if k not in ("preset", "dtype")})
+    return VarianceScalingInit(
+        scale=float(merged["scale"]),
+        mode=merged["mode"],
+        distribution=merged["distribution"],
+        seed=merged.get("seed"),
+        axes=axes_from_config(merged),
+    )
+
+
+def _init(value: Any, defaults: Mapping[str, Any]) -> Init:
+    if isinstance(value, str):
+        if value == "keep":
+            return KeepInit()
+        if value in CONSTANTS:
+            return ConstantInit(CONSTANTS[value])
+        return _variance_scaling({}, value, defaults)
+    if "constant" in value:
+        return ConstantInit(float(value["constant"]))
+    if "class_name" in value:
+        name, config = value["class_name"], value["config"]
+        if name in ("Zeros", "Ones"):
+            return ConstantInit(0.0 if name == "Zeros" else 1.0)
+        if name == "Constant":
+            return ConstantInit(float(config["value"]))
+        return _variance_scaling(config, KERAS_PRESETS.get(name), defaults)
+    return _variance_scaling(value, value.get("preset"), defaults)
+
+
+def normalise(data: Mapping[str, Any], doc: Document, warnings: list[Problem]) -> Spec:
+    defaults = data.get("defaults", {})
+    rules = []
+    for index, rule in enumerate(data["rules"]):
+        rules.append(
+            Rule(
+                index=index,
+                init=_init(rule["init"], defaults),
+                match=tuple(as_list(rule.get("match", []))),
+                op=tuple(as_list(rule.get("op", []))),
+                input=tuple(as_list(rule.get("input", []))),
+                optional=bool(rule.get("optional", False)),
+                fans_from=rule.get("fans_from"),
+                line=doc.values.get(("rules", index), (0, 0))[0],
+                role=tuple(as_list(rule.get("role", []))),
+            )
+        )
+    return Spec(
+        seed=data["seed"],
+        rules=tuple(rules),
+        layout=data.get("layout", "auto"),
+        unmatched=data.get("unmatched", "keep"),
+        source=doc.source,
+        warnings=tuple(warnings),
+        untie=data.get("untie"),
+        stream=data.get("stream"),
+    )

@@ -1,0 +1,161 @@
+"""The spec once loaded: :class:`Spec`, its :class:`Rule` objects and the init each rule carries.
+
+These are frozen values, made by :func:`vsconf.spec.parse_spec` (never by hand in normal use)
+with every preset and default already expanded: a rule's init is one of
+:class:`VarianceScalingInit`, :class:`ConstantInit` or :class:`KeepInit`.  Each value's
+``canonical()`` is the spec mapping it came from, in its explicit form; the canonical form of
+a :class:`Spec` is itself a valid spec, and its SHA-256 identifies the spec.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any, Union
+
+from vsconf.errors import Problem
+from vsconf.fans import Axes
+
+# A ``match`` pattern starting with this is a regular expression; any other is a glob.
+REGEX_PREFIX = "re:"
+
+
+@dataclass(frozen=True)
+class VarianceScalingInit:
+    """A fully resolved VarianceScaling init; ``seed=None`` means the spec's seed."""
+
+    scale: float
+    mode: str
+    distribution: str
+    seed: int | None = None
+    axes: Axes | None = None
+
+    def canonical(self) -> dict[str, Any]:
+        """The init as a spec mapping: the canonical form of a spec is itself a valid spec."""
+        out: dict[str, Any] = {
+            "scale": self.scale,
+            "mode": self.mode,
+            "distribution": self.distribution,
+            "seed": self.seed,
+        }
+        if self.axes is not None:
+            out.update(self.axes.config())
+        return out
+
+
+@dataclass(frozen=True)
+class ConstantInit:
+    value: float
+
+    def canonical(self) -> dict[str, Any]:
+        return {"constant": self.value}
+
+
+@dataclass(frozen=True)
+class KeepInit:
+    def canonical(self) -> str:
+        return "keep"
+
+
+Init = Union[VarianceScalingInit, ConstantInit, KeepInit]
+
+
+@dataclass(frozen=True)
+class Rule:
+    index: int
+    init: Init
+    match: tuple[str, ...] = ()
+    op: tuple[str, ...] = ()
+    input: tuple[str, ...] = ()
+    optional: bool = False
+    fans_from: str | None = None
+    line: int = 0
+    # The roles the rule selects; "any" opts in to running statistics and constants too.
+    role: tuple[str, ...] = ()
+
+    @property
+    def label(self) -> str:
+        """How messages name the rule: ``rules[2] (line 14)``."""
+        return f"rules[{self.index}]" + (f" (line {self.line})" if self.line else "")
+
+    def canonical(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"init": self.init.canonical()}
+        for key in ("match", "op", "input", "role"):
+            if getattr(self, key):
+                out[key] = list(getattr(self, key))
+        if self.optional:
+            out["optional"] = True
+        if self.fans_from:
+            out["fans_from"] = self.fans_from
+        return out
+
+
+@dataclass(frozen=True)
+class Spec:
+    r"""A loaded, validated spec: every rule carries one explicit init.
+
+    Made by :func:`load_spec` or :func:`parse_spec`, never by hand in normal use; its
+    :meth:`canonical` form (presets and defaults expanded, comments gone) is itself a
+    valid spec, and :attr:`sha256` -- recorded in locks and model metadata -- identifies it.
+
+    Args:
+        seed: The global seed, 0 <= seed < 2**63.
+        rules: The rules, in order: the first that matches a tensor fills it.
+        layout: ``"auto"``, ``"tf"`` or ``"torch"``: how fans are read from shapes.
+        unmatched: ``"keep"`` or ``"error"``: what happens to float tensors no rule matches.
+        source: Where the spec came from (its file name), for messages.
+        warnings: :class:`~vsconf.Problem` records of what is valid but suspicious.
+        untie: ``"conflicts"`` to untie shared tensors whose consumers disagree, or None.
+        stream: The version of the random streams the spec pins (1 or 2), or None for the latest.
+
+    Raises:
+        Nothing itself; :func:`load_spec` and :func:`parse_spec` raise :class:`~vsconf.SpecError`.
+
+    Example:
+        >>> import vsconf
+        >>> spec = vsconf.parse_spec("vsconf: 1\nseed: 7\nrules:\n  - match: '*.weight'\n    init: he_normal\n")
+        >>> spec.seed, spec.layout, len(spec.rules)
+        (7, 'auto', 1)
+        >>> spec.rules[0].init
+        VarianceScalingInit(scale=2.0, mode='fan_in', distribution='truncated_normal', seed=None, axes=None)
+        >>> spec.with_seed(8).seed, spec.with_seed(8).sha256 != spec.sha256
+        (8, True)
+    """
+
+    seed: int
+    rules: tuple[Rule, ...]
+    layout: str = "auto"
+    unmatched: str = "keep"
+    source: str = "<spec>"
+    warnings: tuple[Problem, ...] = ()
+    untie: str | None = None  # "conflicts": untie shared tensors whose consumers disagree
+    stream: int | None = None  # the stream version the spec pins; None: the latest
+
+    def canonical(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "vsconf": 1,
+            "seed": self.seed,
+            "layout": self.layout,
+            "unmatched": self.unmatched,
+            "rules": [rule.canonical() for rule in self.rules],
+        }
+        if self.untie is not None:  # absent when unset, so that older specs keep their digest
+            out["untie"] = self.untie
+        if self.stream is not None:
+            out["stream"] = self.stream
+        return out
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.canonical_json().encode("ascii")).hexdigest()
+
+    def with_seed(self, seed: int) -> Spec:
+        return dataclasses.replace(self, seed=seed)
+
+    def with_stream(self, stream: int) -> Spec:
+        return dataclasses.replace(self, stream=stream)
