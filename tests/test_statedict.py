@@ -206,7 +206,7 @@ def test_safetensors_round_trip_with_metadata_and_bfloat16(tmp_path):
             "vsconf.version": vsconf.__version__,
             "vsconf.seed": "5",
             "vsconf.spec_sha256": SPEC.sha256,
-            "vsconf.stream": "2",
+            "vsconf.stream": "1",
         }
         fc2 = f.get_tensor("fc2.weight")
     assert fc2.dtype == ml_dtypes.bfloat16

@@ -36,7 +36,7 @@ def _expected(stream: int, seed: int = 4) -> np.ndarray:
     return streams.draw(seed, "fc.weight", (6, 5), np.dtype(np.float32), "truncated_normal", std, stream=stream)
 
 
-@pytest.mark.parametrize(("extra", "stream"), [("", streams.LATEST_STREAM), ("stream: 1\n", 1), ("stream: 2\n", 2)])
+@pytest.mark.parametrize(("extra", "stream"), [("", streams.DEFAULT_STREAM), ("stream: 1\n", 1), ("stream: 2\n", 2)])
 def test_outputs_and_locks_record_the_stream_that_drew_them(tmp_path, extra, stream):
     source = _onnx(tmp_path / "m.onnx")
     result = vsconf.apply(source, spec_of(extra), lock=tmp_path / "m.lock")
@@ -82,9 +82,9 @@ def test_verify_reads_the_version_of_an_old_lock(tmp_path):
     del onnx_model.metadata_props[:]
     onnx.save(onnx_model, str(made))
     assert vsconf.verify(made, unpinned, lock=tmp_path / "old.lock") == []
-    # and the same lock against the latest stream's values fails on the digest
-    latest = vsconf.apply(source, unpinned, tmp_path / "new.onnx").output
-    assert any("sha256" in p.message for p in vsconf.verify(latest, unpinned, lock=tmp_path / "old.lock"))
+    # and the same lock against stream 2's values fails on the digest
+    other = vsconf.apply(source, spec_of("stream: 2\n"), tmp_path / "new.onnx").output
+    assert any("sha256" in p.message for p in vsconf.verify(other, unpinned, lock=tmp_path / "old.lock"))
 
 
 def test_a_lock_and_a_pinned_spec_that_disagree_are_reported(tmp_path):
@@ -96,12 +96,12 @@ def test_a_lock_and_a_pinned_spec_that_disagree_are_reported(tmp_path):
 
 def test_an_unrecorded_difference_says_which_stream_to_pin(tmp_path):
     weights = {"fc.weight": np.zeros((6, 5), np.float32)}
-    old = vsconf.apply_state_dict(weights, spec_of("stream: 1\n"))
-    path = tmp_path / "old.npz"
-    np.savez(path, **old)
+    made = vsconf.apply_state_dict(weights, spec_of("stream: 2\n"))
+    path = tmp_path / "made.npz"
+    np.savez(path, **made)
     problems = vsconf.verify(path, spec_of())
-    assert len(problems) == 1 and "add `stream: 1` to the spec" in problems[0].message
-    assert vsconf.verify(path, spec_of("stream: 1\n")) == []
+    assert len(problems) == 1 and "add `stream: 2` to the spec" in problems[0].message
+    assert vsconf.verify(path, spec_of("stream: 2\n")) == []
 
 
 def test_a_version_this_vsconf_cannot_draw_is_explained(tmp_path):

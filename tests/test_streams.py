@@ -46,8 +46,9 @@ GOLDEN = [
 
 @pytest.mark.parametrize(("seed", "name", "shape", "dtype", "kind", "param", "expected"), GOLDEN)
 def test_golden_digests(seed, name, shape, dtype, kind, param, expected):
-    # Stream 1, which vsconf 0.1 drew: still reproduced bit for bit for specs and locks that pin it.
+    # Stream 1, the default, which vsconf 0.1 drew.
     dt = np.dtype(ml_dtypes.bfloat16) if dtype == "bfloat16" else np.dtype(dtype)
+    assert digest(draw(seed, name, shape, dt, kind, param)) == expected
     assert digest(draw(seed, name, shape, dt, kind, param, stream=1)) == expected
     assert digest(draw(seed, name, shape, dt, kind, param, jobs=3, stream=1)) == expected
 
@@ -69,12 +70,13 @@ def test_stream_key_ignores_python_hash_randomisation():
     assert keys == {str(streams.stream_key(5, "layer.weight"))}
 
 
+@pytest.mark.parametrize("stream", streams.STREAMS)
 @pytest.mark.parametrize("kind", KINDS)
-def test_thread_count_does_not_change_values(kind):
-    shape = (5, BLOCK_SIZE // 2 + 3)  # several blocks, the last one partial
-    single = draw(3, "w", shape, np.dtype(np.float32), kind, 1.0, jobs=1)
+def test_thread_count_does_not_change_values(kind, stream):
+    shape = (5, 4 * BLOCK_SIZE + 3)  # several tasks of blocks, the last block partial and odd
+    single = draw(3, "w", shape, np.dtype(np.float32), kind, 1.0, jobs=1, stream=stream)
     for jobs in (2, 3, 8):
-        np.testing.assert_array_equal(draw(3, "w", shape, np.dtype(np.float32), kind, 1.0, jobs=jobs), single)
+        np.testing.assert_array_equal(draw(3, "w", shape, np.dtype(np.float32), kind, 1.0, jobs=jobs, stream=stream), single)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -109,11 +111,12 @@ def test_truncated_blocks_resample_inside_the_block():
         ((), (), ()),
     ],
 )
+@pytest.mark.parametrize("stream", streams.STREAMS)
 @pytest.mark.parametrize("kind", KINDS)
-def test_partition_equals_slice(full, offset, shape, kind):
+def test_partition_equals_slice(full, offset, shape, kind, stream):
     f32 = np.dtype(np.float32)
-    whole = draw(8, "t", full, f32, kind, 0.5)
-    part = draw(8, "t", shape, f32, kind, 0.5, full_shape=full, offset=offset)
+    whole = draw(8, "t", full, f32, kind, 0.5, stream=stream)
+    part = draw(8, "t", shape, f32, kind, 0.5, full_shape=full, offset=offset, stream=stream)
     index = tuple(slice(o, o + s) for o, s in zip(offset, shape))
     np.testing.assert_array_equal(part, whole[index])
 
@@ -126,8 +129,9 @@ def test_partition_equals_slice_property(data):
     offset = tuple(data.draw(st.integers(0, d - 1)) for d in full)
     shape = tuple(data.draw(st.integers(0, d - o)) for d, o in zip(full, offset))
     kind = data.draw(st.sampled_from(KINDS))
-    whole = draw(1, "p", full, np.dtype(np.float32), kind, 1.0)
-    part = draw(1, "p", shape, np.dtype(np.float32), kind, 1.0, full_shape=full, offset=offset)
+    stream = data.draw(st.sampled_from(streams.STREAMS))
+    whole = draw(1, "p", full, np.dtype(np.float32), kind, 1.0, stream=stream)
+    part = draw(1, "p", shape, np.dtype(np.float32), kind, 1.0, full_shape=full, offset=offset, stream=stream)
     np.testing.assert_array_equal(part, whole[tuple(slice(o, o + s) for o, s in zip(offset, shape))])
 
 
@@ -174,15 +178,16 @@ def test_block_states_refuse_blocks_past_one_word():
         streams.block_states(1, 2**32 - 1, 2**32 + 1)
 
 
+@pytest.mark.parametrize("stream", streams.STREAMS)
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
-def test_seeding_blocks_at_once_gives_the_per_block_values(kind, dtype, monkeypatch):
+def test_seeding_blocks_at_once_gives_the_per_block_values(kind, dtype, stream, monkeypatch):
     key = streams.stream_key(11, "big.weight")
     total = 40 * BLOCK_SIZE + 123  # 41 blocks: above the threshold of array seeding
     start, stop = 3 * BLOCK_SIZE - 7, total - 5
-    at_once = streams.draw_flat(key, total, start, stop, np.dtype(dtype), kind, 0.5, jobs=2)
+    at_once = streams.draw_flat(key, total, start, stop, np.dtype(dtype), kind, 0.5, jobs=2, stream=stream)
     monkeypatch.setattr(streams, "_VECTOR_SEEDING_MIN_BLOCKS", 10**9)
-    one_by_one = streams.draw_flat(key, total, start, stop, np.dtype(dtype), kind, 0.5, jobs=2)
+    one_by_one = streams.draw_flat(key, total, start, stop, np.dtype(dtype), kind, 0.5, jobs=2, stream=stream)
     assert digest(at_once) == digest(one_by_one)
 
 
@@ -196,7 +201,7 @@ def test_golden_digest_of_a_tensor_seeded_at_once():
 GOLDEN_WIDE = "aa1ab8ee111d91f33017cb26d961095296ffe06af7c0fbb35d2cae750b56a590"
 
 
-# Stream 2 (the default): float32 Box-Muller normals for tensors of at most 32 bits.
+# Stream 2 (opt-in): float32 Box-Muller normals for tensors of at most 32 bits.
 GOLDEN_V2 = [
     (1234, "conv1.weight", (8, 3, 3, 3), "float32", "truncated_normal", 0.25,
      "126c95ea1d44d6d3331486e27bf3511bd8824a1867caa234f5e7ec3785292ab6"),
@@ -219,13 +224,12 @@ GOLDEN_V2 = [
 @pytest.mark.parametrize(("seed", "name", "shape", "dtype", "kind", "param", "expected"), GOLDEN_V2)
 def test_golden_digests_of_stream_two(seed, name, shape, dtype, kind, param, expected):
     dt = np.dtype(getattr(ml_dtypes, dtype)) if dtype in ("bfloat16", "float8_e4m3fn") else np.dtype(dtype)
-    assert streams.LATEST_STREAM == 2
-    assert digest(draw(seed, name, shape, dt, kind, param)) == expected
+    assert digest(draw(seed, name, shape, dt, kind, param, stream=2)) == expected
     assert digest(draw(seed, name, shape, dt, kind, param, jobs=3, stream=2)) == expected
     # a column slice goes through the per-block path: the same values
     if len(shape) == 2 and shape[1] > 2:
-        part = draw(seed, name, (shape[0], 2), dt, kind, param, full_shape=shape, offset=(0, 1))
-        np.testing.assert_array_equal(part, draw(seed, name, shape, dt, kind, param)[:, 1:3])
+        part = draw(seed, name, (shape[0], 2), dt, kind, param, full_shape=shape, offset=(0, 1), stream=2)
+        np.testing.assert_array_equal(part, draw(seed, name, shape, dt, kind, param, stream=2)[:, 1:3])
 
 
 def test_unknown_stream_versions_are_refused():

@@ -513,7 +513,7 @@ def _metadata(spec: Spec) -> dict[str, str]:
         "vsconf.version": __version__,
         "vsconf.seed": str(spec.seed),
         "vsconf.spec_sha256": spec.sha256,
-        "vsconf.stream": str(spec.stream or streams.LATEST_STREAM),
+        "vsconf.stream": str(spec.stream or streams.DEFAULT_STREAM),
     }
 
 
@@ -642,7 +642,7 @@ def verify(
                 ):
                     difference += (
                         "; nothing records the stream version, and this tensor's values differ between streams: "
-                        "if vsconf 0.1 made it, add `stream: 1` to the spec"
+                        f"if it was made with stream {streams.LATEST_STREAM}, add `stream: {streams.LATEST_STREAM}` to the spec"
                     )
                 problems.append(Problem(source, 0, 0, "", difference, tensor=entry.name))
     if lock_data is not None:
@@ -656,7 +656,7 @@ def _verified_stream(
     """The stream version to regenerate with (None: the spec's), and a problem when the records disagree.
 
     The version is, in order: the spec's own ``stream``, the lock's (a lock without one
-    was made by vsconf 0.1: stream 1), the one the model recorded, the latest.
+    was made by vsconf 0.1: stream 1), the one the model recorded, the default.
     """
     from_lock = None if lock is None else lock.get("stream", 1)
     if spec.stream is not None:

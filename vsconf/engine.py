@@ -170,7 +170,7 @@ class Plan:
     warnings: tuple[Problem, ...] = field(default=())
     # Shared tensors given one copy per consumer (--untie, `untie: conflicts`): name -> copies.
     untied: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    stream: int = streams.LATEST_STREAM  # the version of the random streams that draws the fills
+    stream: int = streams.DEFAULT_STREAM  # the version of the random streams that draws the fills
 
     def __iter__(self):
         return iter(self.entries)
@@ -306,7 +306,7 @@ class _Planner:
         return PlanEntry(
             action="fill",
             seed=self.spec.seed if init.seed is None else init.seed,
-            stream=self.spec.stream or streams.LATEST_STREAM,
+            stream=self.spec.stream or streams.DEFAULT_STREAM,
             fan_in=fan_in,
             fan_out=fan_out,
             fans_from=source,
@@ -398,7 +398,7 @@ def make_plan(
     origin = {copy: name for name, copies in untied_copies.items() for copy in copies}
     entries = [dataclasses.replace(e, untied_from=origin[e.name]) if e.name in origin else e for e in entries]
     return Plan(
-        tuple(entries), spec.sha256, spec.seed, tuple(warnings), untied=untied_copies, stream=spec.stream or streams.LATEST_STREAM
+        tuple(entries), spec.sha256, spec.seed, tuple(warnings), untied=untied_copies, stream=spec.stream or streams.DEFAULT_STREAM
     )
 
 
@@ -412,7 +412,7 @@ def generate(entry: PlanEntry, *, jobs: int = 1) -> np.ndarray | None:
     total = math.prod(entry.shape)
     kind, param = sampling(entry.distribution, entry.variance)
     key = streams.stream_key(entry.seed, entry.name)
-    stream = entry.stream or streams.LATEST_STREAM
+    stream = entry.stream or streams.DEFAULT_STREAM
     return streams.draw_flat(key, total, 0, total, dtype, kind, param, jobs=jobs, stream=stream).reshape(entry.shape)
 
 
@@ -434,7 +434,7 @@ def generate_chunks(entry: PlanEntry, *, jobs: int = 1, step: int | None = None)
         return (np.full(min(step, total - lo), entry.value, dtype=dtype) for lo in range(0, total, step))
     kind, param = sampling(entry.distribution, entry.variance)
     key = streams.stream_key(entry.seed, entry.name)
-    stream = entry.stream or streams.LATEST_STREAM
+    stream = entry.stream or streams.DEFAULT_STREAM
     return (
         streams.draw_flat(key, total, lo, min(total, lo + step), dtype, kind, param, jobs=jobs, stream=stream)
         for lo in range(0, total, step)

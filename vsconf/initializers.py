@@ -238,9 +238,9 @@ class VarianceScaling:
         Args:
             shape: The tensor's shape (non-negative integers).
             dtype: float16, bfloat16, float32 or float64 (a name or a dtype); None for the
-                constructor's.  float64 values are drawn in float64; the others are the
-                float32 values rounded once (normals of at most 32 bits are drawn in
-                float32: stream 2, see :mod:`vsconf.streams`).
+                constructor's.  The values are the float64 draws rounded once (stream 1,
+                see :mod:`vsconf.streams`), so the float16 values are the float64 ones
+                rounded.
             partition_info: An object with ``full_shape`` (and ``var_offset``, the
                 partition's offset): the fans come from the full shape, and the values
                 are the matching slice of the full tensor.

@@ -407,7 +407,7 @@ def _fill(tensor: _Tensor, path: str, offset: int) -> tasks.Fill:
         return tasks.Fill(entry.name, 0, total, 0, total, entry.dtype, "constant", float(entry.value), path, offset, 0)
     kind, param = sampling(entry.distribution, entry.variance)
     key = streams.stream_key(entry.seed, entry.name)
-    stream = entry.stream or streams.LATEST_STREAM
+    stream = entry.stream or streams.DEFAULT_STREAM
     return tasks.Fill(entry.name, key, total, 0, total, entry.dtype, kind, param, path, offset, stream)
 
 

@@ -96,6 +96,6 @@ def slice_values(plan_entry: PlanEntry, index: Any = ()) -> np.ndarray | None:
         kind, param = sampling(plan_entry.distribution, plan_entry.variance)
         values = streams.draw(
             plan_entry.seed, plan_entry.name, sizes, dtype, kind, param, full_shape=shape, offset=offset,
-            stream=plan_entry.stream or streams.LATEST_STREAM,
+            stream=plan_entry.stream or streams.DEFAULT_STREAM,
         )
     return values.reshape([size for axis, size in enumerate(sizes) if axis not in drop])

@@ -12,11 +12,11 @@ distribution and its parameter) and nothing else:
   ``Generator.random`` (U[-limit, limit) is ``(u - 1/2) * 2 limit``) and the ziggurat
   ``Generator.standard_normal``.
 * Normals of tensors of at most 32 bits (float32, float16, bfloat16, float8) depend on
-  the stream version.  Stream 1 takes them from the float64 ziggurat too, scales them in
-  float64 and rounds once.  Stream 2 (the default since vsconf 0.2) draws them in
+  the stream version.  Stream 1 (the default) takes them from the float64 ziggurat too,
+  scales them in float64 and rounds once.  Stream 2 (opt-in, ``stream: 2``) draws them in
   float32 by :mod:`vsconf.boxmuller` -- a Box-Muller transform built only from
-  operations IEEE 754 rounds exactly, so identical on every CPU, and about 1.6 times as
-  fast per core as the ziggurat -- and scales them in float32: a block of ``n`` values
+  operations IEEE 754 rounds exactly, so identical on every CPU, and about 1.5 times as
+  fast per thread as the ziggurat -- and scales them in float32: a block of ``n`` values
   takes ``ceil(n / 2)`` raw words and is laid out as all the cosines, then the sines.
 * Truncated normals resample the rejected positions (|z| >= 2), in order, from the
   block's own stream until none is left.
@@ -49,8 +49,12 @@ _DOMAIN = b"vsconf/stream/v1\x00"
 # The truncated normal keeps |z| < 2 standard deviations of the underlying normal, as TF does.
 _TRUNCATION = 2.0
 MAX_SEED = 2**63
-# The stream definitions vsconf can draw; new outputs use the latest unless a spec pins one.
+# The stream definitions vsconf can draw.  A spec that names none draws stream 1: stream 2
+# is ~1.5x as fast per thread for normals, but with several threads in one process the GIL
+# handoffs between its many short NumPy calls eat the gain (see README, Performance), so it
+# is opt-in -- and the default stays what vsconf 0.1 drew.
 STREAMS = (1, 2)
+DEFAULT_STREAM = 1
 LATEST_STREAM = 2
 Shape = tuple[int, ...]
 
@@ -227,10 +231,13 @@ def _block_draws(
     return values
 
 
-# Blocks whose Box-Muller arithmetic runs as one set of NumPy calls: ~50 calls a set hold
-# the GIL ~40 us in all, which two blocks (~0.8 ms of arithmetic) make ~5% of a thread's
-# time; more blocks would spill the set's ~2.5 MB of arrays out of the core's cache.
-BATCH_BLOCKS = 2
+# Blocks whose Box-Muller arithmetic runs as one set of NumPy calls.  Each of a set's ~55
+# calls releases the GIL and takes it back: with several threads every such handoff costs
+# microseconds, so a set must be long (measured, 2 threads on 2 cores: one block a set made
+# 2 threads slower than 1; four blocks, 1.6x one thread).  Longer still spills the set's
+# arrays out of the core's cache, so more blocks only when more threads contend.
+BATCH_BLOCKS = 4
+BATCH_BLOCKS_MANY_THREADS = 8
 
 
 def _generators(count: int) -> list[np.random.Generator]:
@@ -384,7 +391,7 @@ def draw_flat(
     *,
     jobs: int = 1,
     out: np.ndarray | None = None,
-    stream: int = LATEST_STREAM,
+    stream: int = DEFAULT_STREAM,
 ) -> np.ndarray:
     """Elements ``start:stop`` (C order) of a tensor of ``total`` elements with stream ``key``.
 
@@ -405,9 +412,9 @@ def draw_flat(
     states = block_states(key, first, last) if _VECTOR_SEEDING_MIN_BLOCKS <= last - first and last <= 1 << 32 else None
 
     def fill_float32(task: int) -> None:
-        for group in range(task, min(task + BLOCKS_PER_TASK, last), BATCH_BLOCKS):
+        for group in range(task, min(task + BLOCKS_PER_TASK, last), batch):
             blocks = []
-            for block in range(group, min(group + BATCH_BLOCKS, task + BLOCKS_PER_TASK, last)):
+            for block in range(group, min(group + batch, task + BLOCKS_PER_TASK, last)):
                 count = min(BLOCK_SIZE, total - block * BLOCK_SIZE)
                 blocks.append((block, count, None if states is None else states[block - first]))
             for (block, count, _), (cosines, sines) in zip(blocks, _float32_batch(key, blocks, kind)):
@@ -431,6 +438,7 @@ def draw_flat(
     tasks = range(first, last, BLOCKS_PER_TASK)
     # More threads than cores only contend for them (the values never depend on the count).
     workers = min(jobs, len(tasks), available_cores())
+    batch = BATCH_BLOCKS if workers <= 2 else BATCH_BLOCKS_MANY_THREADS  # read by fill_float32
     if workers > 1:
         pool = ThreadPoolExecutor(max_workers=workers)
         try:
@@ -454,7 +462,7 @@ def draw(
     full_shape: Sequence[int] | None = None,
     offset: Sequence[int] | None = None,
     jobs: int = 1,
-    stream: int = LATEST_STREAM,
+    stream: int = DEFAULT_STREAM,
 ) -> np.ndarray:
     """Values of tensor ``name`` (or of its partition at ``offset`` within ``full_shape``).
 

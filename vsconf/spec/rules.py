@@ -108,7 +108,7 @@ class Spec:
         source: Where the spec came from (its file name), for messages.
         warnings: :class:`~vsconf.Problem` records of what is valid but suspicious.
         untie: ``"conflicts"`` to untie shared tensors whose consumers disagree, or None.
-        stream: The version of the random streams the spec pins (1 or 2), or None for the latest.
+        stream: The version of the random streams the spec pins (1 or 2), or None for the default (1).
 
     Raises:
         Nothing itself; :func:`load_spec` and :func:`parse_spec` raise :class:`~vsconf.SpecError`.
@@ -131,7 +131,7 @@ class Spec:
     source: str = "<spec>"
     warnings: tuple[Problem, ...] = ()
     untie: str | None = None  # "conflicts": untie shared tensors whose consumers disagree
-    stream: int | None = None  # the stream version the spec pins; None: the latest
+    stream: int | None = None  # the stream version the spec pins; None: the default (1)
 
     def canonical(self) -> dict[str, Any]:
         out: dict[str, Any] = {
