@@ -17,6 +17,7 @@ import shutil
 import stat
 import tempfile
 import weakref
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -238,6 +239,24 @@ def is_data_name(name: str, output_name: str) -> bool:
 def default_output(model: Path) -> Path:
     """``model.npz`` -> ``model.init.npz`` beside the input."""
     return model.with_name(f"{model.stem}.init{model.suffix}")
+
+
+def pread_range(fd: int, offset: int, length: int, where: str, step: int = 16 << 20) -> Iterator[bytes]:
+    """Bytes ``offset:offset+length`` of the open file ``fd``, at most ``step`` at a time.
+
+    A read error, or a file that ends first (it shrank, or a header lied), is a
+    :class:`ModelError` naming ``where``.
+    """
+    done = 0
+    while done < length:
+        try:
+            piece = os.pread(fd, min(step, length - done), offset + done)
+        except OSError as exc:
+            raise ModelError(f"{where}: cannot read: {describe_os_error(exc)}") from None
+        if not piece:
+            raise ModelError(f"{where}: the file ends before offset {offset} + {length}")
+        done += len(piece)
+        yield piece
 
 
 def read_text(path: Path, what: str, limit: int) -> str:

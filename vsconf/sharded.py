@@ -37,7 +37,7 @@ from vsconf import streams, tasks
 from vsconf.adapters import AdapterBase
 from vsconf.engine import FanHint, Plan, PlanEntry, state_dict_hints
 from vsconf.errors import ModelError
-from vsconf.files import Transaction, describe_os_error, load_json, read_text
+from vsconf.files import Transaction, describe_os_error, load_json, pread_range, read_text
 from vsconf.initializers import float_dtype, sampling
 from vsconf.matching import TensorInfo
 from vsconf.statedict import _SAFETENSORS_DTYPES, SafetensorsStateDict
@@ -500,13 +500,8 @@ def _write_array(source: Any, tensor: _Tensor, file: Path, offset: int) -> None:
 def _digest(file: Path, offset: int, length: int) -> str:
     digest = hashlib.sha256()
     with open(file, "rb") as handle:
-        handle.seek(offset)
-        while length:
-            chunk = handle.read(min(length, 16 << 20))
-            if not chunk:
-                raise ModelError(f"{file}: ends before offset {offset + length}")
+        for chunk in pread_range(handle.fileno(), offset, length, str(file)):
             digest.update(chunk)
-            length -= len(chunk)
     return digest.hexdigest()
 
 

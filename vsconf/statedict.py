@@ -20,7 +20,7 @@ import numpy as np
 from vsconf.adapters import AdapterBase, Values
 from vsconf.engine import FanHint, Plan, PlanEntry, state_dict_hints
 from vsconf.errors import ModelError
-from vsconf.files import Transaction, describe_os_error, little_endian_bytes
+from vsconf.files import Transaction, describe_os_error, little_endian_bytes, pread_range
 from vsconf.initializers import float_dtype
 from vsconf.schedule import prefetch
 from vsconf.streams import recorded_stream
@@ -328,13 +328,8 @@ class SafetensorsStateDict(_StateDict):
 
 
 def _copy_range(source, sink, offset: int, length: int) -> None:
-    source.seek(offset)
-    while length:
-        piece = source.read(min(length, 1 << 24))
-        if not piece:
-            raise ModelError(f"{source.name}: ends before offset {offset} + {length}")
+    for piece in pread_range(source.fileno(), offset, length, source.name):
         sink.write(piece)
-        length -= len(piece)
 
 
 _SAFETENSORS_DTYPES = {

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vsconf.errors import ModelError
+from vsconf.files import pread_range
 
 # What one task writes at most, unless --task-size says otherwise: big enough that a
 # task's overhead (a Dask round trip is ~1 ms) is noise, small enough for 2 tasks a core
@@ -222,10 +223,7 @@ def _copy(fd: int, piece: Copy) -> int:
     source = os.open(piece.source, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     try:
         done = 0
-        while done < piece.length:
-            chunk = os.pread(source, min(_COPY_STEP, piece.length - done), piece.source_offset + done)
-            if not chunk:
-                raise ModelError(f"{piece.source}: ends before offset {piece.source_offset + piece.length} (tensor {piece.name!r})")
+        for chunk in pread_range(source, piece.source_offset, piece.length, f"{piece.source} (tensor {piece.name!r})", _COPY_STEP):
             pwrite_all(fd, memoryview(chunk), piece.offset + done)
             done += len(chunk)
     finally:

@@ -34,7 +34,7 @@ from google.protobuf.message import Message
 from onnx import TensorProto, numpy_helper
 
 from vsconf.errors import ModelError
-from vsconf.files import describe_os_error, little_endian_bytes, regular_file
+from vsconf.files import describe_os_error, little_endian_bytes, pread_range, regular_file
 from vsconf.onnx.checks import data_bytes, decimal, is_sub_byte, need_text, np_dtype, plain, shown
 from vsconf.onnx.wire import References, WireError, skeleton
 
@@ -177,16 +177,7 @@ class ModelFile:
         except OSError as exc:
             raise ModelError(f"{source.where}: cannot read: {describe_os_error(exc)}") from None
         try:
-            done = 0
-            while done < source.length:
-                try:
-                    piece = os.pread(fd, min(size, source.length - done), source.offset + done)
-                except OSError as exc:
-                    raise ModelError(f"{source.where}: cannot read: {describe_os_error(exc)}") from None
-                if not piece:
-                    raise ModelError(f"{source.where}: the file ends before offset {source.offset} + {source.length}")
-                done += len(piece)
-                yield piece
+            yield from pread_range(fd, source.offset, source.length, source.where, size)
         finally:
             if not own:
                 os.close(fd)
