@@ -144,7 +144,7 @@ _JAX_SCRIPT = textwrap.dedent(
 
 
 def test_jax_meshes_8x1_4x2_2x4_equal_the_unsharded_fill(tmp_path):
-    pytest.importorskip("jax")
+    pytest.importorskip("jax", reason="the test extra installs jax; without it only the NumPy mesh test runs")
     env = {
         **os.environ,
         # Must be set before JAX starts: hence a subprocess.
