@@ -15,13 +15,13 @@ from vsconf import streams, tasks
 from vsconf.cli import main
 from vsconf.spec import parse_spec
 
-SPEC = parse_spec(
+SPEC_TEXT = (
     "vsconf: 1\nseed: 8\nlayout: torch\nrules:\n"
     "  - match: '*.bias'\n    init: {constant: 0.1}\n"
     "  - match: 'up.weight'\n    init: glorot_uniform\n"
-    "  - match: '*.weight'\n    init: he_normal\n",
-    source="spec.yaml",
+    "  - match: '*.weight'\n    init: he_normal\n"
 )
+SPEC = parse_spec(SPEC_TEXT, source="spec.yaml")
 TENSORS = {
     "embed.weight": {"shape": [1000, 256]},  # 1 MB
     "up.weight": {"shape": [700, 1100], "dtype": "bfloat16"},  # 1.5 MB, 12 stream blocks
@@ -91,7 +91,9 @@ def test_bad_scheduler_options_are_usage_errors(model, tmp_path, capsys):
     assert "argument --shard-size: expected a size like 5GB" in capsys.readouterr().err
 
 
-def test_threads_processes_and_task_sizes_write_identical_bytes(model, tmp_path):
+@pytest.mark.parametrize("stream", [1, 2])
+def test_threads_processes_and_task_sizes_write_identical_bytes(model, tmp_path, stream):
+    spec = SPEC if stream == 1 else parse_spec(SPEC_TEXT + f"stream: {stream}\n", source="spec.yaml")
     runs = {
         "threads-1": dict(jobs=1),
         "threads-2": dict(jobs=2, task_size="1MiB"),
@@ -101,11 +103,11 @@ def test_threads_processes_and_task_sizes_write_identical_bytes(model, tmp_path)
     }
     seen = {}
     for name, options in runs.items():
-        vsconf.apply(model, SPEC, tmp_path / name, shard_size="2MB", **options)
+        vsconf.apply(model, spec, tmp_path / name, shard_size="2MB", **options)
         seen[name] = digests(tmp_path / name)
     assert len(next(iter(seen.values()))) == 4  # three shards and the index
     assert all(found == seen["threads-1"] for found in seen.values()), seen
-    assert not vsconf.verify(tmp_path / "processes-2", SPEC)
+    assert not vsconf.verify(tmp_path / "processes-2", spec)
 
 
 def test_options_of_seed_checkpoints_are_refused_for_other_outputs(tmp_path):
