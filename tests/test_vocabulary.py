@@ -11,7 +11,8 @@ import pytest
 
 from vsconf.fans import MODES
 from vsconf.initializers import CONSTANTS, DISTRIBUTIONS, FLOAT_DTYPES, PRESETS
-from vsconf.matching import FILLABLE_DTYPES
+from vsconf.matching import FILLABLE_DTYPES, ROLES
+from vsconf.streams import STREAMS
 from vsconf.spec import KERAS_PRESETS, schema_text
 
 SCHEMA = json.loads(schema_text())
@@ -27,6 +28,8 @@ def test_schema_enums_are_the_code_s_names():
     class_names = DEFS["kerasInit"]["properties"]["class_name"]["enum"]
     assert class_names == ["VarianceScaling", *KERAS_PRESETS, "Zeros", "Ones", "Constant"]
     assert sorted(KERAS_PRESETS.values()) == sorted(p for p in PRESETS if p != "torch_default")
+    assert DEFS["roleName"]["enum"] == [*ROLES, "any"]
+    assert SCHEMA["properties"]["stream"]["enum"] == list(STREAMS)
 
 
 # (scale, mode, distribution) as the frameworks document them:
