@@ -203,8 +203,8 @@ def _block_draws(
     """``count`` draws of block ``block``: standard normal, truncated, or U[-1/2, 1/2).
 
     float64 (NumPy's generators), or float32 Box-Muller normals when ``float32``.
-    Written into ``out`` (of that dtype, ``count`` long; one more for an odd count of
-    float32 normals) when given, so that a thread reuses one buffer for every block.
+    Written into ``out`` (of that dtype, at least ``count`` long) when given, so that a
+    thread reuses one buffer for every block.
     ``state``: the block's row of :func:`block_states`, when the caller seeded many
     blocks at once.
     """
@@ -345,13 +345,11 @@ _SCRATCH = threading.local()
 BLOCKS_PER_TASK = 8
 
 
-def _scratch(float32: bool) -> np.ndarray:
-    """This thread's buffer of one block: float64, or float32 (with room for an odd block's pair)."""
-    name = "buffer32" if float32 else "buffer"
-    buffer = getattr(_SCRATCH, name, None)
+def _scratch() -> np.ndarray:
+    """This thread's float64 buffer of one block."""
+    buffer = getattr(_SCRATCH, "buffer", None)
     if buffer is None:
-        buffer = np.empty(BLOCK_SIZE + 1, dtype=np.float32) if float32 else np.empty(BLOCK_SIZE)
-        setattr(_SCRATCH, name, buffer)
+        buffer = _SCRATCH.buffer = np.empty(BLOCK_SIZE)
     return buffer
 
 
@@ -431,7 +429,7 @@ def draw_flat(
             lo = block * BLOCK_SIZE
             count = min(BLOCK_SIZE, total - lo)
             state = None if states is None else states[block - first]
-            values = _block_draws(key, block, count, kind, _scratch(float32), state, float32=float32)
+            values = _block_draws(key, block, count, kind, _scratch(), state)
             a, b = max(start, lo), min(stop, lo + count)
             _scale_into(values[a - lo : b - lo], factor, out[a - start : b - start])
 
