@@ -277,8 +277,9 @@ class ShardedSafetensors(AdapterBase):
         if seeds == {None}:
             return
         seed = next(iter(seeds)) if len(seeds) == 1 else None
-        if isinstance(seed, str) and seed.isdigit() and len(seed) <= 19 and int(seed) < streams.MAX_SEED:
-            self.recorded_seed = int(seed)
+        value = streams.seed_from_text(seed) if isinstance(seed, str) else None
+        if value is not None:
+            self.recorded_seed = value
         else:
             self.recorded_seed_problem = (
                 f"{self.path}: the shards record no single vsconf.seed ({', '.join(sorted(map(str, seeds)))}); "

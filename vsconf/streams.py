@@ -154,12 +154,14 @@ def block_states(key: int, first: int, last: int) -> np.ndarray:
     return np.stack([a, b, c, w], axis=1)
 
 
-def _seeded(key: int, block: int, state: np.ndarray | None) -> np.random.Generator:
-    """The generator of block ``block``: this thread's, set to ``state`` when given."""
+def _seeded(key: int, block: int, state: np.ndarray | None, reuse: np.random.Generator | None = None) -> np.random.Generator:
+    """The generator of block ``block``: a new one seeded by SeedSequence, or, given the
+    block's ``state`` from :func:`block_states`, ``reuse`` (this thread's own by default)
+    set to it."""
     if state is None:
         # SFC64 draws normals about twice as fast as Philox; seeding costs ~10 us a block.
         return np.random.Generator(np.random.SFC64(np.random.SeedSequence(key, spawn_key=(block,))))
-    gen = getattr(_SCRATCH, "generator", None)
+    gen = reuse if reuse is not None else getattr(_SCRATCH, "generator", None)
     if gen is None:
         gen = _SCRATCH.generator = np.random.Generator(np.random.SFC64(0))
     gen.bit_generator.state = {"bit_generator": "SFC64", "state": {"state": state}, "has_uint32": 0, "uinteger": 0}
@@ -177,6 +179,15 @@ def recorded_stream(metadata: Mapping[str, str]) -> int | None:
         value = metadata["vsconf.stream"]
         return int(value) if value.isascii() and value.isdigit() and len(value) <= 6 else None
     return 1 if "vsconf.version" in metadata else None
+
+
+def seed_from_text(text: str) -> int | None:
+    """A seed written in metadata (``vsconf.seed``): ASCII decimal digits for 0 <= seed <
+    2**63, else None -- never ``int()`` on thousands of digits."""
+    if not text.isascii() or not text.isdigit():
+        return None
+    digits = text.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 19 and int(digits) < MAX_SEED else None
 
 
 def check_stream(stream: object) -> int:
@@ -259,11 +270,8 @@ def _float32_batch(
     thread's batch arrays, valid until the thread's next batch.
     """
     gens, raws = [], []
-    for gen, (block, count, state) in zip(_generators(len(blocks)), blocks):
-        if state is None:
-            gen = np.random.Generator(np.random.SFC64(np.random.SeedSequence(key, spawn_key=(block,))))
-        else:
-            gen.bit_generator.state = {"bit_generator": "SFC64", "state": {"state": state}, "has_uint32": 0, "uinteger": 0}
+    for spare, (block, count, state) in zip(_generators(len(blocks)), blocks):
+        gen = _seeded(key, block, state, spare)
         gens.append(gen)
         raws.append(gen.bit_generator.random_raw(-(-count // 2)))
     raw = np.concatenate(raws) if len(raws) > 1 else raws[0]

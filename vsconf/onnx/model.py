@@ -39,8 +39,8 @@ from vsconf.errors import ModelError
 from vsconf.files import Transaction, describe_os_error, is_data_name
 from vsconf.matching import TensorInfo
 from vsconf.onnx import rewrite, writer
-from vsconf.streams import recorded_stream
-from vsconf.onnx.checks import INT_TYPES, data_problem, decimal, element_count, layout_problem, plain, shown
+from vsconf.streams import recorded_stream, seed_from_text
+from vsconf.onnx.checks import INT_TYPES, data_problem, element_count, layout_problem, plain, shown
 from vsconf.onnx.graph import (
     MAX_RANK,
     Stored,
@@ -224,7 +224,7 @@ def _recorded_seed(path: Path, model: onnx.ModelProto) -> tuple[int | None, str 
     """The ``vsconf.seed`` metadata as a seed, or why it is not one (an error only when used)."""
     for prop in model.metadata_props:
         if prop.key == "vsconf.seed":
-            seed = decimal(prop.value)
+            seed = seed_from_text(prop.value)
             if seed is None:
                 return None, (
                     f"{path}: metadata vsconf.seed is {shown(prop.value)}, not a seed (0 <= seed < 2**63); "
