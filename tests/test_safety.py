@@ -225,7 +225,9 @@ def test_commit_makes_files_durable_before_renaming(tmp_path, monkeypatch):
     events = []
     real_fsync, real_replace = os.fsync, os.replace
     monkeypatch.setattr(os, "fsync", lambda fd: (events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"))), real_fsync(fd)))
+    real_rename_new = files.rename_new
     monkeypatch.setattr(os, "replace", lambda a, b: (events.append(("rename", str(b))), real_replace(a, b)))
+    monkeypatch.setattr(files, "rename_new", lambda a, b: (events.append(("rename", str(b))), real_rename_new(a, b)))
     with files.Transaction() as transaction:
         for name in ("model.onnx.data", "model.onnx", "model.lock.json"):
             transaction.stage(tmp_path / name).write_text(name)

@@ -143,23 +143,26 @@ def test_a_state_dict_with_integer_tensors_goes_to_a_folder(tmp_path):
     assert loaded["fc.weight"].tobytes() == generate(result.plan.entry("fc.weight")).tobytes()
 
 
-def test_force_replaces_only_a_checkpoint_folder_and_in_place_rewrites_one(tmp_path):
+def test_force_replaces_only_the_checkpoint_and_in_place_rewrites_it(tmp_path):
     model = write_manifest(tmp_path)
     out = tmp_path / "ckpt"
     vsconf.apply(model, SPEC, out, shard_size="50KB")
-    with pytest.raises(ModelError, match="exists; pass force=True"):
+    shards = sorted(p.name for p in out.iterdir())
+    with pytest.raises(ModelError, match="holds the checkpoint model.safetensors.index.json; pass force=True"):
         vsconf.apply(model, SPEC, out)
-    reseeded = vsconf.apply(model, SPEC, out, force=True, seed=99)
+    (out / "README.md").write_text("mine")
+    reseeded = vsconf.apply(model, SPEC, out, force=True, seed=99, shard_size="50KB")
     assert reseeded.plan.seed == 99 and not vsconf.verify(out, SPEC, seed=99)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt", "m.shapes.json"]  # the old folder is gone
-    # --in-place: the same folder, new values, still whole.
+    assert sorted(p.name for p in out.iterdir()) == sorted(shards + ["README.md"])
+    # --in-place: the same folder, new values, still whole, the README untouched.
     vsconf.apply(out, SPEC, in_place=True, seed=5)
     assert not vsconf.verify(out, SPEC, seed=5)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt", "m.shapes.json"]
-    (out / "README.md").write_text("mine")
-    with pytest.raises(ModelError, match=r"holds README.md, which is not part of a safetensors checkpoint"):
-        vsconf.apply(model, SPEC, out, force=True)
+    assert sorted(p.name for p in out.iterdir()) == sorted(shards + ["README.md"])
     assert (out / "README.md").read_text() == "mine"
+    # Fewer shards: the old checkpoint's other shards go, nothing else does.
+    vsconf.apply(model, SPEC, out, force=True, shard_size="5GB")
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "model-00001-of-00001.safetensors", "model.safetensors.index.json"]
 
 
 def test_a_failed_write_leaves_no_folder_and_no_temporaries(tmp_path, monkeypatch):
@@ -183,8 +186,10 @@ def test_lock_of_a_sharded_output_records_the_written_bytes(tmp_path):
 
     assert records["fc2.weight"] == hashlib.sha256(generate(result.plan.entry("fc2.weight")).tobytes()).hexdigest()
     assert not vsconf.verify(tmp_path / "ckpt", SPEC, lock=tmp_path / "init.lock")
-    with pytest.raises(ModelError, match="the lock cannot go inside the output folder"):
-        vsconf.apply(model, SPEC, tmp_path / "ckpt", lock=tmp_path / "ckpt" / "x.lock", force=True)
+    with pytest.raises(ModelError, match="the lock would replace model.safetensors.index.json, a file of the output"):
+        vsconf.apply(model, SPEC, tmp_path / "ckpt", lock=tmp_path / "ckpt" / "model.safetensors.index.json", force=True)
+    beside = vsconf.apply(model, SPEC, tmp_path / "ckpt", lock=tmp_path / "ckpt" / "init.lock", force=True, shard_size="60KB")
+    assert beside.lock is not None and (tmp_path / "ckpt" / "init.lock").is_file()
 
 
 def _index(folder: Path, weight_map: dict, total: int | None = None) -> Path:

@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # the engine imports nothing from here; these are for the sig
     from vsconf.engine import FanHint, Plan, PlanEntry
     from vsconf.files import Transaction
     from vsconf.matching import TensorInfo
+    from vsconf.sharded import Layout
 
 # The new values of a plan entry's tensor as flat C-order chunks, or None to keep its
 # stored values (see :func:`vsconf.engine.generate_chunks`).
@@ -47,6 +48,10 @@ class Adapter(Protocol):
             None); an error only when ``verify`` would need it.
         untied: The shared tensors the adapter gave one copy per consumer (ONNX ``untie``):
             name -> the copies' names.
+        metadata: String metadata a checkpoint made from the model carries over (a
+            safetensors header's ``__metadata__``, a manifest's ``metadata``).
+        folder: The folder of a checkpoint read as a folder (its other files go beside a
+            new checkpoint made from it), else None.
     """
 
     target: str
@@ -55,6 +60,8 @@ class Adapter(Protocol):
     recorded_seed_problem: str | None
     recorded_stream: int | None
     untied: Mapping[str, Sequence[str]]
+    metadata: Mapping[str, str]
+    folder: Path | None
 
     def tensors(self) -> list[TensorInfo]:
         """Every tensor: name, shape, dtype and consumers, in the model's order."""
@@ -94,6 +101,11 @@ class Adapter(Protocol):
         for each file it names that stays (and why)."""
         ...
 
+    def layout(self) -> Layout | None:
+        """How a checkpoint's tensors lie in its files, which a checkpoint made from it
+        keeps (None: the model has no such layout)."""
+        ...
+
     def close(self) -> None:
         """Release the model's files."""
         ...
@@ -110,9 +122,14 @@ class AdapterBase:
     recorded_seed_problem: str | None = None
     recorded_stream: int | None = None
     untied: Mapping[str, Sequence[str]] = MappingProxyType({})
+    metadata: Mapping[str, str] = MappingProxyType({})
+    folder: Path | None = None
 
     def hints(self) -> Mapping[str, FanHint]:
         return {}
+
+    def layout(self) -> Layout | None:
+        return None
 
     def files(self) -> list[Path]:
         """Every file the model is made of."""

@@ -9,20 +9,21 @@ starts, and writes the output, its data file and the lock in one transaction.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
 
-from vsconf import checkpoint, statedict, streams
+from vsconf import manifest, outputs, sharded, statedict, streams, tasks
 from vsconf.adapters import Adapter, Progress
 from vsconf.engine import Plan, PlanEntry, auto_fans, consumer_labels, generate, generate_chunks, make_plan
 from vsconf.errors import ModelError, Problem
-from vsconf.files import Transaction, default_output, describe_os_error, is_data_name, little_endian_bytes, regular_file
+from vsconf.files import Transaction, default_output, describe_os_error, is_data_name, little_endian_bytes, parent_folder, regular_file
 from vsconf.initializers import float_dtype
 from vsconf.lock import build_lock, compare_lock, read_lock, write_lock
 from vsconf.schedule import available_cores
@@ -148,7 +149,7 @@ def open_model(
                     f"{path}: materialize and untie apply to ONNX models only",
                     cli_message=f"{path}: --materialize and --untie apply to ONNX models only",
                 )
-            adapter = checkpoint.open_checkpoint(path) if checkpoint.is_checkpoint_model(path) else statedict.open_state_dict(path)
+            adapter = _open_checkpoint(path) if _is_checkpoint_model(path) else statedict.open_state_dict(path)
     try:
         yield adapter
     finally:
@@ -158,7 +159,21 @@ def open_model(
 def _model_path(model: Any) -> Path:
     """A model file, or a shapes manifest or sharded checkpoint folder (checked on opening)."""
     path = _path_argument(model, "model")
-    return path if checkpoint.is_checkpoint_model(path) else regular_file(path, "model")
+    return path if _is_checkpoint_model(path) else regular_file(path, "model")
+
+
+def _is_checkpoint_model(path: Path) -> bool:
+    """A manifest, or a sharded checkpoint's index or folder (or a folder of one model.safetensors)."""
+    return manifest.is_manifest(path) or path.name.endswith(sharded.INDEX_SUFFIX) or path.is_dir()
+
+
+def _open_checkpoint(path: Path) -> Any:
+    """The adapter of a manifest or a sharded checkpoint."""
+    if not os.path.lexists(path):
+        raise ModelError(f"{path}: no such file")
+    if manifest.is_manifest(path):
+        return manifest.ShapesManifest(path)
+    return sharded.open_sharded(path)
 
 
 def _plan_of(adapter: Adapter, spec: Spec) -> Plan:
@@ -275,10 +290,12 @@ class ApplyResult:
     """What :func:`apply` did.
 
     Args:
-        output: The file written.
+        output: The file (or folder) written.
         plan: The :class:`~vsconf.Plan` it followed.
         lock: The lock's contents when one was written, else None.
-        notes: Files the old output named that were not removed, and why.
+        notes: Files of the replaced output that were kept, and why.
+        details: What a folder output holds beyond the plan, in words: how its shards
+            were laid out, which other files of the input folder were copied beside them.
 
     Raises:
         Nothing: made by :func:`apply`.
@@ -295,43 +312,24 @@ class ApplyResult:
     lock: dict[str, Any] | None = None
     # Files the old output named that vsconf did not remove, and why.
     notes: tuple[str, ...] = field(default=())
+    details: tuple[str, ...] = field(default=())
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    """Whether two paths name one file (or would, once created)."""
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return os.path.realpath(a) == os.path.realpath(b)
-
-
-def _writable_target(path: Path, what: str) -> None:
-    """The folder of ``path`` must exist, and ``path`` must not be a folder or special file."""
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise ModelError(f"{path}: cannot write the {what}: the folder {folder} does not exist")
-    if os.path.lexists(path) and not os.path.isfile(path):
-        kind = "a folder" if os.path.isdir(path) else "not a regular file"
-        raise ModelError(f"{path}: cannot write the {what}: it is {kind}")
-
-
-def _resolve_output(model: Path, output: Path | None, spec: Spec, *, in_place: bool, force: bool) -> Path:
-    """Where ``apply`` writes, refusing to overwrite anything it was not asked to."""
+def _resolve_output(model: Path, output: Path | None, *, in_place: bool, force: bool, reads: outputs.Reads) -> Path:
+    """Where ``apply`` writes a file, refusing to overwrite anything it was not asked to."""
     if in_place:
-        if output is not None:
-            raise ValueError("Give either `output` or `in_place=True`, not both")
         return model
     target = output if output is not None else default_output(model)
-    _writable_target(target, "output")
-    if _same_file(target, model):
+    outputs.writable_target(target, "output")
+    if outputs.same_file(target, model):
         raise ModelError(
             f"{target}: the output is the input model; pass in_place=True to replace it",
             cli_message=f"{target}: the output is the input model; use --in-place to replace it",
         )
-    spec_file = _spec_file(spec)
-    if spec_file is not None and _same_file(target, spec_file):
-        raise ModelError(f"{target}: the output would replace the spec")
-    if target.exists() and not force:
+    what = reads.what(target)
+    if what is not None:
+        raise ModelError(f"{target}: the output would replace {what}")
+    if os.path.lexists(target) and not force:
         raise ModelError(
             f"{target}: exists; pass force=True to overwrite it, or another output",
             cli_message=f"{target}: exists; use --force to overwrite it, or -o to write elsewhere",
@@ -339,19 +337,110 @@ def _resolve_output(model: Path, output: Path | None, spec: Spec, *, in_place: b
     return target
 
 
-def _check_lock(lock: Path, guarded: Mapping[str, Path], output: Path, *, force: bool) -> None:
-    """The lock never replaces a file that the run reads or writes, nor any file without ``force``."""
-    _writable_target(lock, "lock")
-    for what, path in guarded.items():
-        if _same_file(lock, path):
-            raise ModelError(f"{lock}: the lock would replace {what}")
-    if lock.parent.resolve() == output.parent.resolve() and is_data_name(lock.name, output.name):
+def _check_lock(lock: Path, reads: outputs.Reads, output: Path, *, force: bool, taken: Sequence[tuple[Path, str]] = ()) -> None:
+    """The lock never replaces a file that the run reads or writes, nor any file without ``force``.
+
+    ``taken``: other files the output consists of or replaces (a folder's), each with how
+    messages name it.
+    """
+    outputs.writable_target(lock, "lock")
+    what = reads.what(lock) or next((what for path, what in taken if outputs.same_file(lock, path)), None)
+    if what is None and outputs.same_file(lock, output):
+        what = "the output"
+    if what is not None:
+        raise ModelError(f"{lock}: the lock would replace {what}")
+    if os.path.realpath(parent_folder(lock)) == os.path.realpath(parent_folder(output)) and is_data_name(lock.name, output.name):
         raise ModelError(f"{lock}: the lock would take the name of the output's data file")
-    if lock.exists() and not force:
+    if os.path.lexists(lock) and not force:
         raise ModelError(
             f"{lock}: exists; pass force=True to overwrite it",
             cli_message=f"{lock}: exists; use --force to overwrite it",
         )
+
+
+def _checkpoint_options(
+    scheduler: Any, dask_workers: Any, shard_size: Any, task_size: Any, jobs: int
+) -> tuple[tasks.Scheduler, int | None, int]:
+    """(where tasks run, shard bytes or None for the default, task bytes) from ``apply``'s arguments, checked."""
+    if not isinstance(scheduler, str):
+        raise TypeError(f"Argument `scheduler` must be a string. Received: {type(scheduler).__name__}")
+    if dask_workers is not None and (isinstance(dask_workers, bool) or not isinstance(dask_workers, int) or dask_workers < 1):
+        raise ValueError(f"Argument `dask_workers` must be a positive integer or None. Received: {dask_workers!r}")
+    try:
+        where = tasks.parse_scheduler(scheduler, jobs, dask_workers)
+    except ValueError as exc:
+        raise ValueError(f"Argument `scheduler`: {exc}") from None
+    sizes: list[int | None] = []
+    for name, value in (("shard_size", shard_size), ("task_size", task_size)):
+        if value is None:
+            sizes.append(None)
+        elif isinstance(value, str):
+            try:
+                sizes.append(sharded.parse_size(value))
+            except ValueError as exc:
+                raise ValueError(f"Argument `{name}`: {exc}") from None
+        elif isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            sizes.append(value)
+        else:
+            raise ValueError(f"Argument `{name}` must be a size in bytes or a string like '5GB'. Received: {value!r}")
+    return where, sizes[0], tasks.DEFAULT_TASK_BYTES if sizes[1] is None else sizes[1]
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where and how ``apply`` writes: ``kind`` ``model`` (the model's own format, by its
+    adapter), ``npz`` (a manifest's), ``safetensors`` (one file of a checkpoint) or
+    ``folder`` (a sharded checkpoint named ``prefix``, its index named by ``-o`` when
+    ``index_named``)."""
+
+    kind: str
+    path: Path | None
+    prefix: str = "model"
+    index_named: bool = False
+
+
+def _folder_of(model: Path) -> Path:
+    """The folder a sharded checkpoint lives in (its own path when given as a folder)."""
+    return model if model.is_dir() else parent_folder(model)
+
+
+def _output_target(model: Path, output: str | os.PathLike | None, *, in_place: bool) -> _Target:
+    """What kind of output ``apply`` writes for ``model`` and ``output`` (``in_place`` checked)."""
+    if in_place and output is not None:
+        raise ValueError("Give either `output` or `in_place=True`, not both")
+    checkpoint = _is_checkpoint_model(model)
+    if not checkpoint and (output is None or not sharded.is_folder_output(output)):
+        return _Target("model", None)
+    if model.suffix == ".onnx":
+        raise ModelError(f"{model}: an ONNX model is written as .onnx, not as a sharded checkpoint")
+    is_manifest = manifest.is_manifest(model)
+    if in_place:
+        if is_manifest:
+            raise ModelError(
+                f"{model}: a shapes manifest cannot be replaced by its checkpoint; pass output=",
+                cli_message=f"{model}: a shapes manifest cannot be replaced by its checkpoint; use -o",
+            )
+        if not model.is_dir() and not model.name.endswith(sharded.INDEX_SUFFIX):
+            raise ModelError(f"{model}: in-place applies to sharded checkpoints in a folder")
+        index = sharded.index_file(model)
+        prefix = index.name[: -len(sharded.INDEX_SUFFIX)] if index is not None else "model"
+        return _Target("folder", _folder_of(model), prefix)
+    if output is None:
+        if is_manifest:
+            return _Target("folder", manifest.default_output(model))
+        folder = _folder_of(model)
+        folder = folder if folder.name else folder.resolve()
+        return _Target("folder", folder.with_name(folder.name + ".init"))
+    if sharded.is_folder_output(output):
+        folder, prefix = sharded.folder_and_prefix(output)
+        return _Target("folder", folder, prefix, index_named=Path(os.fspath(output)).name.endswith(sharded.INDEX_SUFFIX))
+    target = Path(os.fspath(output))
+    if target.suffix == ".safetensors":
+        return _Target("safetensors", target)
+    if target.suffix == ".npz" and is_manifest:
+        return _Target("npz", target)
+    expected = "a folder, a .safetensors or an .npz file" if is_manifest else "a folder or a .safetensors file"
+    raise ModelError(f"{target}: the output of {model.name} is {expected}")
 
 
 def apply(
@@ -372,11 +461,15 @@ def apply(
     shard_size: int | str | None = None,
     task_size: int | str | None = None,
 ) -> ApplyResult:
-    """Initialize the model file ``model`` into ``output`` (default ``<stem>.init<suffix>``).
+    """Initialize the model ``model`` into ``output`` (default ``<stem>.init<suffix>``).
 
-    The input is never modified unless ``in_place``.  The output, its external data
-    and the lock are written to temporary files beside their targets and renamed into
-    place together once all are complete.  Every path is checked before any work starts.
+    The input is never modified unless ``in_place``, and nothing else is replaced or
+    removed that the output does not own: a file output replaces only its own path (and
+    the data files the old one named), a folder output only the checkpoint of the same
+    name in that folder.  Every path is checked before any work starts; the output, its
+    data files or shards and the lock are written to temporary files beside their targets
+    and renamed into place together once all are complete, never over a file that
+    appeared meanwhile unless ``force`` (missing parent folders are made then too).
 
     Args:
         model: A ``.onnx``, ``.npz`` or ``.safetensors`` file, a sharded safetensors
@@ -386,9 +479,12 @@ def apply(
         output: Where to write; default ``<stem>.init<suffix>`` beside ``model`` (a folder
             ``<stem>.init`` for a manifest or a sharded checkpoint).  A folder -- an
             existing one, a path ending in ``/``, a name without a suffix, or
-            ``*.safetensors.index.json`` -- receives a sharded safetensors checkpoint.
+            ``*.safetensors.index.json`` -- receives a sharded safetensors checkpoint,
+            beside whatever else it holds; made from a checkpoint folder, it keeps the
+            input's shards and gets copies of the input folder's other files (configs,
+            tokenizer files).
         in_place: Replace ``model`` itself (atomically); excludes ``output``.
-        force: Overwrite an existing output (and lock).
+        force: Replace an existing output (and lock).
         seed: Use this seed instead of the spec's.
         jobs: Threads generating values (the values never depend on it); default every core.
         lock: Also write a lock file: per tensor its config, fans, std/limit and SHA-256.
@@ -400,8 +496,10 @@ def apply(
             ``"processes"`` (a local pool of ``jobs``) or a Dask scheduler's address
             (``"tcp://host:8786"``).  The output bytes never depend on it.
         dask_workers: Sharded checkpoints: start a local Dask cluster of this many workers.
-        shard_size: Sharded checkpoints: the largest shard, in bytes or as ``"5GB"`` (the
-            default, as Hugging Face's ``max_shard_size``), ``"500MB"``, ``"2GiB"``.
+        shard_size: Sharded checkpoints: cut the tensors into shards of at most this many
+            bytes, given as a number or as ``"5GB"`` (Hugging Face's ``max_shard_size``,
+            the default for inputs without shards), ``"500MB"``, ``"2GiB"``.  Without it,
+            a sharded input keeps its shards.
         task_size: Sharded checkpoints: the bytes one task writes at most (default 64 MiB).
 
     Returns:
@@ -413,7 +511,8 @@ def apply(
         SpecError: The spec does not load.
         MatchError: The rules do not fit the model.
         ModelError: The model cannot be read, or an output cannot be written: it exists
-            and ``force`` is not set, it is the input or the spec, its folder is missing...
+            and ``force`` is not set, it is the input or the spec, it would replace a file
+            the output does not own...
 
     Example:
         >>> import numpy as np, vsconf
@@ -434,67 +533,222 @@ def apply(
     if progress is not None and not callable(progress):
         raise TypeError(f"Argument `progress` must be callable or None. Received: {_type_name(progress)}")
     spec = _spec_argument(spec, _seed_argument(seed))
-    where, shard_bytes, task_bytes = checkpoint.options(scheduler, dask_workers, shard_size, task_size, jobs)
-    if checkpoint.takes_over(path, output):  # seed checkpoints: manifests, sharded folders
-        if materialize or untie:
+    where, shard_bytes, task_bytes = _checkpoint_options(scheduler, dask_workers, shard_size, task_size, jobs)
+    target = _output_target(path, output, in_place=in_place)
+    if target.kind == "model":
+        if (scheduler, dask_workers, shard_size, task_size) != ("threads", None, None, None):
             raise ModelError(
-                f"{path}: materialize and untie apply to ONNX models only",
-                cli_message=f"{path}: --materialize and --untie apply to ONNX models only",
+                f"{path}: scheduler, dask_workers, shard_size and task_size apply to sharded checkpoint outputs",
+                cli_message=f"{path}: --scheduler, --dask-workers, --shard-size and --task-size apply to sharded checkpoint outputs (-o FOLDER/)",
             )
-        return checkpoint.apply_checkpoint(
-            path, spec, output, in_place=in_place, force=force, jobs=jobs, lock=lock_path, progress=progress,
-            scheduler=where, shard_bytes=shard_bytes, task_bytes=task_bytes,
-        )
-    if (scheduler, dask_workers, shard_size, task_size) != ("threads", None, None, None):
+    elif materialize or untie:
         raise ModelError(
-            f"{path}: scheduler, dask_workers, shard_size and task_size apply to sharded checkpoint outputs",
-            cli_message=f"{path}: --scheduler, --dask-workers, --shard-size and --task-size apply to sharded checkpoint outputs (-o FOLDER/)",
+            f"{path}: materialize and untie apply to ONNX models only",
+            cli_message=f"{path}: --materialize and --untie apply to ONNX models only",
         )
-    target = _resolve_output(path, output_path, spec, in_place=in_place, force=force)
-    digests: dict[str, str] = {}
-
-    def values(entry: PlanEntry) -> Iterator[np.ndarray] | None:
-        chunks = generate_chunks(entry, jobs=jobs)
-        if chunks is None or lock_path is None:
-            return chunks
-        return _hashed(chunks, entry.name, digests)
-
+    run = _Run(spec, jobs, lock_path, progress, force=force, in_place=in_place)
+    if target.kind == "folder":
+        run.check_folder(target)
+    else:
+        reads = run.reads(path)
+        target = dataclasses.replace(
+            target, path=_resolve_output(path, target.path or output_path, in_place=in_place, force=force, reads=reads)
+        )
     with open_model(path, materialize=materialize, untie=untie, spec_untie=spec.untie) as adapter:
-        guarded = {"the input model": path, "the output": target}
-        spec_file = _spec_file(spec)
-        if spec_file is not None:
-            guarded["the spec"] = spec_file
-        for file in adapter.files():
-            guarded.setdefault(f"{file.name}, which the input model reads", file)
-        for file in adapter.files():
-            if not in_place and _same_file(target, file):
-                raise ModelError(f"{target}: the output would replace {file.name}, which the input model reads")
-        stale, notes = adapter.stale_data_files(target)
-        for file in list(stale):  # a data file's name is no proof: never the spec, the lock or the input
-            for what, other in (("the spec", spec_file), ("the lock", lock_path), ("the input model", path)):
-                if other is not None and _same_file(file, other) and file in stale:
-                    stale.remove(file)
-                    notes.append(f"kept {file.name}: it is {what}")
-        if lock_path is not None:
-            for file in stale:
-                guarded.setdefault(f"{file.name}, which the old output names", file)
-            _check_lock(lock_path, guarded, target, force=force)
-        the_plan = _plan_of(adapter, spec)
-        lock_data = None
-        with Transaction() as transaction:
-            adapter.write(target, the_plan, values, _metadata(spec), progress, transaction)
-            if lock_path is not None:
-                lock_data = build_lock(the_plan, digests, model=target.name)
-                write_lock(transaction.stage(lock_path), lock_data, lock_path)
+        if target.kind == "folder":
+            return run.folder(adapter, path, target, where, shard_bytes, task_bytes)
+        return run.file(adapter, path, target, where, task_bytes)
+
+
+class _Run:
+    """One ``apply``: the guards, the plan, the transaction, for each kind of output."""
+
+    def __init__(self, spec: Spec, jobs: int, lock: Path | None, progress: Progress | None, *, force: bool, in_place: bool):
+        self.spec, self.jobs, self.lock, self.progress = spec, jobs, lock, progress
+        self.force, self.in_place = force, in_place
+        self.digests: dict[str, str] = {}
+
+    def reads(self, model: Path | None, adapter: Adapter | None = None) -> outputs.Reads:
+        """What the run reads and never writes: the spec, ``model`` and the files of ``adapter``."""
+        reads = outputs.Reads()
+        reads.add(_spec_file(self.spec), "the spec")
+        reads.add(model, "the input model")
+        for file in adapter.files() if adapter is not None else ():
+            reads.add(file, f"{file.name}, which the input model reads")
+        return reads
+
+    def values(self, entry: PlanEntry) -> Iterator[np.ndarray] | None:
+        chunks = generate_chunks(entry, jobs=self.jobs)
+        if chunks is None or self.lock is None:
+            return chunks
+        return _hashed(chunks, entry.name, self.digests)
+
+    def plan(self, adapter: Adapter, model: Path) -> Plan:
+        the_plan = _plan_of(adapter, self.spec)
+        if isinstance(adapter, manifest.ShapesManifest):
+            manifest.require_filled(the_plan, model)
+        return the_plan
+
+    def metadata(self, adapter: Adapter) -> dict[str, str]:
+        return {**adapter.metadata, **_metadata(self.spec)}
+
+    def stage_lock(self, transaction: Transaction, the_plan: Plan, output: Path) -> dict[str, Any] | None:
+        if self.lock is None:
+            return None
+        lock_data = build_lock(the_plan, self.digests, model=output.name)
+        transaction.make_parents(parent_folder(self.lock))
+        write_lock(transaction.stage(self.lock), lock_data, self.lock)
+        return lock_data
+
+    def file(self, adapter: Adapter, model: Path, target: _Target, where: tasks.Scheduler, task_bytes: int) -> ApplyResult:
+        """A file output: the model's own format, a manifest's ``.npz``, or one ``.safetensors``."""
+        path = target.path
+        inputs = [(model, "the input model")] + [(file, f"{file.name}, which the input model reads") for file in adapter.files()]
+        if not self.in_place:
+            for file in adapter.files():
+                if outputs.same_file(path, file):
+                    raise ModelError(f"{path}: the output would replace {file.name}, which the input model reads")
+        # In place, the model's old data files are the output's own: they may go.
+        reads = self.reads(None) if self.in_place else self.reads(model, adapter)
+        if self.lock is not None:
+            _check_lock(self.lock, reads, path, force=self.force, taken=inputs)
+        the_plan = self.plan(adapter, model)
+        metadata = self.metadata(adapter) if target.kind == "safetensors" else _metadata(self.spec)
+
+        def stale() -> tuple[list[Path], list[str]]:
+            """The old output's data files, read again while the folder is locked."""
+            old, kept = adapter.stale_data_files(path)
+            removals = []
+            for file in old:
+                what = reads.what(file)
+                if what is None and self.lock is not None and outputs.same_file(file, self.lock):
+                    what = "the lock"
+                if what is None:
+                    removals.append(file)
+                else:
+                    kept.append(f"kept {file.name}: it is {what}")
+            return removals, kept
+
+        with Transaction(force=self.force, replaceable=[model] if self.in_place else []) as transaction:
+            transaction.make_parents(parent_folder(path))
+            if target.kind == "safetensors":
+                layout = sharded.Layout(((path.name, tuple(entry.name for entry in the_plan)),), None)
+                sharded.write_checkpoint(
+                    adapter, the_plan, layout, lambda name: transaction.stage(path), metadata=metadata,
+                    scheduler=where, task_bytes=task_bytes, progress=self.progress,
+                    digests=self.digests if self.lock is not None else None, where=path,
+                )
+            else:
+                adapter.write(path, the_plan, self.values, metadata, self.progress, transaction)
+            lock_data = self.stage_lock(transaction, the_plan, path)
+            transaction.commit(stale)
+        return ApplyResult(path, the_plan, lock_data, tuple(transaction.notes))
+
+    def check_folder(self, target: _Target) -> None:
+        """What a folder output can be refused for before the model is opened."""
+        folder = target.path
+        outputs.writable_folder(parent_folder(folder), folder, "output")
+        if os.path.lexists(folder) and (os.path.islink(folder) or not os.path.isdir(folder)):
+            raise ModelError(f"{folder}: cannot write the output folder: it exists and is not a folder")
+        if not self.in_place:
+            outputs.guard_folder(folder, sharded.owned(folder, target.prefix), (), outputs.Reads(), replace=self.force)
+
+    def folder(
+        self, adapter: Adapter, model: Path, target: _Target, where: tasks.Scheduler, shard_bytes: int | None, task_bytes: int
+    ) -> ApplyResult:
+        """A sharded checkpoint written into a folder, beside whatever else the folder holds."""
+        folder, prefix = target.path, target.prefix
+        source_folder = adapter.folder
+        same_checkpoint = (
+            source_folder is not None
+            and os.path.isdir(folder)
+            and outputs.same_file(folder, source_folder)
+            and sharded.owned(folder, prefix).files & {file.name for file in adapter.files()}
+        )
+        if same_checkpoint and not self.in_place:
+            raise ModelError(
+                f"{folder}: the output is the input model; pass in_place=True to replace it",
+                cli_message=f"{folder}: the output is the input model; use --in-place to replace it",
+            )
+        # In place, the input checkpoint's files are the output's own.
+        reads = self.reads(None) if self.in_place else self.reads(model, adapter)
+        the_plan = self.plan(adapter, model)
+        sizes = sharded.describe(adapter, the_plan)
+        layout = sharded.output_layout(adapter, sizes, prefix=prefix, shard_bytes=shard_bytes, index=target.index_named)
+        notes: list[str] = []
+        copies = []
+        if not self.in_place:
+            for file in sharded.companion_files(adapter):
+                there = folder / file.name
+                if not os.path.lexists(there):
+                    copies.append(file)
+                elif not _same_bytes(file, there):
+                    notes.append(f"kept {there}: it differs from {file}, and vsconf replaces only the checkpoint's own files")
+        names = [file.name for file in copies] + [name for name, _ in layout.files] + ([layout.index] if layout.index else [])
+
+        def guard(new: Any) -> tuple[list[Path], list[str]]:
+            return outputs.guard_folder(folder, sharded.owned(folder, prefix), new, reads, replace=self.force or self.in_place)
+
+        guard(names)  # before any work; again when committing
+        if self.lock is not None:
+            old = sharded.owned(folder, prefix)
+            taken = [(folder / name, f"{name}, a file of the output") for name in sorted(set(names) | old.files)]
+            _check_lock(self.lock, reads, folder, force=self.force, taken=taken)
+        metadata = self.metadata(adapter)
+        with Transaction(force=self.force) as transaction:
+            transaction.make_parents(parent_folder(folder))
+            step = outputs.FolderStep(folder, guard)
+            transaction.add(step)
+            for file in copies:
+                _copy_file(file, step.stage(file.name))
+            sharded.write_checkpoint(
+                adapter, the_plan, layout, step.stage, metadata=metadata, scheduler=where, task_bytes=task_bytes,
+                progress=self.progress, digests=self.digests if self.lock is not None else None, where=folder,
+            )
+            lock_data = self.stage_lock(transaction, the_plan, folder)
             transaction.commit()
-    for file in stale:
-        try:
-            file.unlink()
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            notes.append(f"{file}: could not remove the old output's data file: {describe_os_error(exc)}")
-    return ApplyResult(target, the_plan, lock_data, tuple(notes))
+        notes.extend(step.notes)
+        notes.extend(transaction.notes)
+        details = [_layout_words(layout, shard_bytes, adapter)]
+        if copies:
+            shown = ", ".join(file.name for file in copies[:4]) + (f" and {len(copies) - 4} more" if len(copies) > 4 else "")
+            details.append(f"copied {len(copies)} other file{'s' if len(copies) != 1 else ''} of {source_folder}: {shown}")
+        return ApplyResult(folder, the_plan, lock_data, tuple(notes), tuple(details))
+
+
+def _layout_words(layout: Any, shard_bytes: int | None, adapter: Adapter) -> str:
+    count = len(layout.files)
+    files = f"{count} shard{'s' if count != 1 else ''}" if layout.index else "one file"
+    if shard_bytes is None and adapter.layout() is not None:
+        return f"{files}, laid out as in the input"
+    return f"{files} of at most {shard_bytes or sharded.DEFAULT_SHARD_BYTES:,} bytes"
+
+
+def _same_bytes(a: Path, b: Path) -> bool:
+    """Whether two regular files hold the same bytes (read a piece at a time)."""
+    try:
+        if not os.path.isfile(b) or os.path.getsize(a) != os.path.getsize(b):
+            return False
+        with open(a, "rb") as first, open(b, "rb") as second:
+            while True:
+                x, y = first.read(1 << 20), second.read(1 << 20)
+                if x != y:
+                    return False
+                if not x:
+                    return True
+    except OSError:
+        return False
+
+
+def _copy_file(source: Path, temp: Path) -> None:
+    """The bytes of ``source`` into the staged ``temp``."""
+    import shutil
+
+    try:
+        with open(source, "rb") as reader, open(temp, "wb") as writer:
+            shutil.copyfileobj(reader, writer, 1 << 20)
+    except OSError as exc:
+        raise ModelError(f"{source}: cannot copy it beside the new checkpoint: {describe_os_error(exc)}") from None
 
 
 def _hashed(chunks: Iterator[np.ndarray], name: str, digests: dict[str, str]) -> Iterator[np.ndarray]:

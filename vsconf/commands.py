@@ -180,7 +180,11 @@ def _apply(args: argparse.Namespace) -> int:
     _warn_problems(result.plan.warnings)
     _warn([f"vsconf: warning: {note}" for note in result.notes])
     if not args.quiet:
-        print(f"wrote {result.output}: {_counts(result.plan)} (seed {result.plan.seed}, spec sha256 {result.plan.spec_sha256[:16]})")
+        details = "".join(f"; {detail}" for detail in result.details)
+        print(
+            f"wrote {result.output}: {_counts(result.plan)} "
+            f"(seed {result.plan.seed}, spec sha256 {result.plan.spec_sha256[:16]}){details}"
+        )
         if result.plan.untied:
             print(_untied_text(result.plan))
         if args.lock:

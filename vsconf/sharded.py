@@ -18,6 +18,7 @@ temporary sibling and renamed into place whole by the :class:`~vsconf.files.Tran
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -25,7 +26,7 @@ import os
 import re
 import stat
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -37,9 +38,10 @@ from vsconf import streams, tasks
 from vsconf.adapters import AdapterBase
 from vsconf.engine import FanHint, Plan, PlanEntry, state_dict_hints
 from vsconf.errors import ModelError
-from vsconf.files import Transaction, describe_os_error, load_json, pread_range, read_text
+from vsconf.files import TEMP_SUFFIX, describe_os_error, load_json, pread_range, read_text
 from vsconf.initializers import float_dtype, sampling
 from vsconf.matching import TensorInfo
+from vsconf.outputs import Owned
 from vsconf.statedict import _SAFETENSORS_DTYPES, SafetensorsStateDict
 
 INDEX_SUFFIX = ".safetensors.index.json"
@@ -56,8 +58,6 @@ _UNITS = {
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)\s*$", re.IGNORECASE)
 # safetensors' dtype codes by NumPy name, from the reader's table (one table for both ways).
 _ST_CODES = {np.dtype(numpy_type).name: code for code, numpy_type in _SAFETENSORS_DTYPES.items()}
-# What a folder vsconf may replace holds: shards and indexes, nothing else.
-_CHECKPOINT_FILE = re.compile(r"^[^/\\]+\.safetensors(\.index\.json)?$")
 
 
 def parse_size(text: str) -> int:
@@ -125,51 +125,82 @@ def shard_name(prefix: str, index: int, count: int) -> str:
     return f"{prefix}-{index + 1:05d}-of-{count:05d}.safetensors"
 
 
-def check_output_folder(folder: Path, *, force: bool, replacing_input: bool = False) -> None:
-    """A folder output may be created, or (with ``force``) replace a folder that holds only
-    a safetensors checkpoint: vsconf never removes a file that is not a shard or an index."""
-    parent = folder.parent if str(folder.parent) else Path(".")
-    if not parent.is_dir():
-        raise ModelError(f"{folder}: cannot write the output: the folder {parent} does not exist")
-    if not os.path.lexists(folder):
-        return
-    if os.path.islink(folder) or not folder.is_dir():
-        raise ModelError(f"{folder}: cannot write the output folder: it exists and is not a folder")
-    if not force and not replacing_input and os.listdir(folder):
-        raise ModelError(
-            f"{folder}: exists; pass force=True to replace it, or another output",
-            cli_message=f"{folder}: exists; use --force to replace it, or -o to write elsewhere",
-        )
-    foreign = _foreign_entries(folder)
-    if foreign:
-        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-        raise ModelError(
-            f"{folder}: holds {shown}, which {'is' if len(foreign) == 1 else 'are'} not part of a safetensors "
-            "checkpoint; vsconf replaces only a folder of .safetensors files and their index"
-        )
+def owned(folder: Path, prefix: str) -> Owned:
+    """The checkpoint ``prefix`` in ``folder`` as an output replacing it sees it: its index
+    and the shards that index names, and a ``prefix.safetensors`` beside them -- one
+    checkpoint in two forms, which Hugging Face's loaders prefer to the index, so a stale
+    one would shadow the new shards.  Entries that other indexes in the folder name are
+    theirs too (``shared``), and never replaced or removed."""
+    index_name, single_name = prefix + INDEX_SUFFIX, prefix + ".safetensors"
+    try:
+        names = set(os.listdir(folder))
+    except FileNotFoundError:
+        return Owned()
+    except OSError as exc:
+        raise ModelError(f"{folder}: cannot read the output folder: {describe_os_error(exc)}") from None
+    others: dict[str, str] = {}
+    for name in sorted(names):
+        if name.endswith(INDEX_SUFFIX) and name != index_name:
+            others.setdefault(name, name)
+            with contextlib.suppress(ModelError):  # an unreadable index names nothing we can know
+                for shard in _named_shards(folder / name):
+                    others.setdefault(shard, name)
+    files: set[str] = set()
+    if index_name in names:
+        try:
+            files = {index_name} | (_named_shards(folder / index_name) & names)
+        except ModelError as exc:
+            problem = f"{exc}; vsconf cannot tell which files that checkpoint owns, so it replaces none"
+            return Owned(name=index_name, problem=problem)
+    if single_name in names and single_name not in others:
+        files.add(single_name)
+    if not files:
+        return Owned()
+    name = index_name if index_name in files else single_name
+    return Owned(name=name, files=frozenset(files), shared={n: others[n] for n in files if n in others})
 
 
-def _foreign_entries(folder: Path) -> list[str]:
-    foreign = []
+def _named_shards(index: Path) -> set[str]:
+    """The plain file names an index's weight_map names (anything else is never touched)."""
+    if not os.path.isfile(index):
+        raise ModelError(f"{index}: the index is not a regular file")
+    weight_map = _read_index(index).get("weight_map")
+    if not isinstance(weight_map, dict):
+        raise ModelError(f"{index}: has no weight_map")
+    return {shard for shard in set(weight_map.values()) if isinstance(shard, str) and _plain_name(shard)}
+
+
+def _plain_name(name: str) -> bool:
+    return name not in ("", ".", "..") and "/" not in name and "\\" not in name and "\0" not in name and len(name) <= 255
+
+
+# Files of other weight formats: not copied beside a new checkpoint (the new weights replace them).
+_WEIGHT_FILE = re.compile(
+    r"\.(safetensors|bin|pt|pth|ckpt|h5|msgpack|gguf|onnx|npz|npy|pdparams|tflite|keras|ot)(\.index\.json)?$|\.onnx\.data$",
+    re.IGNORECASE,
+)
+
+
+def companion_files(source: Any) -> list[Path]:
+    """The other regular files of the folder a checkpoint was read from -- ``config.json``,
+    ``generation_config.json``, tokenizer files, a README -- which a new checkpoint made from
+    it needs beside its shards to load as the model it was: every regular file at the top of
+    the folder (links to one followed), except files of any weight format and vsconf's
+    temporaries.  Folders inside are not copied."""
+    folder = source.folder
+    if folder is None:
+        return []
+    own = {os.path.realpath(path) for path in source.files()}
+    found = []
     with os.scandir(folder) as entries:
         for entry in entries:
-            if not (_CHECKPOINT_FILE.match(entry.name) and entry.is_file(follow_symlinks=False)):
-                foreign.append(entry.name)
-    return sorted(foreign)
-
-
-def discard_folder(old: Path) -> list[str]:
-    """Remove a replaced checkpoint folder (renamed away by the transaction): its shards and
-    indexes, then the folder.  Anything else found there stays, with a note."""
-    notes = []
-    try:
-        for entry in os.scandir(old):
-            if _CHECKPOINT_FILE.match(entry.name) and entry.is_file(follow_symlinks=False):
-                os.unlink(entry.path)
-        os.rmdir(old)
-    except OSError as exc:
-        notes.append(f"{old}: could not remove the replaced checkpoint folder: {describe_os_error(exc)}")
-    return notes
+            if _WEIGHT_FILE.search(entry.name) or entry.name.endswith(TEMP_SUFFIX):
+                continue
+            path = Path(entry.path)
+            if os.path.realpath(path) in own or not entry.is_file(follow_symlinks=True):
+                continue
+            found.append(path)
+    return sorted(found)
 
 
 # --------------------------------------------------------------------------- reading
@@ -254,6 +285,11 @@ class ShardedSafetensors(AdapterBase):
         held: dict[str, str] = {}
         for shard, reader in self._shards.items():
             for info in reader.tensors():
+                if info.name in held:
+                    raise ModelError(
+                        f"{self.path}: tensor {info.name!r} is held by both {held[info.name]!r} and {shard!r}; "
+                        "a checkpoint holds each tensor once"
+                    )
                 held[info.name] = shard
         for name, shard in weight_map.items():
             if held.get(name) != shard:
@@ -305,6 +341,14 @@ class ShardedSafetensors(AdapterBase):
     def files(self) -> list[Path]:
         return [self.path] + [self.folder / shard for shard in self._shards]
 
+    def layout(self) -> Layout:
+        """How the checkpoint's tensors lie in its files: each shard's name and tensors, in data order."""
+        shards: dict[str, list[str]] = {shard: [] for shard in self._shards}
+        for info in self._infos:
+            shards[self._where[info.name]].append(info.name)
+        prefix = self.path.name[: -len(INDEX_SUFFIX)]
+        return Layout(tuple((shard, tuple(names)) for shard, names in shards.items()), prefix + INDEX_SUFFIX)
+
     def stale_data_files(self, output: Path) -> tuple[list[Path], list[str]]:
         return [], []
 
@@ -321,6 +365,18 @@ def _show(value: Any) -> str:
     return text if len(text) <= 60 else text[:40] + f"...({len(text)} characters)"
 
 
+class FolderSafetensors(SafetensorsStateDict):
+    """A folder holding one ``model.safetensors`` and no index: that file, as a checkpoint
+    whose layout (one file, no index) a new checkpoint made from it keeps."""
+
+    def __init__(self, path: Path):
+        super().__init__(path)
+        self.folder = path.parent
+
+    def layout(self) -> Layout:
+        return Layout(((self.path.name, tuple(info.name for info in self._infos)),), None)
+
+
 def open_sharded(path: Path):
     """The model at ``path``: a sharded checkpoint's folder or index, or a folder holding
     one ``model.safetensors``."""
@@ -329,7 +385,7 @@ def open_sharded(path: Path):
         return ShardedSafetensors(index)
     single = single_file(path)
     if single is not None:
-        return SafetensorsStateDict(single)
+        return FolderSafetensors(single)
     raise ModelError(f"{path}: the model is a folder, not a regular file")
 
 
@@ -423,47 +479,77 @@ def _preallocate(path: Path, header: bytes, size: int) -> None:
             handle.truncate(size)
 
 
+@dataclass(frozen=True)
+class Layout:
+    """Where an output checkpoint's tensors go: ``(file name, tensor names)`` per file, in
+    order, and the index's name (None: one file, no index)."""
+
+    files: tuple[tuple[str, tuple[str, ...]], ...]
+    index: str | None
+
+
+def output_layout(
+    source: Any, sizes: Sequence[tuple[str, int]], *, prefix: str, shard_bytes: int | None, index: bool = True
+) -> Layout:
+    """The layout of a checkpoint made from ``source`` (tensor name, bytes in plan order).
+
+    Without ``shard_bytes``, a sharded checkpoint keeps its shards -- the same tensors in
+    the same files, named as in the input when the prefix is the input's -- and a folder of
+    one ``model.safetensors`` stays one file (unless ``index`` asks for one).  Otherwise,
+    and for every other source, tensors are cut into shards of ``shard_bytes`` (default
+    5 GB) as Hugging Face cuts them, with an index even for one shard.
+    """
+    layout = source.layout()
+    if shard_bytes is None and layout is not None:
+        groups = [names for _, names in layout.files]
+        if layout.index is None and not index:
+            return Layout(((prefix + ".safetensors", groups[0]),), None)
+        if layout.index == prefix + INDEX_SUFFIX:
+            return Layout(layout.files, layout.index)
+        names = [shard_name(prefix, k, len(groups)) for k in range(len(groups))]
+        return Layout(tuple(zip(names, groups)), prefix + INDEX_SUFFIX)
+    groups = assign_shards(sizes, shard_bytes or DEFAULT_SHARD_BYTES)
+    names = [shard_name(prefix, k, len(groups)) for k in range(len(groups))]
+    return Layout(tuple((name, tuple(group)) for name, group in zip(names, groups)), prefix + INDEX_SUFFIX)
+
+
+def describe(source: Any, plan: Plan) -> list[tuple[str, int]]:
+    """(name, bytes in the output) of every tensor of ``plan``, checked to fit a safetensors file."""
+    return [(tensor.entry.name, tensor.nbytes) for tensor in (_describe(source, entry) for entry in plan)]
+
+
 def write_checkpoint(
     source: Any,
-    output: Path,
     plan: Plan,
+    layout: Layout,
+    stage: Callable[[str], Path],
     *,
-    single: bool,
     metadata: Mapping[str, str],
-    transaction: Transaction,
-    shard_bytes: int = DEFAULT_SHARD_BYTES,
-    prefix: str = "model",
     scheduler: tasks.Scheduler | None = None,
     task_bytes: int = tasks.DEFAULT_TASK_BYTES,
     progress=None,
     digests: dict[str, str] | None = None,
+    where: Path,
 ) -> None:
-    """Stage ``plan``'s output as one ``.safetensors`` file (``single``) or as the folder
-    ``output`` of shards and an index; changed tensors are generated by tasks, the others
-    copied from ``source``.  ``digests`` (if given) receives the SHA-256 of every changed
-    tensor's bytes, read back from what was written."""
+    """Stage ``plan``'s output as the files of ``layout``, each made by ``stage(name)``
+    (its index last); changed tensors are generated by tasks, the others copied from
+    ``source``.  ``digests`` (if given) receives the SHA-256 of every changed tensor's
+    bytes, read back from what was written.  ``where`` names the output in messages."""
     scheduler = scheduler or tasks.Scheduler()
     described = [_describe(source, entry) for entry in plan]
     by_name = {tensor.entry.name: tensor for tensor in described}
-    if single:
-        groups = [[tensor.entry.name for tensor in described]]
-        temp = transaction.stage(output)
-        files = [temp]
-    else:
-        groups = assign_shards([(t.entry.name, t.nbytes) for t in described], shard_bytes)
-        folder = transaction.stage_folder(output)
-        files = [folder / shard_name(prefix, i, len(groups)) for i in range(len(groups))]
     placed: dict[str, tuple[Path, int]] = {}
     try:
-        for file, group in zip(files, groups):
-            members = [by_name[name] for name in group]
+        files = []
+        for name, group in layout.files:
+            file = stage(name)
+            files.append(file)
+            members = [by_name[tensor] for tensor in group]
             header = _header(members, metadata)
             offset = len(header)
             for tensor in members:
                 placed[tensor.entry.name] = (file, offset)
                 offset += tensor.nbytes
-            if not single:
-                file.touch()
             _preallocate(file, header, offset)
         pieces: list[tasks.Fill | tasks.Copy] = []
         for tensor in described:
@@ -479,10 +565,10 @@ def write_checkpoint(
             for tensor in described:
                 if tensor.entry.changes:
                     digests[tensor.entry.name] = _digest(*placed[tensor.entry.name], tensor.nbytes)
-        if not single:
-            _write_index(folder / (prefix + INDEX_SUFFIX), groups, files, described)
+        if layout.index is not None:
+            _write_index(stage(layout.index), layout, described)
     except OSError as exc:
-        raise ModelError(f"{output}: cannot write: {describe_os_error(exc)}") from None
+        raise ModelError(f"{where}: cannot write: {describe_os_error(exc)}") from None
 
 
 def _write_array(source: Any, tensor: _Tensor, file: Path, offset: int) -> None:
@@ -506,8 +592,8 @@ def _digest(file: Path, offset: int, length: int) -> str:
     return digest.hexdigest()
 
 
-def _write_index(path: Path, groups: Sequence[Sequence[str]], files: Sequence[Path], described: Sequence[_Tensor]) -> None:
+def _write_index(path: Path, layout: Layout, described: Sequence[_Tensor]) -> None:
     """Hugging Face's index: total_size is the sum of the tensors' bytes; keys sorted."""
-    weight_map = {name: file.name for file, group in zip(files, groups) for name in group}
+    weight_map = {tensor: file for file, group in layout.files for tensor in group}
     index = {"metadata": {"total_size": sum(t.nbytes for t in described)}, "weight_map": weight_map}
     path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")

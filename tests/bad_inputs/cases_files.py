@@ -285,13 +285,14 @@ CASES = [
         files={**NPZ, "m.init.npz": b"precious"},
     ),
     Case(
-        # A folder output is a sharded checkpoint: never one holding anything else, even with --force.
-        "output-is-a-folder-even-with-force",
-        ("apply", "m.npz", "spec.yaml", "-o", "outdir", "--force"),
-        1,
-        "vsconf: error: outdir: holds notes.txt, which is not part of a safetensors checkpoint; "
-        "vsconf replaces only a folder of .safetensors files and their index\n",
+        # A folder output is one checkpoint among the folder's files: the others stay as they are.
+        "folder-output-beside-other-files-with-force",
+        ("apply", "m.npz", "spec.yaml", "-o", "outdir", "--force", "--quiet"),
+        0,
+        "spec.yaml: warning: layout: auto reads state-dict shapes with the tf rule (..., in, out) for rules[0] (line 4); "
+        "write `layout: torch` for PyTorch state dicts ([out, in, k...])\n",
         files={**NPZ, "outdir/notes.txt": "mine"},
+        created=frozenset({"outdir/model-00001-of-00001.safetensors", "outdir/model.safetensors.index.json"}),
     ),
     Case(
         "output-is-a-fifo",
@@ -302,10 +303,19 @@ CASES = [
         build=make_fifo("out.npz"),
     ),
     Case(
-        "output-folder-missing",
-        ("apply", "m.npz", "spec.yaml", "-o", "nope/out.npz"),
+        "output-folder-missing-is-made",
+        ("apply", "m.npz", "spec.yaml", "-o", "nope/deeper/out.npz", "--quiet"),
+        0,
+        "spec.yaml: warning: layout: auto reads state-dict shapes with the tf rule (..., in, out) for rules[0] (line 4); "
+        "write `layout: torch` for PyTorch state dicts ([out, in, k...])\n",
+        files=NPZ,
+        created=frozenset({"nope", "nope/deeper", "nope/deeper/out.npz"}),
+    ),
+    Case(
+        "output-folder-under-a-file",
+        ("apply", "m.npz", "spec.yaml", "-o", "spec.yaml/out.npz"),
         1,
-        "vsconf: error: nope/out.npz: cannot write the output: the folder nope does not exist\n",
+        "vsconf: error: spec.yaml/out.npz: cannot write the output: spec.yaml is not a folder\n",
         files=NPZ,
     ),
     Case(
@@ -384,11 +394,13 @@ CASES = [
         files={**NPZ, "old.lock.json": "{}"},
     ),
     Case(
-        "lock-folder-missing",
-        ("apply", "m.npz", "spec.yaml", "--lock", "nope/m.lock.json"),
-        1,
-        "vsconf: error: nope/m.lock.json: cannot write the lock: the folder nope does not exist\n",
+        "lock-folder-missing-is-made",
+        ("apply", "m.npz", "spec.yaml", "--lock", "nope/m.lock.json", "--quiet"),
+        0,
+        "spec.yaml: warning: layout: auto reads state-dict shapes with the tf rule (..., in, out) for rules[0] (line 4); "
+        "write `layout: torch` for PyTorch state dicts ([out, in, k...])\n",
         files=NPZ,
+        created=frozenset({"m.init.npz", "nope", "nope/m.lock.json"}),
     ),
     Case(
         "lock-is-a-folder",

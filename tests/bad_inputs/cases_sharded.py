@@ -121,12 +121,12 @@ CASES = [
         },
     ),
     Case(
-        "folder-output-holds-other-files",
-        ("apply", "m.shapes.json", "spec.yaml", "-o", "out", "--force"),
-        1,
-        "vsconf: error: out: holds notes.txt, which is not part of a safetensors checkpoint; "
-        "vsconf replaces only a folder of .safetensors files and their index\n",
+        "folder-output-keeps-other-files-with-force",
+        ("apply", "m.shapes.json", "spec.yaml", "-o", "out", "--force", "--quiet"),
+        0,
+        "",
         files={"spec.yaml": GOOD_SPEC, "m.shapes.json": '{"tensors": {"w": {"shape": [4]}}}', "out/notes.txt": "mine"},
+        created=frozenset({"out/model-00001-of-00001.safetensors", "out/model.safetensors.index.json"}),
     ),
     Case(
         "manifest-to-checkpoint",
