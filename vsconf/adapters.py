@@ -52,6 +52,8 @@ class Adapter(Protocol):
             safetensors header's ``__metadata__``, a manifest's ``metadata``).
         folder: The folder of a checkpoint read as a folder (its other files go beside a
             new checkpoint made from it), else None.
+        aliases: Names that are another tensor (tied parameters, held once): name -> the
+            tensor's name.
     """
 
     target: str
@@ -62,6 +64,7 @@ class Adapter(Protocol):
     untied: Mapping[str, Sequence[str]]
     metadata: Mapping[str, str]
     folder: Path | None
+    aliases: Mapping[str, str]
 
     def tensors(self) -> list[TensorInfo]:
         """Every tensor: name, shape, dtype and consumers, in the model's order."""
@@ -124,6 +127,7 @@ class AdapterBase:
     untied: Mapping[str, Sequence[str]] = MappingProxyType({})
     metadata: Mapping[str, str] = MappingProxyType({})
     folder: Path | None = None
+    aliases: Mapping[str, str] = MappingProxyType({})
 
     def hints(self) -> Mapping[str, FanHint]:
         return {}

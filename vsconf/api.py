@@ -177,7 +177,7 @@ def _open_checkpoint(path: Path) -> Any:
 
 
 def _plan_of(adapter: Adapter, spec: Spec) -> Plan:
-    return make_plan(adapter.tensors(), spec, adapter.hints(), target=adapter.target, untied=adapter.untied)
+    return make_plan(adapter.tensors(), spec, adapter.hints(), target=adapter.target, untied=adapter.untied, aliases=adapter.aliases)
 
 
 def plan(

@@ -105,6 +105,11 @@ def _print_plan(plan: Plan, fmt: str) -> None:
     if plan.untied:
         print()
         print(_untied_text(plan))
+    if plan.aliases:
+        print()
+        print(f"{len(plan.aliases)} tied name(s), each held once under the tensor it is:")
+        for name, tensor in plan.aliases.items():
+            print(f"  {name} = {tensor}")
 
 
 def _untied_text(plan: Plan) -> str:

@@ -151,6 +151,8 @@ class Plan:
             is the line the command line prints.
         untied: Shared tensors given a copy per consumer: name -> the copies' names.
         stream: The version of the random streams that draws the filled tensors.
+        aliases: Names that are another tensor (tied parameters, held and drawn once):
+            name -> the tensor's name.
 
     Raises:
         KeyError: :meth:`entry` of a name the plan does not hold.
@@ -171,6 +173,7 @@ class Plan:
     # Shared tensors given one copy per consumer (--untie, `untie: conflicts`): name -> copies.
     untied: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     stream: int = streams.DEFAULT_STREAM  # the version of the random streams that draws the fills
+    aliases: Mapping[str, str] = field(default_factory=dict)
 
     def __iter__(self):
         return iter(self.entries)
@@ -354,6 +357,7 @@ def make_plan(
     *,
     target: str = "state_dict",
     untied: Mapping[str, Sequence[str]] | None = None,
+    aliases: Mapping[str, str] | None = None,
 ) -> Plan:
     """Decide, for every tensor, which rule fills it and with which fans and spread.
 
@@ -398,7 +402,8 @@ def make_plan(
     origin = {copy: name for name, copies in untied_copies.items() for copy in copies}
     entries = [dataclasses.replace(e, untied_from=origin[e.name]) if e.name in origin else e for e in entries]
     return Plan(
-        tuple(entries), spec.sha256, spec.seed, tuple(warnings), untied=untied_copies, stream=spec.stream or streams.DEFAULT_STREAM
+        tuple(entries), spec.sha256, spec.seed, tuple(warnings), untied=untied_copies,
+        stream=spec.stream or streams.DEFAULT_STREAM, aliases=dict(aliases or {}),
     )
 
 

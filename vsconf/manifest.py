@@ -8,7 +8,10 @@ A manifest is a JSON or YAML file named ``*.shapes.json``, ``*.shapes.yaml`` or
      "metadata": {"format": "pt"}}
 
 ``tensors`` maps each name, in order, to its ``shape`` (a list of non-negative integers)
-and ``dtype`` (float16, bfloat16, float32 or float64; float32 when left out).
+and ``dtype`` (float16, bfloat16, float32 or float64; float32 when left out) -- or, for a
+parameter tied to another (``lm_head.weight`` and ``wte.weight``), to ``{"same_as": NAME}``:
+one tensor under two names, which the checkpoint holds once, under NAME, as Hugging
+Face's ``save_pretrained`` saves tied weights.
 ``metadata`` (optional, strings to strings) goes into the safetensors header of the
 output, ``{"format": "pt"}`` when left out, which Hugging Face's loaders expect.  A
 manifest holds no values, so every tensor must be filled by a rule (a constant rule
@@ -18,8 +21,10 @@ refuses it, naming them.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -57,20 +62,51 @@ def _load(path: Path) -> Any:
 
 
 def _load_yaml(path: Path, text: str) -> Any:
-    """YAML without aliases (a manifest never needs one, and they can expand without bound)."""
+    """YAML without aliases (a manifest never needs one, and they can expand without bound)
+    and without a key given twice (JSON manifests refuse that too)."""
     loader_class = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
         for event in yaml.parse(text, Loader=loader_class):
             if isinstance(event, yaml.AliasEvent):
                 mark = event.start_mark
                 raise ModelError(f"{path}:{mark.line + 1}:{mark.column + 1}: a manifest cannot use YAML aliases")
-        return yaml.load(text, Loader=loader_class)
+        loader = loader_class(text)
+        try:
+            node = loader.get_single_node()
+            if node is None:
+                return None
+            _refuse_repeated_keys(path, node)
+            return loader.construct_document(node)
+        finally:
+            loader.dispose()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         raise ModelError(f"{where}: invalid YAML: {exc.problem or exc.context}") from None
     except (yaml.YAMLError, RecursionError) as exc:
         raise ModelError(f"{path}: invalid YAML: {exc}") from None
+
+
+def _refuse_repeated_keys(path: Path, root: yaml.Node) -> None:
+    """A mapping that gives a key twice is an error at the second one (YAML would keep the last)."""
+    stack: list[tuple[yaml.Node, tuple[Any, ...]]] = [(root, ())]
+    while stack:
+        node, keys = stack.pop()
+        if isinstance(node, yaml.MappingNode):
+            first: dict[tuple[str, str], yaml.Node] = {}
+            for key, value in node.value:
+                label = key.value if isinstance(key, yaml.ScalarNode) else "?"
+                if isinstance(key, yaml.ScalarNode):
+                    seen = first.setdefault((key.tag, key.value), key)
+                    if seen is not key:
+                        mark = key.start_mark
+                        raise ModelError(
+                            f"{path}:{mark.line + 1}:{mark.column + 1}: {format_path(keys + (label,))}: "
+                            f"given twice (first at line {seen.start_mark.line + 1})"
+                        )
+                stack.append((value, keys + (label,)))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, keys + (index,)) for index, item in enumerate(node.value))
 
 
 def _entry_error(path: Path, keys: tuple[Any, ...], message: str) -> ModelError:
@@ -87,8 +123,9 @@ def _kind(value: Any) -> str:
     )
 
 
-def parse_manifest(path: Path, data: Any) -> tuple[list[TensorInfo], dict[str, str]]:
-    """The tensors and metadata of a loaded manifest; ModelError at the first bad entry."""
+def parse_manifest(path: Path, data: Any) -> tuple[list[TensorInfo], dict[str, str], dict[str, str]]:
+    """The tensors, metadata and tied names (name -> the tensor it is) of a loaded
+    manifest; ModelError at the first bad entry."""
     if not isinstance(data, dict):
         raise ModelError(f"{path}: a manifest is a mapping with `tensors`, not {_kind(data)}")
     unknown = [key for key in data if key not in ("tensors", "metadata")]
@@ -97,13 +134,38 @@ def parse_manifest(path: Path, data: Any) -> tuple[list[TensorInfo], dict[str, s
     tensors = data.get("tensors")
     if not isinstance(tensors, dict):
         raise ModelError(f"{path}: tensors: " + ("missing" if tensors is None else f"expected a mapping, got {_kind(tensors)}"))
-    infos = []
+    infos = {}
+    aliases: dict[str, str] = {}
     for name, entry in tensors.items():
-        infos.append(_tensor(path, name, entry))
+        if isinstance(entry, dict) and "same_as" in entry:
+            aliases[name] = entry["same_as"]
+        else:
+            infos[name] = _tensor(path, name, entry)
+    for name in aliases:
+        _alias(path, name, tensors[name], infos)
     metadata = data.get("metadata", DEFAULT_METADATA)
     if not isinstance(metadata, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
         raise _entry_error(path, ("metadata",), "expected a mapping of strings to strings")
-    return infos, dict(metadata)
+    return list(infos.values()), dict(metadata), aliases
+
+
+def _alias(path: Path, name: Any, entry: dict, infos: Mapping[str, TensorInfo]) -> None:
+    """Check ``name: {same_as: TARGET}``: a tied parameter, held once, under ``TARGET``."""
+    where = ("tensors", str(name))
+    if not isinstance(name, str) or not name:
+        raise _entry_error(path, where, "a tensor name must be a non-empty string")
+    unknown = [key for key in entry if key not in ("same_as", "shape", "dtype")]
+    if unknown:
+        raise _entry_error(path, where + (unknown[0],), "unknown key (a tied tensor has `same_as`, and may repeat `shape` and `dtype`)")
+    target = entry["same_as"]
+    if not isinstance(target, str) or target not in infos:
+        shown = json.dumps(target) if isinstance(target, (str, int, float, type(None))) and len(str(target)) < 80 else _kind(target)
+        raise _entry_error(path, where + ("same_as",), f"expected the name of another tensor of the manifest (not a tied one), got {shown}")
+    info = infos[target]
+    if "shape" in entry and entry["shape"] != list(info.shape):
+        raise _entry_error(path, where + ("shape",), f"{json.dumps(entry['shape'])[:80]} differs from the shape of {target!r}, {list(info.shape)}")
+    if "dtype" in entry and entry["dtype"] != info.dtype.name:
+        raise _entry_error(path, where + ("dtype",), f"{str(entry['dtype'])[:40]!r} differs from the dtype of {target!r}, {info.dtype.name}")
 
 
 def _tensor(path: Path, name: Any, entry: Any) -> TensorInfo:
@@ -149,7 +211,7 @@ class ShapesManifest(AdapterBase):
 
     def __init__(self, path: Path):
         self.path = path
-        self._infos, self.metadata = parse_manifest(path, _load(path))
+        self._infos, self.metadata, self.aliases = parse_manifest(path, _load(path))
 
     def tensors(self) -> list[TensorInfo]:
         """Every tensor, with the role its name suggests (as for any state dict)."""
@@ -175,10 +237,8 @@ class ShapesManifest(AdapterBase):
     def write(
         self, output: Path, plan: Plan, values, metadata: Mapping[str, str], progress, transaction: Transaction
     ) -> None:
-        """An ``.npz`` output: members in plan order, each streamed chunk by chunk."""
-        import zipfile
-
-        from vsconf.statedict import _ZIP_EPOCH, _write_npy
+        """An ``.npz`` output: members in name order, each streamed chunk by chunk."""
+        from vsconf.statedict import NpzMember, write_npz, write_npy
 
         if output.suffix != ".npz":
             raise ModelError(f"{output}: a manifest's checkpoint is a folder, a .safetensors or an .npz file")
@@ -189,19 +249,11 @@ class ShapesManifest(AdapterBase):
                     f"{output}: tensor {entry.name!r} is bfloat16, which an .npz file cannot hold "
                     "(NumPy stores it as raw bytes); write a .safetensors file or a folder"
                 )
-        temp = transaction.stage(output)
-        entries = sorted(plan, key=lambda entry: entry.name)
-        try:
-            with zipfile.ZipFile(temp, "w", allowZip64=True) as out:
-                for done, entry in enumerate(entries, 1):
-                    info = zipfile.ZipInfo(entry.name + ".npy", date_time=_ZIP_EPOCH)
-                    info.external_attr = 0o644 << 16
-                    with out.open(info, "w", force_zip64=True) as sink:
-                        _write_npy(sink, entry, values(entry))
-                    if progress:
-                        progress(done, len(entries), entry.name)
-        except (OSError, zipfile.LargeZipFile) as exc:
-            raise ModelError(f"{output}: cannot write: {exc}") from None
+        members = [
+            NpzMember(entry.name + ".npy", entry.name, zipfile.ZIP_STORED, functools.partial(write_npy, entry=entry, chunks=values(entry)))
+            for entry in sorted(plan, key=lambda entry: entry.name)
+        ]
+        write_npz(output, members, transaction, progress)
 
 
 def require_filled(plan: Plan, source: Path) -> None:

@@ -42,7 +42,7 @@ from vsconf.files import TEMP_SUFFIX, describe_os_error, load_json, pread_range,
 from vsconf.initializers import float_dtype, sampling
 from vsconf.matching import TensorInfo
 from vsconf.outputs import Owned
-from vsconf.statedict import _SAFETENSORS_DTYPES, SafetensorsStateDict
+from vsconf.statedict import _SAFETENSORS_DTYPES, SafetensorsStateDict, safetensors_header
 
 INDEX_SUFFIX = ".safetensors.index.json"
 INDEX_NAME = "model" + INDEX_SUFFIX
@@ -424,22 +424,6 @@ def assign_shards(sizes: Sequence[tuple[str, int]], max_bytes: int) -> list[list
     return shards
 
 
-def _header(tensors: Sequence[_Tensor], metadata: Mapping[str, str]) -> bytes:
-    """A safetensors header: 8-byte length, then JSON padded with spaces to 8 bytes."""
-    header: dict[str, Any] = {"__metadata__": dict(metadata)} if metadata else {}
-    offset = 0
-    for tensor in tensors:
-        header[tensor.entry.name] = {
-            "dtype": tensor.code,
-            "shape": list(tensor.entry.shape),
-            "data_offsets": [offset, offset + tensor.nbytes],
-        }
-        offset += tensor.nbytes
-    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    text += b" " * (-len(text) % 8)
-    return struct.pack("<Q", len(text)) + text
-
-
 def _describe(source: Any, entry: PlanEntry) -> _Tensor:
     if entry.changes:
         dtype = float_dtype(entry.dtype)
@@ -539,17 +523,21 @@ def write_checkpoint(
     described = [_describe(source, entry) for entry in plan]
     by_name = {tensor.entry.name: tensor for tensor in described}
     placed: dict[str, tuple[Path, int]] = {}
+    headers = [  # every header first: a name or a size a reader would refuse stops the run before any file
+        safetensors_header(
+            [(by_name[t].entry.name, by_name[t].code, by_name[t].entry.shape, by_name[t].nbytes) for t in group],
+            metadata,
+            where if layout.index is None else where / name,
+        )
+        for name, group in layout.files
+    ]
     try:
-        files = []
-        for name, group in layout.files:
+        for (name, group), header in zip(layout.files, headers):
             file = stage(name)
-            files.append(file)
-            members = [by_name[tensor] for tensor in group]
-            header = _header(members, metadata)
             offset = len(header)
-            for tensor in members:
-                placed[tensor.entry.name] = (file, offset)
-                offset += tensor.nbytes
+            for tensor in group:
+                placed[tensor] = (file, offset)
+                offset += by_name[tensor].nbytes
             _preallocate(file, header, offset)
         pieces: list[tasks.Fill | tasks.Copy] = []
         for tensor in described:

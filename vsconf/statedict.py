@@ -5,13 +5,16 @@ format allows it.  All I/O; the values come from the engine.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 import shutil
 import struct
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import ml_dtypes
@@ -191,28 +194,16 @@ class NpzStateDict(_StateDict):
         # Members go out in name order with fixed timestamps, so the output bytes do not
         # depend on the input's member order.  Untouched members are copied byte for byte.
         entries = {entry.name: entry for entry in plan}
-        members = sorted(self._zip.infolist(), key=lambda m: m.filename)
-        temp = transaction.stage(output)
-        try:
-            self._write_members(temp, members, entries, values, progress)
-        except (OSError, zipfile.LargeZipFile) as exc:
-            raise ModelError(f"{output}: cannot write: {_reason(exc)}") from None
-
-    def _write_members(self, temp: Path, members, entries, values: Values, progress) -> None:
-        with zipfile.ZipFile(temp, "w", allowZip64=True) as out:
-            for done, member in enumerate(members, 1):
-                name = member.filename[: -len(".npy")] if member.filename.endswith(".npy") else None
-                info = zipfile.ZipInfo(member.filename, date_time=_ZIP_EPOCH)
-                info.compress_type = member.compress_type
-                info.external_attr = 0o644 << 16
-                chunks = values(entries[name]) if name in entries else None
-                with out.open(info, "w", force_zip64=True) as sink:
-                    if chunks is None:
-                        self._copy_member(member, sink)
-                    else:
-                        _write_npy(sink, entries[name], chunks)
-                if progress:
-                    progress(done, len(members), member.filename)
+        members = []
+        for member in sorted(self._zip.infolist(), key=lambda m: m.filename):
+            name = member.filename[: -len(".npy")] if member.filename.endswith(".npy") else None
+            entry = entries.get(name) if name is not None else None
+            chunks = values(entry) if entry is not None else None
+            if chunks is None:
+                members.append(NpzMember(member.filename, name, member.compress_type, functools.partial(self._copy_member, member)))
+            else:
+                members.append(NpzMember(member.filename, name, member.compress_type, functools.partial(write_npy, entry=entry, chunks=chunks)))
+        write_npz(output, members, transaction, progress)
 
     def _copy_member(self, member: zipfile.ZipInfo, sink) -> None:
         """Copy an untouched member byte for byte; its CRC is checked as it is read."""
@@ -223,7 +214,7 @@ class NpzStateDict(_StateDict):
             raise ModelError(f"{self.path}: member {member.filename!r}: cannot read: {_reason(exc)}") from None
 
 
-def _write_npy(sink, entry: PlanEntry, chunks: Iterator[np.ndarray]) -> None:
+def write_npy(sink, entry: PlanEntry, chunks: Iterator[np.ndarray]) -> None:
     """An ``.npy`` stream, header then data chunk by chunk: the bytes ``np.save`` writes."""
     dtype = np.dtype(float_dtype(entry.dtype))
     header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(entry.shape)}
@@ -233,6 +224,82 @@ def _write_npy(sink, entry: PlanEntry, chunks: Iterator[np.ndarray]) -> None:
         np.lib.format.write_array_header_2_0(sink, header)
     for chunk in prefetch(chunks):
         sink.write(little_endian_bytes(chunk))
+
+
+def _write_array(sink, array: np.ndarray) -> None:
+    np.lib.format.write_array(sink, array, allow_pickle=False)
+
+
+@dataclass(frozen=True)
+class NpzMember:
+    """One member of an ``.npz`` output: its file name in the archive, the tensor it holds
+    (None for a member that is not an array), how it is compressed, and what writes it."""
+
+    filename: str
+    tensor: str | None
+    compression: int
+    write: Callable[[Any], None]
+
+
+def write_npz(output: Path, members: Sequence[NpzMember], transaction: Transaction, progress) -> None:
+    """Stage ``members``, in order, as the ``.npz`` file ``output``: fixed timestamps (the
+    bytes depend on the contents alone), each member streamed by its ``write``.  Names an
+    ``.npz`` cannot hold faithfully are refused first, naming the tensor."""
+    check_npz_members(output, members)
+    temp = transaction.stage(output)
+    try:
+        with zipfile.ZipFile(temp, "w", allowZip64=True) as out:
+            for done, member in enumerate(members, 1):
+                info = zipfile.ZipInfo(member.filename, date_time=_ZIP_EPOCH)
+                info.compress_type = member.compression
+                info.external_attr = 0o644 << 16
+                with out.open(info, "w", force_zip64=True) as sink:
+                    member.write(sink)
+                if progress:
+                    progress(done, len(members), member.tensor or member.filename)
+    except (OSError, zipfile.LargeZipFile) as exc:
+        raise ModelError(f"{output}: cannot write: {_reason(exc)}") from None
+
+
+_DRIVE = re.compile(r"^[A-Za-z]:")
+
+
+def npz_name_problem(filename: str) -> str | None:
+    """Why an archive member named ``filename`` would not come back intact -- from
+    ``numpy.load`` or from unzipping -- or None."""
+    if "\0" in filename:
+        return "has a NUL character, which cuts a zip member's name short"
+    if not _is_unicode(filename):
+        return "is not valid Unicode text (a lone surrogate)"
+    if any(ord(c) < 32 or ord(c) == 127 for c in filename):
+        return "has a control character, which unzipping would put in a file name"
+    if filename.startswith(("/", "\\")) or _DRIVE.match(filename):
+        return "is an absolute path, which unzipping would write outside its folder"
+    if ".." in re.split(r"[/\\]", filename):
+        return "has a '..' part, which unzipping would follow out of its folder"
+    return None
+
+
+def check_npz_members(output: Path, members: Sequence[NpzMember]) -> None:
+    """Every member name survives the archive, and no two load under one key."""
+    keys: dict[str, str] = {}
+    for member in members:
+        what = f"tensor {member.tensor!r}" if member.tensor is not None else f"member {member.filename!r}"
+        problem = npz_name_problem(member.filename)
+        if problem is not None:
+            raise ModelError(f"{output}: {what}: its member name {member.filename!r} {problem}; an .npz file cannot hold it")
+        key = member.filename[: -len(".npy")] if member.filename.endswith(".npy") else member.filename
+        if key in keys:
+            raise ModelError(f"{output}: {what} and {keys[key]} would both load as {key!r} from an .npz file")
+        keys[key] = what
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _reason(exc: BaseException) -> str:
@@ -299,20 +366,16 @@ class SafetensorsStateDict(_StateDict):
     ) -> None:
         """Tensors go out in name order; untouched ones are copied byte for byte."""
         names = sorted(self._header)
-        header: dict[str, object] = {}
-        offset = 0
+        described = []
         for name in names:
             begin, end = self._header[name]["data_offsets"]
-            header[name] = {**self._header[name], "data_offsets": [offset, offset + end - begin]}
-            offset += end - begin
-        header["__metadata__"] = {**self.metadata, **metadata}
-        text = json.dumps(header, separators=(",", ":")).encode("utf-8")
-        text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned, as the library writes it
+            described.append((name, self._header[name]["dtype"], self._header[name]["shape"], end - begin))
+        header = safetensors_header(described, {**self.metadata, **metadata}, output)
         entries = {entry.name: entry for entry in plan}
         temp = transaction.stage(output)
         try:
             with open(temp, "wb") as sink, open(self.path, "rb") as source:
-                sink.write(struct.pack("<Q", len(text)) + text)
+                sink.write(header)
                 for done, name in enumerate(names, 1):
                     chunks = values(entries[name]) if name in entries else None
                     if chunks is None:
@@ -325,6 +388,42 @@ class SafetensorsStateDict(_StateDict):
                         progress(done, len(names), name)
         except OSError as exc:
             raise ModelError(f"{output}: cannot write: {describe_os_error(exc)}") from None
+
+
+# The safetensors library refuses a longer header ("header too large"; MAX_HEADER_SIZE in
+# its Rust crate, checked here against the installed library: 100,000,000 reads, +8 does not).
+MAX_SAFETENSORS_HEADER = 100_000_000
+
+
+def safetensors_name_problem(name: str) -> str | None:
+    """Why a tensor called ``name`` cannot be in a safetensors file, or None."""
+    if name == "__metadata__":
+        return "its name is the key a safetensors header keeps for its metadata"
+    if not _is_unicode(name):
+        return "its name is not valid Unicode text (a lone surrogate), which a safetensors header cannot hold"
+    return None
+
+
+def safetensors_header(tensors: Sequence[tuple[str, str, Sequence[int], int]], metadata: Mapping[str, str], where: Path) -> bytes:
+    """A safetensors header for ``(name, dtype code, shape, bytes)`` in data order: 8-byte
+    length, then JSON padded with spaces so that the data starts 8-byte aligned, as the
+    library writes it.  A name or a size the library would refuse is an error naming it."""
+    header: dict[str, Any] = {"__metadata__": dict(metadata)} if metadata else {}
+    offset = 0
+    for name, code, shape, nbytes in tensors:
+        problem = safetensors_name_problem(name)
+        if problem is not None:
+            raise ModelError(f"{where}: tensor {name!r}: {problem}")
+        header[name] = {"dtype": code, "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
+        offset += nbytes
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    if len(text) > MAX_SAFETENSORS_HEADER:
+        raise ModelError(
+            f"{where}: the safetensors header would take {len(text):,} bytes; the safetensors library reads at most "
+            f"{MAX_SAFETENSORS_HEADER:,} (write more, smaller shards: --shard-size)"
+        )
+    return struct.pack("<Q", len(text)) + text
 
 
 def _copy_range(source, sink, offset: int, length: int) -> None:
@@ -366,23 +465,15 @@ class DictStateDict(_StateDict):
     ) -> None:
         """Stage the dict as an ``.npz`` file: members in name order, stored, fixed timestamps."""
         entries = {entry.name: entry for entry in plan}
-        names = sorted(self._arrays)
-        temp = transaction.stage(output)
-        try:
-            with zipfile.ZipFile(temp, "w", allowZip64=True) as out:
-                for done, name in enumerate(names, 1):
-                    info = zipfile.ZipInfo(name + ".npy", date_time=_ZIP_EPOCH)
-                    info.external_attr = 0o644 << 16
-                    chunks = values(entries[name]) if name in entries else None
-                    with out.open(info, "w", force_zip64=True) as sink:
-                        if chunks is None:
-                            np.lib.format.write_array(sink, self._arrays[name], allow_pickle=False)
-                        else:
-                            _write_npy(sink, entries[name], chunks)
-                    if progress:
-                        progress(done, len(names), name)
-        except (OSError, zipfile.LargeZipFile) as exc:
-            raise ModelError(f"{output}: cannot write: {_reason(exc)}") from None
+        members = []
+        for name in sorted(self._arrays):
+            chunks = values(entries[name]) if name in entries else None
+            if chunks is None:
+                write = functools.partial(_write_array, array=self._arrays[name])
+            else:
+                write = functools.partial(write_npy, entry=entries[name], chunks=chunks)
+            members.append(NpzMember(name + ".npy", name, zipfile.ZIP_STORED, write))
+        write_npz(output, members, transaction, progress)
 
     def arrays(self, plan: Plan, generate: Callable[[PlanEntry], "np.ndarray | None"]) -> dict[str, np.ndarray]:
         """Every tensor after ``plan``: new values where it changes, a copy of the input's

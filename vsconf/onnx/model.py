@@ -94,13 +94,13 @@ class OnnxModel(AdapterBase):
         # Which shared tensors became which copies, for the plan and the summary.
         self.untied: dict[str, list[str]] = {}
         if untie is True or untie == "all":
-            self._model, self._fills, self.untied = rewrite.untie(self._model, self._fills)
+            self._model, self._fills, self.untied = rewrite.untie(self._model, self._fills, where=self.path)
             self._stored = self._collect(self._model)
         self._infos, self._hints = analyse(self._stored, build_index(self._model), self._constant_ints)
         if untie == "conflicts":
             disagreeing = conflicts(self._infos, self._hints)
             if disagreeing:
-                self._model, self._fills, self.untied = rewrite.untie(self._model, self._fills, only=disagreeing)
+                self._model, self._fills, self.untied = rewrite.untie(self._model, self._fills, only=disagreeing, where=self.path)
                 self._stored = self._collect(self._model)
                 self._infos, self._hints = analyse(self._stored, build_index(self._model), self._constant_ints)
 

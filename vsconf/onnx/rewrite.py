@@ -46,6 +46,19 @@ def _remove(items, unwanted: Callable) -> None:
         del items[index]
 
 
+def _value_names(model: onnx.ModelProto) -> set[str]:
+    """Every value name of the model, in every graph: initializers, inputs, outputs, node outputs."""
+    names: set[str] = set()
+    for graph in graphs(model.graph):
+        names.update(tensor.name for tensor in graph.initializer)
+        names.update(tensor.values.name for tensor in graph.sparse_initializer)
+        names.update(value.name for value in graph.input)
+        names.update(value.name for value in graph.output)
+        for node in graph.node:
+            names.update(node.output)
+    return names
+
+
 def _declare_input(model: onnx.ModelProto, graph: onnx.GraphProto, tensor: TensorProto) -> None:
     if model.ir_version < 4:  # IR 3 lists every initializer among the graph inputs
         graph.input.append(onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims)))
@@ -137,7 +150,7 @@ def _fill_value(node: onnx.NodeProto, where: str, file: ModelFile) -> np.ndarray
 
 
 def untie(
-    model: onnx.ModelProto, fills: Fills, only: Collection[str] | None = None
+    model: onnx.ModelProto, fills: Fills, only: Collection[str] | None = None, *, where: object = "the model"
 ) -> tuple[onnx.ModelProto, Fills, dict[str, list[str]]]:
     """The model with every shared float initializer copied per consumer (or only those
     named in ``only``), the fills extended to the copies of materialized tensors, and
@@ -152,6 +165,7 @@ def untie(
     stored, _ = stored_tensors(model)
     index = build_index(model)
     untied: dict[str, list[str]] = {}
+    taken = _value_names(model)
     for name, item in stored.items():
         if only is not None and name not in only:
             continue
@@ -171,6 +185,12 @@ def untie(
 
         copies = list(dict.fromkeys(copy_name(edge) for edge in edges))
         for copy_of in copies:
+            if copy_of in taken:
+                raise ModelError(
+                    f"{where}: tensor {name!r}: its untied copy would be named {copy_of!r}, which the model already uses; "
+                    "rename that value or untie fewer tensors"
+                )
+            taken.add(copy_of)
             copy = TensorProto()
             copy.CopyFrom(item.proto)
             copy.name = copy_of
