@@ -101,14 +101,15 @@ class Owned:
     """What an output folder's existing checkpoint -- the one an output replaces -- is made of.
 
     ``name``: how messages name it (its index or its single file), None when the folder
-    holds no such checkpoint; ``files``: the entries it owns; ``shared``: those of its
-    entries another checkpoint names too (entry -> that checkpoint), never removed or
-    replaced; ``problem``: why it cannot be replaced at all (an index that cannot be read).
+    holds no such checkpoint; ``files``: the entries it owns; ``others``: every name
+    another checkpoint of the folder names, there or not (name -> that checkpoint): never
+    written, replaced or removed; ``problem``: why it cannot be replaced at all (an index
+    that cannot be read).
     """
 
     name: str | None = None
     files: frozenset[str] = frozenset()
-    shared: Mapping[str, str] = field(default_factory=dict)
+    others: Mapping[str, str] = field(default_factory=dict)
     problem: str | None = None
 
 
@@ -133,11 +134,11 @@ def guard_folder(
     new = set(new)
     for name in sorted(new):
         path = folder / name
-        if not os.path.lexists(path):
+        if not os.path.lexists(path) and name not in owned.others:
             continue
         why = _not_replaceable(path, name, owned, reads)
         if why is not None:
-            raise ModelError(f"{folder}: the output would replace {name}, {why}; vsconf replaces only the files of the checkpoint it writes")
+            raise ModelError(f"{folder}: the output would replace {name} ({why}); vsconf replaces only the files of the checkpoint it writes")
     removals, notes = [], []
     for name in sorted(owned.files - new):
         path = folder / name
@@ -153,16 +154,16 @@ def guard_folder(
 
 def _not_replaceable(path: Path, name: str, owned: Owned, reads: Reads) -> str | None:
     """Why the entry ``name`` of an output folder must stay; None if it may be replaced."""
+    if name in owned.others:
+        return f"the checkpoint {owned.others[name]} names it"
     if name not in owned.files:
-        return "which is not part of the checkpoint it replaces"
-    if name in owned.shared:
-        return f"which the checkpoint {owned.shared[name]} names too"
+        return "not part of the checkpoint it replaces"
     what = reads.what(path) if not os.path.islink(path) else None
     if what is not None:
-        return f"which is {what}"
+        return f"it is {what}"
     mode = os.lstat(path).st_mode
     if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
-        return "which is not a regular file"
+        return "not a regular file"
     return None
 
 

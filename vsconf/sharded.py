@@ -129,8 +129,8 @@ def owned(folder: Path, prefix: str) -> Owned:
     """The checkpoint ``prefix`` in ``folder`` as an output replacing it sees it: its index
     and the shards that index names, and a ``prefix.safetensors`` beside them -- one
     checkpoint in two forms, which Hugging Face's loaders prefer to the index, so a stale
-    one would shadow the new shards.  Entries that other indexes in the folder name are
-    theirs too (``shared``), and never replaced or removed."""
+    one would shadow the new shards.  Names that other indexes of the folder name are
+    theirs (``others``), even where the index and another one both name a file."""
     index_name, single_name = prefix + INDEX_SUFFIX, prefix + ".safetensors"
     try:
         names = set(os.listdir(folder))
@@ -151,13 +151,13 @@ def owned(folder: Path, prefix: str) -> Owned:
             files = {index_name} | (_named_shards(folder / index_name) & names)
         except ModelError as exc:
             problem = f"{exc}; vsconf cannot tell which files that checkpoint owns, so it replaces none"
-            return Owned(name=index_name, problem=problem)
+            return Owned(name=index_name, others=others, problem=problem)
     if single_name in names and single_name not in others:
         files.add(single_name)
     if not files:
-        return Owned()
+        return Owned(others=others)
     name = index_name if index_name in files else single_name
-    return Owned(name=name, files=frozenset(files), shared={n: others[n] for n in files if n in others})
+    return Owned(name=name, files=frozenset(files), others=others)
 
 
 def _named_shards(index: Path) -> set[str]:
