@@ -23,6 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
+from onnx_builders import make_model
 
 import racer
 import vsconf
@@ -77,7 +78,7 @@ def gemm_onnx(path: Path, *, external: bool = False, width: int = 8) -> Path:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
         [w, b],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    model = make_model(graph, (("", 17),), ir_version=8)
     if external:
         onnx.save(model, str(path), save_as_external_data=True, location=path.name + ".data", size_threshold=0)
     else:

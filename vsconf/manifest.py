@@ -39,6 +39,7 @@ from vsconf.files import Transaction, load_json, read_text
 from vsconf.initializers import FLOAT_DTYPES, float_dtype
 from vsconf.matching import TensorInfo
 from vsconf.spec import format_path
+from vsconf.statedict import is_unicode
 
 SUFFIXES = (".shapes.json", ".shapes.yaml", ".shapes.yml")
 MAX_MANIFEST_BYTES = 64 << 20
@@ -149,11 +150,18 @@ def parse_manifest(path: Path, data: Any) -> tuple[list[TensorInfo], dict[str, s
     return list(infos.values()), dict(metadata), aliases
 
 
-def _alias(path: Path, name: Any, entry: dict, infos: Mapping[str, TensorInfo]) -> None:
-    """Check ``name: {same_as: TARGET}``: a tied parameter, held once, under ``TARGET``."""
+def _check_name(path: Path, name: Any) -> None:
     where = ("tensors", str(name))
     if not isinstance(name, str) or not name:
         raise _entry_error(path, where, "a tensor name must be a non-empty string")
+    if not is_unicode(name):
+        raise _entry_error(path, ("tensors", name.encode("utf-8", "backslashreplace").decode()), "a tensor name must be valid Unicode text (this one holds a lone surrogate)")
+
+
+def _alias(path: Path, name: Any, entry: dict, infos: Mapping[str, TensorInfo]) -> None:
+    """Check ``name: {same_as: TARGET}``: a tied parameter, held once, under ``TARGET``."""
+    where = ("tensors", str(name))
+    _check_name(path, name)
     unknown = [key for key in entry if key not in ("same_as", "shape", "dtype")]
     if unknown:
         raise _entry_error(path, where + (unknown[0],), "unknown key (a tied tensor has `same_as`, and may repeat `shape` and `dtype`)")
@@ -170,8 +178,7 @@ def _alias(path: Path, name: Any, entry: dict, infos: Mapping[str, TensorInfo]) 
 
 def _tensor(path: Path, name: Any, entry: Any) -> TensorInfo:
     where = ("tensors", str(name))
-    if not isinstance(name, str) or not name:
-        raise _entry_error(path, where, "a tensor name must be a non-empty string")
+    _check_name(path, name)
     if not isinstance(entry, dict):
         raise _entry_error(path, where, f"expected a mapping with `shape` and `dtype`, got {_kind(entry)}")
     unknown = [key for key in entry if key not in ("shape", "dtype")]

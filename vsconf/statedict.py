@@ -269,7 +269,7 @@ def npz_name_problem(filename: str) -> str | None:
     ``numpy.load`` or from unzipping -- or None."""
     if "\0" in filename:
         return "has a NUL character, which cuts a zip member's name short"
-    if not _is_unicode(filename):
+    if not is_unicode(filename):
         return "is not valid Unicode text (a lone surrogate)"
     if any(ord(c) < 32 or ord(c) == 127 for c in filename):
         return "has a control character, which unzipping would put in a file name"
@@ -283,6 +283,7 @@ def npz_name_problem(filename: str) -> str | None:
 def check_npz_members(output: Path, members: Sequence[NpzMember]) -> None:
     """Every member name survives the archive, and no two load under one key."""
     keys: dict[str, str] = {}
+    filenames = {member.filename: member for member in members}
     for member in members:
         what = f"tensor {member.tensor!r}" if member.tensor is not None else f"member {member.filename!r}"
         problem = npz_name_problem(member.filename)
@@ -292,9 +293,15 @@ def check_npz_members(output: Path, members: Sequence[NpzMember]) -> None:
         if key in keys:
             raise ModelError(f"{output}: {what} and {keys[key]} would both load as {key!r} from an .npz file")
         keys[key] = what
+        # numpy.load looks a key up as a member's file name first: 'w.npy' finds tensor w's member.
+        shadow = filenames.get(key)
+        if shadow is not None and shadow is not member:
+            owner = f"tensor {shadow.tensor!r}" if shadow.tensor is not None else f"member {shadow.filename!r}"
+            raise ModelError(f"{output}: {what} would load from an .npz file as the member {key!r}, which holds {owner}")
 
 
-def _is_unicode(text: str) -> bool:
+def is_unicode(text: str) -> bool:
+    """Whether ``text`` is valid Unicode (no lone surrogate, which no file format can hold)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -399,7 +406,7 @@ def safetensors_name_problem(name: str) -> str | None:
     """Why a tensor called ``name`` cannot be in a safetensors file, or None."""
     if name == "__metadata__":
         return "its name is the key a safetensors header keeps for its metadata"
-    if not _is_unicode(name):
+    if not is_unicode(name):
         return "its name is not valid Unicode text (a lone surrogate), which a safetensors header cannot hold"
     return None
 
@@ -448,6 +455,8 @@ class DictStateDict(_StateDict):
         for name, value in mapping.items():
             if not isinstance(name, str):
                 raise TypeError(f"State dict keys must be strings. Received: {type(name).__name__}")
+            if not is_unicode(name):
+                raise ValueError(f"State dict key {name!r} is not valid Unicode text (it holds a lone surrogate)")
             try:
                 array = np.asarray(value)
             except (ValueError, TypeError) as exc:
