@@ -410,7 +410,7 @@ def _output_target(model: Path, output: str | os.PathLike | None, *, in_place: b
         raise ValueError("Give either `output` or `in_place=True`, not both")
     checkpoint = _is_checkpoint_model(model)
     if not checkpoint and (output is None or not sharded.is_folder_output(output)):
-        return _Target("model", None)
+        return _file_target(model, output)
     if model.suffix == ".onnx":
         raise ModelError(f"{model}: an ONNX model is written as .onnx, not as a sharded checkpoint")
     is_manifest = manifest.is_manifest(model)
@@ -437,9 +437,19 @@ def _output_target(model: Path, output: str | os.PathLike | None, *, in_place: b
     target = Path(os.fspath(output))
     if target.suffix == ".safetensors":
         return _Target("safetensors", target)
-    if target.suffix == ".npz" and is_manifest:
+    if target.suffix == ".npz":
         return _Target("npz", target)
-    expected = "a folder, a .safetensors or an .npz file" if is_manifest else "a folder or a .safetensors file"
+    raise ModelError(f"{target}: the output of {model.name} is a folder, a .safetensors or an .npz file")
+
+
+def _file_target(model: Path, output: str | os.PathLike | None) -> _Target:
+    """A file output of a model file: the model's own format, or the other state-dict format."""
+    if output is None or Path(os.fspath(output)).suffix == model.suffix:
+        return _Target("model", None)
+    target = Path(os.fspath(output))
+    if model.suffix != ".onnx" and target.suffix in (".npz", ".safetensors"):
+        return _Target(target.suffix[1:], target)
+    expected = "an .onnx file" if model.suffix == ".onnx" else "an .npz or a .safetensors file, or a folder"
     raise ModelError(f"{target}: the output of {model.name} is {expected}")
 
 
@@ -548,7 +558,7 @@ def apply(
         )
     run = _Run(spec, jobs, lock_path, progress, force=force, in_place=in_place)
     if target.kind == "folder":
-        run.check_folder(target)
+        run.check_folder(target, path)
     else:
         reads = run.reads(path)
         target = dataclasses.replace(
@@ -638,20 +648,30 @@ class _Run:
                     scheduler=where, task_bytes=task_bytes, progress=self.progress,
                     digests=self.digests if self.lock is not None else None, where=path,
                 )
+            elif target.kind == "npz":
+                statedict.write_state_npz(adapter, path, the_plan, self.values, transaction, self.progress)
             else:
                 adapter.write(path, the_plan, self.values, metadata, self.progress, transaction)
             lock_data = self.stage_lock(transaction, the_plan, path)
             transaction.commit(stale)
         return ApplyResult(path, the_plan, lock_data, tuple(transaction.notes))
 
-    def check_folder(self, target: _Target) -> None:
+    def check_folder(self, target: _Target, model: Path) -> None:
         """What a folder output can be refused for before the model is opened."""
         folder = target.path
         outputs.writable_folder(parent_folder(folder), folder, "output")
         if os.path.lexists(folder) and (os.path.islink(folder) or not os.path.isdir(folder)):
             raise ModelError(f"{folder}: cannot write the output folder: it exists and is not a folder")
-        if not self.in_place:
-            outputs.guard_folder(folder, sharded.owned(folder, target.prefix), (), outputs.Reads(), replace=self.force)
+        if self.in_place or not os.path.isdir(folder):
+            return
+        owned = sharded.owned(folder, target.prefix)
+        source = sharded.index_file(model) or sharded.single_file(model) or model
+        if outputs.same_file(parent_folder(source), folder) and source.name in owned.files:
+            raise ModelError(
+                f"{folder}: the output is the input model; pass in_place=True to replace it",
+                cli_message=f"{folder}: the output is the input model; use --in-place to replace it",
+            )
+        outputs.guard_folder(folder, owned, (), outputs.Reads(), replace=self.force)
 
     def folder(
         self, adapter: Adapter, model: Path, target: _Target, where: tasks.Scheduler, shard_bytes: int | None, task_bytes: int
@@ -659,17 +679,6 @@ class _Run:
         """A sharded checkpoint written into a folder, beside whatever else the folder holds."""
         folder, prefix = target.path, target.prefix
         source_folder = adapter.folder
-        same_checkpoint = (
-            source_folder is not None
-            and os.path.isdir(folder)
-            and outputs.same_file(folder, source_folder)
-            and sharded.owned(folder, prefix).files & {file.name for file in adapter.files()}
-        )
-        if same_checkpoint and not self.in_place:
-            raise ModelError(
-                f"{folder}: the output is the input model; pass in_place=True to replace it",
-                cli_message=f"{folder}: the output is the input model; use --in-place to replace it",
-            )
         # In place, the input checkpoint's files are the output's own.
         reads = self.reads(None) if self.in_place else self.reads(model, adapter)
         the_plan = self.plan(adapter, model)

@@ -21,10 +21,8 @@ refuses it, naming them.
 
 from __future__ import annotations
 
-import functools
 import json
 import math
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -245,22 +243,12 @@ class ShapesManifest(AdapterBase):
         self, output: Path, plan: Plan, values, metadata: Mapping[str, str], progress, transaction: Transaction
     ) -> None:
         """An ``.npz`` output: members in name order, each streamed chunk by chunk."""
-        from vsconf.statedict import NpzMember, write_npz, write_npy
+        from vsconf.statedict import write_state_npz
 
         if output.suffix != ".npz":
             raise ModelError(f"{output}: a manifest's checkpoint is a folder, a .safetensors or an .npz file")
         require_filled(plan, self.path)
-        for entry in plan:
-            if entry.dtype == "bfloat16":
-                raise ModelError(
-                    f"{output}: tensor {entry.name!r} is bfloat16, which an .npz file cannot hold "
-                    "(NumPy stores it as raw bytes); write a .safetensors file or a folder"
-                )
-        members = [
-            NpzMember(entry.name + ".npy", entry.name, zipfile.ZIP_STORED, functools.partial(write_npy, entry=entry, chunks=values(entry)))
-            for entry in sorted(plan, key=lambda entry: entry.name)
-        ]
-        write_npz(output, members, transaction, progress)
+        write_state_npz(self, output, plan, values, transaction, progress)
 
 
 def require_filled(plan: Plan, source: Path) -> None:

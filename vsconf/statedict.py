@@ -230,6 +230,31 @@ def _write_array(sink, array: np.ndarray) -> None:
     np.lib.format.write_array(sink, array, allow_pickle=False)
 
 
+def _write_stored(sink, source, name: str) -> None:
+    """A tensor the plan keeps, read from ``source`` only when its member is written."""
+    _write_array(sink, source.read(name))
+
+
+def write_state_npz(source, output: Path, plan: Plan, values: Values, transaction: Transaction, progress) -> None:
+    """Stage any state dict's tensors after ``plan`` as the ``.npz`` file ``output``:
+    members in name order, stored, fixed timestamps; new values streamed chunk by chunk,
+    kept ones read from ``source`` one at a time.  Types an ``.npz`` cannot hold are refused first."""
+    members = []
+    for entry in sorted(plan, key=lambda entry: entry.name):
+        if entry.dtype == "bfloat16" or entry.dtype.startswith("void"):
+            raise ModelError(
+                f"{output}: tensor {entry.name!r} is {'bfloat16' if entry.dtype == 'bfloat16' else 'of a type NumPy cannot hold'}, "
+                "which an .npz file cannot hold (NumPy stores it as raw bytes); write a .safetensors file or a folder"
+            )
+        chunks = values(entry)
+        if chunks is None:
+            write = functools.partial(_write_stored, source=source, name=entry.name)
+        else:
+            write = functools.partial(write_npy, entry=entry, chunks=chunks)
+        members.append(NpzMember(entry.name + ".npy", entry.name, zipfile.ZIP_STORED, write))
+    write_npz(output, members, transaction, progress)
+
+
 @dataclass(frozen=True)
 class NpzMember:
     """One member of an ``.npz`` output: its file name in the archive, the tensor it holds
