@@ -15,6 +15,7 @@ every adapter has the whole contract and the API never probes for a method.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -25,13 +26,21 @@ if TYPE_CHECKING:  # the engine imports nothing from here; these are for the sig
     from vsconf.engine import FanHint, Plan, PlanEntry
     from vsconf.files import Transaction
     from vsconf.matching import TensorInfo
-    from vsconf.sharded import Layout
 
 # The new values of a plan entry's tensor as flat C-order chunks, or None to keep its
 # stored values (see :func:`vsconf.engine.generate_chunks`).
 Values = Callable[["PlanEntry"], "Iterator[np.ndarray] | None"]
 # Called as progress(done, total, name) after each tensor is written.
 Progress = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a checkpoint's tensors lie: ``(file name, tensor names)`` per file, in order,
+    and its index's name (None: one file, no index)."""
+
+    files: tuple[tuple[str, tuple[str, ...]], ...]
+    index: str | None
 
 
 @runtime_checkable

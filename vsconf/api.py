@@ -20,7 +20,7 @@ from typing import Any, Union
 import numpy as np
 
 from vsconf import manifest, outputs, sharded, statedict, streams, tasks
-from vsconf.adapters import Adapter, Progress
+from vsconf.adapters import Adapter, Layout, Progress
 from vsconf.engine import Plan, PlanEntry, auto_fans, consumer_labels, generate, generate_chunks, make_plan
 from vsconf.errors import ModelError, Problem
 from vsconf.files import Transaction, default_output, describe_os_error, is_data_name, little_endian_bytes, parent_folder, regular_file
@@ -642,7 +642,7 @@ class _Run:
         with Transaction(force=self.force, replaceable=[model] if self.in_place else []) as transaction:
             transaction.make_parents(parent_folder(path))
             if target.kind == "safetensors":
-                layout = sharded.Layout(((path.name, tuple(entry.name for entry in the_plan)),), None)
+                layout = Layout(((path.name, tuple(entry.name for entry in the_plan)),), None)
                 sharded.write_checkpoint(
                     adapter, the_plan, layout, lambda name: transaction.stage(path), metadata=metadata,
                     scheduler=where, task_bytes=task_bytes, progress=self.progress,

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from vsconf import streams, tasks
-from vsconf.adapters import AdapterBase
+from vsconf.adapters import AdapterBase, Layout
 from vsconf.engine import FanHint, Plan, PlanEntry, state_dict_hints
 from vsconf.errors import ModelError
 from vsconf.files import TEMP_SUFFIX, describe_os_error, load_json, pread_range, read_text
@@ -461,15 +461,6 @@ def _preallocate(path: Path, header: bytes, size: int) -> None:
             if isinstance(exc, OSError) and exc.errno == 28:  # ENOSPC
                 raise
             handle.truncate(size)
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where an output checkpoint's tensors go: ``(file name, tensor names)`` per file, in
-    order, and the index's name (None: one file, no index)."""
-
-    files: tuple[tuple[str, tuple[str, ...]], ...]
-    index: str | None
 
 
 def output_layout(
