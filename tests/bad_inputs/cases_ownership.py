@@ -228,7 +228,7 @@ CASES = [
         build=_linked_output,
     ),
     Case(
-        "output-folder-under-a-file",
+        "folder-output-under-a-file",
         ("apply", "m.shapes.json", "spec.yaml", "-o", "spec.yaml/out/"),
         1,
         "vsconf: error: spec.yaml/out: cannot write the output: spec.yaml is not a folder\n",
