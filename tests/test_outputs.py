@@ -10,7 +10,6 @@ all writing one output.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import multiprocessing
 import os
@@ -26,28 +25,13 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx_builders import make_model
 
 import racer
+from bad_inputs.harness import snapshot as tree
 import vsconf
 from vsconf import files
 from vsconf.errors import ModelError
 
 SPEC = "vsconf: 1\nseed: 1\nlayout: torch\nrules:\n  - match: '*'\n    init: he_normal\n"
 SHAPES = {"a.weight": [64, 32], "a.bias": [64], "b.weight": [16, 64], "c.weight": [8, 8]}
-
-
-def tree(root: Path) -> dict[str, str]:
-    """Every entry under ``root``: a digest for files, 'dir' for folders, 'link:...' for links."""
-    state = {}
-    for folder, dirs, names in os.walk(root):
-        for name in dirs + names:
-            path = Path(folder) / name
-            key = str(path.relative_to(root))
-            if path.is_symlink():
-                state[key] = "link:" + os.readlink(path)
-            elif path.is_dir():
-                state[key] = "dir"
-            else:
-                state[key] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return state
 
 
 def checkpoint_files(folder: Path, prefix: str) -> set[str]:

@@ -61,13 +61,16 @@ def _digests(folder: Path) -> dict[str, str]:
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
 
 
-def _saved(tmp_path: Path, build, name: str) -> Path:
+def _saved(tmp_path: Path, build, name: str) -> tuple[Path, Path]:
+    """(a folder save_pretrained wrote, in several shards with its configs and a README; the spec)."""
     cls, config, _ = build()
     torch.manual_seed(0)
     folder = tmp_path / name
-    cls(config).save_pretrained(folder, max_shard_size="20KB")  # several shards, with config.json beside them
+    cls(config).save_pretrained(folder, max_shard_size="20KB")
     (folder / "README.md").write_text("# my model\n")
-    return folder
+    spec = tmp_path / "init.yaml"
+    spec.write_text(SPEC)
+    return folder, spec
 
 
 def _loads_as_the_spec_says(folder: Path, build, spec: Path) -> None:
@@ -89,9 +92,7 @@ def _loads_as_the_spec_says(folder: Path, build, spec: Path) -> None:
 
 @pytest.mark.parametrize("build, name", [(_gpt2, "gpt2"), (_llama, "llama")])
 def test_in_place_replaces_only_the_weights_of_a_saved_model(tmp_path, build, name):
-    folder = _saved(tmp_path, build, name)
-    spec = tmp_path / "init.yaml"
-    spec.write_text(SPEC)
+    folder, spec = _saved(tmp_path, build, name)
     before = _digests(folder)
     weights = {n for n in before if n.endswith(".safetensors") or n.endswith(".index.json")}
     result = vsconf.apply(folder, spec, in_place=True)
@@ -105,9 +106,7 @@ def test_in_place_replaces_only_the_weights_of_a_saved_model(tmp_path, build, na
 
 @pytest.mark.parametrize("build, name", [(_gpt2, "gpt2"), (_llama, "llama")])
 def test_a_new_folder_gets_the_configs_and_keeps_the_shards(tmp_path, build, name):
-    folder = _saved(tmp_path, build, name)
-    spec = tmp_path / "init.yaml"
-    spec.write_text(SPEC)
+    folder, spec = _saved(tmp_path, build, name)
     before = _digests(folder)
     out = tmp_path / "new" / "deeper"  # missing parents are made
     result = vsconf.apply(folder, spec, str(out) + "/")
@@ -122,9 +121,7 @@ def test_a_new_folder_gets_the_configs_and_keeps_the_shards(tmp_path, build, nam
 
 @pytest.mark.parametrize("build, name", [(_gpt2, "gpt2"), (_llama, "llama")])
 def test_force_over_a_folder_replaces_its_checkpoint_and_nothing_else(tmp_path, build, name):
-    folder = _saved(tmp_path, build, name)
-    spec = tmp_path / "init.yaml"
-    spec.write_text(SPEC)
+    folder, spec = _saved(tmp_path, build, name)
     out = tmp_path / "out"
     shutil.copytree(folder, out)
     (out / "training_args.json").write_text('{"lr": 0.1}')

@@ -25,7 +25,6 @@ import math
 import os
 import re
 import stat
-import struct
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
