@@ -449,6 +449,10 @@ def _file_target(model: Path, output: str | os.PathLike | None) -> _Target:
     target = Path(os.fspath(output))
     if model.suffix != ".onnx" and target.suffix in (".npz", ".safetensors"):
         return _Target(target.suffix[1:], target)
+    return _Target("unknown", target)  # refused once the path's own checks have run
+
+
+def _refuse_format(model: Path, target: Path) -> None:
     expected = "an .onnx file" if model.suffix == ".onnx" else "an .npz or a .safetensors file, or a folder"
     raise ModelError(f"{target}: the output of {model.name} is {expected}")
 
@@ -564,6 +568,8 @@ def apply(
         target = dataclasses.replace(
             target, path=_resolve_output(path, target.path or output_path, in_place=in_place, force=force, reads=reads)
         )
+        if target.kind == "unknown":
+            _refuse_format(path, target.path)
     with open_model(path, materialize=materialize, untie=untie, spec_untie=spec.untie) as adapter:
         if target.kind == "folder":
             return run.folder(adapter, path, target, where, shard_bytes, task_bytes)
