@@ -32,7 +32,7 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from vsconf import streams
+from vsconf import narrow, streams
 from vsconf.fans import MODES, Axes, axes_from_config, compute_fans, scaled_variance
 
 # Standard deviation of a unit normal truncated to (-2, 2):
@@ -371,7 +371,7 @@ class Constant:
 
     def __call__(self, shape: Sequence[int], dtype: Any = None, partition_info: Any = None) -> np.ndarray:
         dtype = np.dtype(np.float32) if dtype is None else float_dtype(dtype)
-        return np.full(_shape(shape), self.value, dtype=dtype)
+        return narrow.full(_shape(shape), self.value, dtype)
 
     def get_config(self) -> dict[str, float]:
         return {"value": self.value}
