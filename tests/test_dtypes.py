@@ -39,3 +39,11 @@ def test_ml_dtypes_loads_only_when_a_name_needs_it():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "bfloat16", "True"]
+
+
+def test_the_modules_example_runs():
+    import doctest
+
+    import vsconf.dtypes
+
+    assert doctest.testmod(vsconf.dtypes) == (0, 2)

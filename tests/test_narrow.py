@@ -149,19 +149,15 @@ def test_bfloat16_from_float64_rounds_twice_and_that_is_not_once():
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.floats(width=64, allow_nan=True, allow_infinity=True) | st.integers(0, 2**64 - 1).map(_float64), min_size=1, max_size=40))
+@given(data=st.data())
+@pytest.mark.parametrize("source", ["float64", "float32"])
 @pytest.mark.parametrize("fmt", ["float16", "bfloat16"])
-def test_random_float64_values_follow_the_rule(fmt, values):
-    got = narrow.to_bits(np.array(values, dtype=np.float64), fmt)
-    assert patterns_of(got) == [reference(v, fmt, "float64") for v in values]
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.lists(st.floats(width=32, allow_nan=True, allow_infinity=True) | st.integers(0, 2**32 - 1).map(_float32), min_size=1, max_size=40))
-@pytest.mark.parametrize("fmt", ["float16", "bfloat16"])
-def test_random_float32_values_follow_the_rule(fmt, values):
-    got = narrow.to_bits(np.array(values, dtype=np.float32), fmt)
-    assert patterns_of(got) == [reference(v, fmt, "float32") for v in values]
+def test_random_values_follow_the_rule(fmt, source, data):
+    width, from_bits = (64, _float64) if source == "float64" else (32, _float32)
+    any_float = st.floats(width=width, allow_nan=True, allow_infinity=True) | st.integers(0, 2**width - 1).map(from_bits)
+    values = data.draw(st.lists(any_float, min_size=1, max_size=40))
+    got = narrow.to_bits(np.array(values, dtype=source), fmt)
+    assert patterns_of(got) == [reference(v, fmt, source) for v in values]
 
 
 def test_a_million_random_float32_patterns_against_struct():
@@ -219,3 +215,9 @@ def test_only_float_sources_and_16_bit_targets():
         narrow.to_bits(np.arange(3), "float16")
     with pytest.raises(TypeError, match="not float8_e4m3fn"):
         narrow.scale_into(np.zeros(2), 1.0, np.zeros(2, ml_dtypes.float8_e4m3fn))
+
+
+def test_the_modules_examples_run():
+    import doctest
+
+    assert doctest.testmod(narrow) == (0, 3)

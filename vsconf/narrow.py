@@ -66,37 +66,38 @@ _TARGETS = {"float16": _Format(np.uint16, 16, 10, 15), "bfloat16": _Format(np.ui
 
 @dataclass(frozen=True)
 class _Rounding:
-    """Constants of one (source, target) pair, as NumPy scalars of the source's width."""
+    """One (source, target) pair and its constants, NumPy scalars of the source's width."""
 
     source: _Format
     target: _Format
-
-    def __post_init__(self) -> None:
-        src, dst = self.source, self.target
-        shift = src.mantissa - dst.mantissa
-        rebias = (src.bias - dst.bias) << src.mantissa  # target exponent 0 in source bits
-        # Source magnitudes in [low, high) round to a normal target or to the largest
-        # finite one; the rest (zeros, subnormal results, overflow, inf, NaN) are rare and
-        # take the exact slow path.
-        low = rebias + (1 << src.mantissa)
-        high = rebias + ((dst.inf - 1) << shift) + (1 << (shift - 1))
-        u = src.uint
-        constants = {
-            "shift": u(shift),
-            "one": u(1),
-            "magnitude": u((1 << (src.width - 1)) - 1),
-            "low": u(low),
-            "span": u(high - low),
-            # x + (half - 1) - rebias, modulo the width: adding it and the kept bit's
-            # parity, then shifting, rounds to nearest even and rebiases in one go.
-            "bias": u((((1 << (shift - 1)) - 1) - rebias) % (1 << src.width)),
-            "sign_shift": u(src.width - 16),
-            "sign": u(0x8000),
-        }
-        object.__setattr__(self, "c", constants)
+    c: dict[str, np.generic]
 
 
-_ROUNDINGS = {(s.width, name): _Rounding(s, t) for s in (_FLOAT64, _FLOAT32) for name, t in _TARGETS.items()}
+def _rounding(src: _Format, dst: _Format) -> _Rounding:
+    shift = src.mantissa - dst.mantissa
+    rebias = (src.bias - dst.bias) << src.mantissa  # target exponent 0 in source bits
+    # Source magnitudes in [low, high) round to a normal target or to the largest finite
+    # one; the rest (zeros, subnormal results, overflow, inf, NaN) are rare and take the
+    # exact slow path.
+    low = rebias + (1 << src.mantissa)
+    high = rebias + ((dst.inf - 1) << shift) + (1 << (shift - 1))
+    u = src.uint
+    constants = {
+        "shift": u(shift),
+        "one": u(1),
+        "magnitude": u((1 << (src.width - 1)) - 1),
+        "low": u(low),
+        "span": u(high - low),
+        # x + (half - 1) - rebias, modulo the width: adding it and the kept bit's parity,
+        # then shifting, rounds to nearest even and rebiases in one go.
+        "bias": u((((1 << (shift - 1)) - 1) - rebias) % (1 << src.width)),
+        "sign_shift": u(src.width - 16),
+        "sign": u(0x8000),
+    }
+    return _Rounding(src, dst, constants)
+
+
+_ROUNDINGS = {(s.width, name): _rounding(s, t) for s in (_FLOAT64, _FLOAT32) for name, t in _TARGETS.items()}
 _SCRATCH = threading.local()
 
 
