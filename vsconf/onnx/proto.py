@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib.machinery
 import importlib.util
 import sys
+import threading
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -30,6 +31,7 @@ _MESSAGES = frozenset(
     }
 )  # fmt: skip
 _loaded: tuple[ModuleType, Any] | None = None
+_LOCK = threading.Lock()  # two threads must not both run the generated module
 
 
 def _load(name: str, path: Path, loader: Any = None) -> ModuleType:
@@ -65,14 +67,17 @@ def _light() -> tuple[ModuleType, Any] | None:
 def modules() -> tuple[ModuleType, Any]:
     """(the module holding onnx's message classes, the module holding its schema functions)."""
     global _loaded
-    if _loaded is None:
-        light = None if "onnx" in sys.modules else _light()
-        if light is None:
-            import onnx
-            import onnx.defs
+    if _loaded is not None:
+        return _loaded
+    with _LOCK:
+        if _loaded is None:
+            light = None if "onnx" in sys.modules else _light()
+            if light is None:
+                import onnx
+                import onnx.defs
 
-            light = (onnx, onnx.defs)
-        _loaded = light
+                light = (onnx, onnx.defs)
+            _loaded = light
     return _loaded
 
 
