@@ -24,6 +24,9 @@ Three sections, each building its own inputs in a scratch folder (removed at the
 4. **seed** -- a seed checkpoint created from a shapes manifest (8.6 GB; ``--quick`` 1 GB) by
    threads, a process pool and a 2-worker local Dask cluster: wall time, peak RSS of the
    largest process, the ratio to the fill-only time, and byte-identical outputs.
+5. **startup** -- ``vsconf --help``, ``validate`` and ``plan`` of the bundled 5 KB ONNX
+   example as whole processes, beside ``python -c pass`` (median and best of
+   ``max(--repeats, 5)`` runs).
 
 Processes are timed by wall clock; peak RSS is the child's ``ru_maxrss`` from ``os.wait4``,
 spawned from a small launcher process (Linux carries the spawner's peak into the child's).
@@ -53,10 +56,11 @@ sys.path.insert(1, str(Path(__file__).resolve().parent.parent))  # this checkout
 import fillrate
 import onnxcases
 import seedcases
+import startup
 import targets
 from measure import machine_info
 
-SECTIONS = ("fill", "inline", "external", "seed")
+SECTIONS = ("fill", "inline", "external", "seed", "startup")
 GB = 1e9
 _START = time.perf_counter()
 
@@ -142,6 +146,10 @@ def _run_sections(args: argparse.Namespace, sizes: Sizes, folder: Path, torch: A
             results[section] = onnxcases.external(folder, *sizes.external, _log)
             figures.update(onnxcases.external_figures(results[section]))
             _print(onnxcases.external_table(results[section], cpus))
+        elif section == "startup":
+            results[section] = startup.run(folder, max(args.repeats, 5), _log)
+            figures.update(startup.figures(results[section]))
+            _print(startup.table(results[section]))
         else:
             results[section] = seedcases.seed(folder, *sizes.seed, _log)
             figures.update(seedcases.seed_figures(results[section]))

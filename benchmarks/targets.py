@@ -29,6 +29,8 @@ TARGETS = (
     Target("inline.inspect_wall_s", "1 GB inline inspect wall, s", "<=", 0.5),
     Target("inline.inspect_rss_mb", "1 GB inline inspect peak RSS, MB", "<=", 150),
     Target("inline.verify_over_apply", "1 GB inline verify wall / apply wall", "<=", 1.5),
+    Target("startup.validate_s", "vsconf validate start-up, s (issue 19)", "<=", 0.5),
+    Target("startup.plan_s", "vsconf plan of the 5 KB example start-up, s (issue 19)", "<=", 0.5),
     Target("external.apply_rss_over_data", ">=4 GB external apply peak RSS / data size", "<=", 0.1),
     Target("external.apply_over_fill", ">=4 GB external apply wall / fill-only, same jobs", "<=", 1.3),
     Target("seed.threads_over_fill", "8 GB seed checkpoint, threads: wall / fill-only", "<=", 1.3, cores=2),

@@ -52,3 +52,17 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if item.path.name in _SLOW_MODULES or item.originalname in _SLOW_TESTS:
             item.add_marker(pytest.mark.slow)
+
+
+def pytest_report_header(config) -> list[str]:
+    """The versions the run depends on, in the test output (CI runs two environments)."""
+    import importlib.metadata as metadata
+
+    names = ("numpy", "ml_dtypes", "onnx", "onnxruntime", "jsonschema", "pyyaml", "safetensors", "torch", "transformers", "jax", "dask")
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            pass
+    return ["vsconf's dependencies: " + ", ".join(found)]

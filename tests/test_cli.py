@@ -356,3 +356,38 @@ def test_inspect_materialize_on_a_stripped_model(capsys):
 def test_onnx_only_flags_on_a_state_dict_are_refused(capsys):
     code, _, err = run(capsys, "plan", str(EXAMPLE), str(HE_CNN), "--untie")
     assert code == 1 and err == f"vsconf: error: {EXAMPLE}: --materialize and --untie apply to ONNX models only\n"
+
+
+# --------------------------------------------------------------------------- what a command loads
+
+_LOADED = (
+    "import json, sys\n"
+    "from vsconf import cli\n"
+    "try:\n"
+    "    code = cli.main(sys.argv[1:])\n"
+    "except SystemExit as stop:\n"
+    "    code = stop.code\n"
+    "print(json.dumps([code, sorted(m for m in ('ml_dtypes', 'onnx', 'jsonschema', 'numpy') if m in sys.modules)]), file=sys.stderr)\n"
+)
+
+
+def _loaded(*argv: str) -> tuple[int, list[str]]:
+    done = subprocess.run([sys.executable, "-c", _LOADED, *argv], capture_output=True, text=True, cwd=ROOT)
+    code, modules = json.loads(done.stderr.strip().splitlines()[-1])
+    return code, modules
+
+
+def test_light_commands_load_neither_ml_dtypes_nor_onnx(tmp_path):
+    # ml_dtypes costs ~1 s to import (0.7), and `import onnx` imports it: a command loads
+    # them only when it needs them.
+    assert _loaded("--help") == (0, ["numpy"])
+    assert _loaded("schema") == (0, ["numpy"])
+    assert _loaded("validate", "configs/pytorch_defaults.yaml") == (0, ["jsonschema", "numpy"])
+    assert _loaded("plan", "examples/small_cnn.onnx", "configs/pytorch_defaults.yaml") == (0, ["jsonschema", "numpy"])
+    assert _loaded("plan", "examples/small_cnn.npz", "configs/he_cnn.yaml") == (0, ["jsonschema", "numpy"])
+    # and a model with a bfloat16 tensor does load ml_dtypes
+    manifest = tmp_path / "m.shapes.json"
+    manifest.write_text(json.dumps({"tensors": {"w": {"shape": [4, 4], "dtype": "bfloat16"}}}))
+    spec = tmp_path / "s.yaml"
+    spec.write_text("vsconf: 1\nseed: 1\nrules:\n  - match: w\n    init: he_normal\n")
+    assert _loaded("plan", str(manifest), str(spec)) == (0, ["jsonschema", "ml_dtypes", "numpy"])

@@ -61,3 +61,18 @@ def test_the_readme_links_the_docs_and_nothing_outside_the_repository():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert "docs/spec.md" in readme and "docs/design.md" in readme
     assert "../shared" not in readme
+
+
+def test_ci_floors_are_the_floors_pyproject_declares():
+    declared = dict(re.findall(r'"([A-Za-z_]+)(?:\[[a-z]+\])?>=([0-9.]+)"', (ROOT / "pyproject.toml").read_text()))
+    pinned = dict(re.findall(r"^([A-Za-z_]+)==([0-9.]+)$", (ROOT / ".ci" / "floors.txt").read_text(), re.M))
+
+    def release(version: str) -> tuple[int, ...]:  # 1.26 == 1.26.0
+        parts = [int(p) for p in version.split(".")]
+        while parts and parts[-1] == 0:
+            parts.pop()
+        return tuple(parts)
+
+    assert pinned and {name: release(v) for name, v in pinned.items()} == {name: release(declared[name]) for name in pinned}
+    runtime = re.search(r"dependencies = \[(.*?)\]", (ROOT / "pyproject.toml").read_text(), re.S).group(1)
+    assert set(re.findall(r'"([A-Za-z_]+)>=', runtime)) <= set(pinned), "every run-time dependency has its floor pinned"

@@ -134,3 +134,42 @@ def test_a_weight_in_a_subgraph_and_a_constant_are_read_from_the_file(tmp_path):
         assert opened.read("k").dtype == np.float64
     finally:
         opened.close()
+
+
+# --------------------------------------------------------------------------- typed fields, read bit for bit
+
+
+@pytest.mark.parametrize("type_name", ["FLOAT16", "BFLOAT16"])
+def test_16_bit_floats_in_int32_data_are_their_bits(tmp_path, type_name):
+    from vsconf.onnx.checks import np_dtype
+    from vsconf.onnx.reader import typed_values
+
+    # every sign, exponent and NaN corner; int32_data entries as onnx writes them (0..65535)
+    bits = np.array([0x0000, 0x8000, 0x0001, 0x3C00, 0x7BFF, 0x7C00, 0xFC00, 0x7E01, 0xFFFF, 0x3F80, 0x7F7F], np.uint16)
+    stored = TensorProto(name="w", data_type=getattr(TensorProto, type_name), dims=[11], int32_data=bits.tolist())
+    values = typed_values(stored)
+    assert values.dtype == np_dtype(stored.data_type) and values.dtype.name == type_name.lower()
+    np.testing.assert_array_equal(values.view(np.uint16), bits)
+    # what verify reads, and the bytes a copy to a data file takes
+    node = helper.make_node("Identity", ["w"], ["y"])
+    path = save(model([node], [], [value("y", [11], stored.data_type)], [stored]), tmp_path / "m.onnx")
+    adapter = OnnxModel(path)
+    try:
+        np.testing.assert_array_equal(adapter.read("w").view(np.uint16), bits)
+    finally:
+        adapter.close()
+    file = ModelFile(path)
+    try:
+        assert file.raw_bytes(stored, "w") == bits.astype("<u2").tobytes()
+    finally:
+        file.close()
+
+
+def test_float32_and_float64_typed_fields_are_exact():
+    from vsconf.onnx.reader import typed_values
+
+    values = [0.1, -3.5, 1e-45, 3.4028234663852886e38]
+    single = typed_values(TensorProto(name="a", data_type=TensorProto.FLOAT, dims=[2, 2], float_data=values))
+    double = typed_values(TensorProto(name="b", data_type=TensorProto.DOUBLE, dims=[4], double_data=values))
+    assert single.dtype == np.float32 and single.shape == (2, 2) and single.ravel().tolist() == [float(np.float32(v)) for v in values]
+    assert double.dtype == np.float64 and double.tolist() == values

@@ -21,9 +21,14 @@ def shell_blocks() -> list[str]:
 
 
 def test_ci_runs_exactly_the_readme_test_command():
-    test_command = next(b for b in shell_blocks() if "pytest" in b)
-    ci = (ROOT / ".ci" / "run").read_text().strip().splitlines()
-    assert ci[-1] == test_command
+    # .ci/run's first job: in a fresh virtual environment, the README's install, then its
+    # pytest, exactly as written (the versions are printed between the two)
+    install, pytest_command = next(b for b in shell_blocks() if "pytest" in b).split(" && ")
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    job = ci[ci.index('fresh_venv .ci/venv-latest "$PYTHON"') :]
+    assert job[1:4] == ["(", "set -e", "source .ci/venv-latest/bin/activate"]
+    end = next(i for i, line in enumerate(job) if line.startswith(") ||"))
+    assert 3 < job.index(install) < job.index(pytest_command) < end
 
 
 def test_the_readme_main_job_runs_on_the_bundled_example(tmp_path, vsconf_exe):

@@ -236,3 +236,88 @@ def test_unknown_stream_versions_are_refused():
     for bad in (0, 3, "2", True, None):
         with pytest.raises(ValueError, match="stream"):
             draw(1, "w", (4,), np.dtype(np.float32), "uniform", 1.0, stream=bad)
+
+
+# --------------------------------------------------------------------------- every dtype x distribution x stream
+
+# Each dtype vsconf fills, each distribution and the constants, both stream versions: a
+# (2, 70_000) tensor (three blocks, the last partial), seed 2024, std or limit 0.05, the
+# constant 0.1.  Digests computed by vsconf as of commit 28a3120 -- when NumPy and
+# ml_dtypes still did the rounding -- under ml_dtypes 0.6.0 with NumPy 2.4.6 (and equal
+# under 0.4.0 and 0.5.4 with NumPy 1.26.4); ml_dtypes 0.7.0 changed the four bfloat16
+# digests drawn from float64 in that old code.  vsconf.narrow's rule must give these bytes
+# whatever is installed.  Uniform and float64 tensors are the same in both streams.
+GOLDEN_MATRIX = {
+    "float16": {
+        "truncated_normal": ("cacf4488465186530e5a4d31a9570611d32f0f514e4f0b3462ebfae7f2434267",
+                             "ee7763f83ccc351467ac2610c02a05fd7ecc4eb21a89b6b34e47d8f7e0787424"),
+        "untruncated_normal": ("093c6ef5b1fd5e81fa3374973a7d945ccc3471ae2800602758579b5772c0ca8e",
+                               "baf027cce07b06f94a472d8b705a6d8a01a2f936c4528643f86ef864f7f06cbe"),
+        "uniform": ("e42c3c0c1d9e27f6e65dc05047d3f930ca953afa3b590dbae836d0a587ff3058",) * 2,
+        "constant": ("ec83232b4cf23e4e7e516607d65442cc688b0fedc8df6f013a20bfe112158dba",) * 2,
+    },
+    "bfloat16": {
+        "truncated_normal": ("76c4312406bd91eb5f1f9abf31bea3dfbfc3f3a04a4d855b2fcfbdb2ff477e98",
+                             "15d604c3929e8437dcdea1c615a130b5a530ed7fa76aa0e3765b6a173da92cb8"),
+        "untruncated_normal": ("b2f543f21d0fb5cebb4d4949609f7bea73dab3674d2f5dbc7236d19fa9224e04",
+                               "372c7b651d69ce6dee1445cf7865a0ff2cd05976703f5c67ac682e42d199c499"),
+        "uniform": ("39eab49606937ea5bd3f9613d37dc1a0fe75ed7c71c24e023d1f51360b7abfdb",) * 2,
+        "constant": ("d4dd20b982d01a35deb2b307759fe7dacaefae436fe70ea2730d3eba07b960fa",) * 2,
+    },
+    "float32": {
+        "truncated_normal": ("817644dfaaf5857de8772945604090641f4e4fbe8cd10a80643add5bc9459a6f",
+                             "a6188ec28d6ca8678de45396966498308260f36ba347f94039f7072551323c54"),
+        "untruncated_normal": ("7260fd85c1964885b4e573dfce79a428d5b2920846f92c8b8e5d1e1e77aa8676",
+                               "fa8b9191fc75211b7465b100827374173b6aaa56538318293b657bd2fec3d73d"),
+        "uniform": ("f10a6b0620ba6ff47850cb833c320858f5a246e11c2ce711cf476f89cd1332d0",) * 2,
+        "constant": ("075417605aa5192ba65696dcf9f24233a8691f13de3886b3917fc4623b81f6a7",) * 2,
+    },
+    "float64": {
+        "truncated_normal": ("262672f4f0b705490d8ea969bd638ea497ea71cc17154658ecaa2115111bbb32",) * 2,
+        "untruncated_normal": ("6caeb30e0693138901123c68139b9ad61c63f58d11171f45c2b045aa6893d2e6",) * 2,
+        "uniform": ("70c253f74880b85576154fd4a5274829bad60df0aed9fe4c439027fc1dddf473",) * 2,
+        "constant": ("b57cdb450e1609a108e96f778b103dcb7853047c03527d0582e4526acd007eb1",) * 2,
+    },
+}
+_MATRIX_SHAPE = (2, 70_000)
+
+
+def _fill_dtype(name: str) -> np.dtype:
+    return np.dtype(ml_dtypes.bfloat16) if name == "bfloat16" else np.dtype(name)
+
+
+@pytest.mark.parametrize("stream", streams.STREAMS)
+@pytest.mark.parametrize("kind", [*KINDS, "constant"])
+@pytest.mark.parametrize("dtype", list(GOLDEN_MATRIX))
+def test_golden_digests_of_every_dtype_distribution_and_stream(dtype, kind, stream, tmp_path):
+    expected = GOLDEN_MATRIX[dtype][kind][stream - 1]
+    dt = _fill_dtype(dtype)
+    if kind == "constant":  # every place that makes a constant tensor
+        from vsconf import Constant, engine, slices, tasks
+
+        assert digest(Constant(0.1)(_MATRIX_SHAPE, dtype=dt)) == expected
+        entry = engine.PlanEntry(f"golden.{dtype}.constant", _MATRIX_SHAPE, dtype, "constant", value=0.1, stream=stream)
+        assert digest(engine.generate(entry)) == expected
+        assert digest(slices.slice_values(entry)) == expected
+        chunks = engine.generate_chunks(entry, step=3 * BLOCK_SIZE // 2)
+        assert hashlib.sha256(b"".join(chunk.tobytes() for chunk in chunks)).hexdigest() == expected
+        target = tmp_path / "constant.bin"
+        target.write_bytes(b"\0" * (2 * 70_000 * dt.itemsize))
+        total = 2 * 70_000
+        tasks.run_task(tasks.Task((tasks.Fill(entry.name, 0, total, 0, total, dtype, "constant", 0.1, str(target), 0, stream),)))
+        assert hashlib.sha256(target.read_bytes()).hexdigest() == expected
+        return
+    name = f"golden.{dtype}.{kind}"
+    values = draw(2024, name, _MATRIX_SHAPE, dt, kind, 0.05, stream=stream)
+    assert values.dtype == dt and digest(values) == expected
+    assert digest(draw(2024, name, _MATRIX_SHAPE, dt, kind, 0.05, jobs=2, stream=stream)) == expected
+    # the per-block path (a column slice) rounds the same way
+    part = draw(2024, name, (2, 3), dt, kind, 0.05, full_shape=_MATRIX_SHAPE, offset=(0, 65_534), stream=stream)
+    np.testing.assert_array_equal(part.view(np.uint8), values[:, 65_534:65_537].view(np.uint8))
+
+
+def test_float8_draws_of_stream_one():
+    # Specs never fill float8 (such tensors pass through), but streams.draw does: through
+    # ml_dtypes' cast, which gave these bytes under ml_dtypes 0.4.0, 0.5.4, 0.6.0 and 0.7.0.
+    values = draw(21, "f8", (17, 5), np.dtype(ml_dtypes.float8_e4m3fn), "truncated_normal", 0.5, stream=1)
+    assert digest(values) == "4ce088492ebb7f6aac440470f71487e0000b087f0cb12010abde713770a54399"

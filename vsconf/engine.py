@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from vsconf import streams
+from vsconf import narrow, streams
 from vsconf.errors import MatchError, Problem, rule_problem
 from vsconf.fans import Axes, axes_fans, compute_fans, scaled_variance
 from vsconf.initializers import float_dtype, sampling
@@ -413,7 +413,7 @@ def generate(entry: PlanEntry, *, jobs: int = 1) -> np.ndarray | None:
         return None
     dtype = float_dtype(entry.dtype)
     if entry.action == "constant":
-        return np.full(entry.shape, entry.value, dtype=dtype)
+        return narrow.full(entry.shape, entry.value, dtype)
     total = math.prod(entry.shape)
     kind, param = sampling(entry.distribution, entry.variance)
     key = streams.stream_key(entry.seed, entry.name)
@@ -436,7 +436,7 @@ def generate_chunks(entry: PlanEntry, *, jobs: int = 1, step: int | None = None)
     total = math.prod(entry.shape)
     step = step or chunk_elements(jobs, dtype.itemsize)
     if entry.action == "constant":
-        return (np.full(min(step, total - lo), entry.value, dtype=dtype) for lo in range(0, total, step))
+        return (narrow.full(min(step, total - lo), entry.value, dtype) for lo in range(0, total, step))
     kind, param = sampling(entry.distribution, entry.variance)
     key = streams.stream_key(entry.seed, entry.name)
     stream = entry.stream or streams.DEFAULT_STREAM

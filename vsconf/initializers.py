@@ -29,10 +29,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import ml_dtypes
 import numpy as np
 
-from vsconf import streams
+from vsconf import narrow, streams
+from vsconf.dtypes import DtypeTable
 from vsconf.fans import MODES, Axes, axes_from_config, compute_fans, scaled_variance
 
 # Standard deviation of a unit normal truncated to (-2, 2):
@@ -55,12 +55,8 @@ PRESETS: dict[str, tuple[float, str, str]] = {
 # Non-random initializers, by name, with their constant value.
 CONSTANTS: dict[str, float] = {"zeros": 0.0, "ones": 1.0}
 
-FLOAT_DTYPES: dict[str, np.dtype] = {
-    "float16": np.dtype(np.float16),
-    "bfloat16": np.dtype(ml_dtypes.bfloat16),
-    "float32": np.dtype(np.float32),
-    "float64": np.dtype(np.float64),
-}
+# name -> dtype; bfloat16 comes from ml_dtypes, imported when it is first asked for.
+FLOAT_DTYPES: Mapping[str, np.dtype] = DtypeTable({name: name for name in ("float16", "bfloat16", "float32", "float64")})
 
 
 def float_dtype(dtype: Any) -> np.dtype:
@@ -371,7 +367,7 @@ class Constant:
 
     def __call__(self, shape: Sequence[int], dtype: Any = None, partition_info: Any = None) -> np.ndarray:
         dtype = np.dtype(np.float32) if dtype is None else float_dtype(dtype)
-        return np.full(_shape(shape), self.value, dtype=dtype)
+        return narrow.full(_shape(shape), self.value, dtype)
 
     def get_config(self) -> dict[str, float]:
         return {"value": self.value}

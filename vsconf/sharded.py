@@ -56,7 +56,7 @@ _UNITS = {
 }
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)\s*$", re.IGNORECASE)
 # safetensors' dtype codes by NumPy name, from the reader's table (one table for both ways).
-_ST_CODES = {np.dtype(numpy_type).name: code for code, numpy_type in _SAFETENSORS_DTYPES.items()}
+_ST_CODES = {name: code for code, name in _SAFETENSORS_DTYPES.names.items()}
 
 
 def parse_size(text: str) -> int:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from vsconf import streams
+from vsconf import narrow, streams
 from vsconf.engine import PlanEntry
 from vsconf.initializers import float_dtype, sampling
 
@@ -91,7 +91,7 @@ def slice_values(plan_entry: PlanEntry, index: Any = ()) -> np.ndarray | None:
     offset, sizes, drop = _bounds(index, shape)
     dtype = float_dtype(plan_entry.dtype)
     if plan_entry.action == "constant":
-        values = np.full(sizes, plan_entry.value, dtype=dtype)
+        values = narrow.full(sizes, plan_entry.value, dtype)
     else:
         kind, param = sampling(plan_entry.distribution, plan_entry.variance)
         values = streams.draw(

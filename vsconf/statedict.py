@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from typing import Any
 from pathlib import Path
 
-import ml_dtypes
 import numpy as np
 
 from vsconf.adapters import AdapterBase, Values
+from vsconf.dtypes import DtypeTable
 from vsconf.engine import FanHint, Plan, PlanEntry, state_dict_hints
 from vsconf.errors import ModelError
 from vsconf.files import Transaction, describe_os_error, little_endian_bytes, pread_range
@@ -463,11 +463,11 @@ def _copy_range(source, sink, offset: int, length: int) -> None:
         sink.write(piece)
 
 
-_SAFETENSORS_DTYPES = {
-    "BF16": ml_dtypes.bfloat16, "F64": np.float64, "F32": np.float32, "F16": np.float16,
-    "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8,
-    "U64": np.uint64, "U32": np.uint32, "U16": np.uint16, "U8": np.uint8, "BOOL": np.bool_,
-}
+_SAFETENSORS_DTYPES = DtypeTable({
+    "BF16": "bfloat16", "F64": "float64", "F32": "float32", "F16": "float16",
+    "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8",
+    "U64": "uint64", "U32": "uint32", "U16": "uint16", "U8": "uint8", "BOOL": "bool",
+})  # fmt: skip
 
 
 class DictStateDict(_StateDict):

@@ -188,13 +188,13 @@ def _buffer(count: int, dtype: np.dtype) -> np.ndarray:
 
 
 def _fill(fd: int, piece: Fill) -> int:
-    from vsconf import streams
+    from vsconf import narrow, streams
 
     dtype = _dtype(piece.dtype)
     count = piece.stop - piece.start
     values = _buffer(count, dtype)
     if piece.kind == "constant":
-        values[...] = piece.param
+        narrow.fill(values, piece.param)
     else:
         streams.draw_flat(
             piece.key, piece.total, piece.start, piece.stop, dtype, piece.kind, piece.param,

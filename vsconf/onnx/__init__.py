@@ -5,6 +5,22 @@ fans, over an index of the graph), ``rewrite`` (``--materialize`` and ``--untie`
 model), ``writer`` (the output, streamed tensor by tensor) and ``model`` (the adapter,
 :class:`OnnxModel`, that ties them together)."""
 
-from vsconf.onnx.model import OnnxModel
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 __all__ = ["OnnxModel"]
+
+
+def __getattr__(name: str) -> Any:
+    # Loaded on first use, so that `from vsconf.onnx import proto` (spec checks need the
+    # operator schemas) does not load the whole adapter.
+    if name == "OnnxModel":
+        from vsconf.onnx.model import OnnxModel
+
+        return OnnxModel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+if TYPE_CHECKING:
+    from vsconf.onnx.model import OnnxModel  # noqa: F401

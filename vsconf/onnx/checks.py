@@ -15,8 +15,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import onnx
-from onnx import TensorProto
+
+from vsconf.dtypes import DtypeTable
+from vsconf.onnx.proto import TensorProto
 
 INT64_LIMIT = 2**63
 FLOAT_TYPES = frozenset({TensorProto.FLOAT16, TensorProto.BFLOAT16, TensorProto.FLOAT, TensorProto.DOUBLE})
@@ -55,10 +56,29 @@ _FIELD = {code: _FIELD_BY_NAME.get(name, ("int32_data", 1, 1)) for name, code in
 # --------------------------------------------------------------------------- names in messages
 
 
+# Each element type's NumPy dtype, by name: onnx's own table as of 1.19-1.23 (where it
+# took the 16-, 8-, 4-, 2- and 6-bit floats and integers from ml_dtypes), kept here so
+# that no onnx version decides -- onnx up to 1.18 called bfloat16 float32 -- and
+# ml_dtypes loads only for a model that has such a tensor.
+_DTYPE_NAMES = {
+    "FLOAT": "float32", "UINT8": "uint8", "INT8": "int8", "UINT16": "uint16", "INT16": "int16",
+    "INT32": "int32", "INT64": "int64", "STRING": "object", "BOOL": "bool", "FLOAT16": "float16",
+    "DOUBLE": "float64", "UINT32": "uint32", "UINT64": "uint64", "COMPLEX64": "complex64",
+    "COMPLEX128": "complex128", "BFLOAT16": "bfloat16",
+    "FLOAT8E4M3FN": "float8_e4m3fn", "FLOAT8E4M3FNUZ": "float8_e4m3fnuz", "FLOAT8E5M2": "float8_e5m2",
+    "FLOAT8E5M2FNUZ": "float8_e5m2fnuz", "FLOAT8E8M0": "float8_e8m0fnu", "UINT4": "uint4", "INT4": "int4",
+    "FLOAT4E2M1": "float4_e2m1fn", "UINT2": "uint2", "INT2": "int2", "FLOAT6E2M3": "float6_e2m3fn",
+    "FLOAT6E3M2": "float6_e3m2fn",
+}  # fmt: skip
+_DTYPES = DtypeTable({getattr(TensorProto, name): dtype for name, dtype in _DTYPE_NAMES.items() if hasattr(TensorProto, name)})
+# The other way, for tensors vsconf makes from a NumPy array (--materialize).
+DATA_TYPES = {dtype: code for code, dtype in _DTYPES.names.items()}
+
+
 def np_dtype(data_type: int) -> np.dtype:
     try:
-        return np.dtype(onnx.helper.tensor_dtype_to_np_dtype(data_type))
-    except (KeyError, TypeError, ValueError):
+        return _DTYPES[data_type]
+    except (KeyError, TypeError, AttributeError):  # AttributeError: an ml_dtypes without the type
         return np.dtype("V1")  # a type NumPy cannot hold: never filled, never read
 
 

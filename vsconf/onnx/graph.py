@@ -21,8 +21,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import onnx
-from onnx import AttributeProto, TensorProto
+from vsconf.onnx import proto
+from vsconf.onnx.proto import AttributeProto, TensorProto
 
 from vsconf.engine import FanHint
 from vsconf.fans import Axes, axes_fans, tf_fans
@@ -45,7 +45,7 @@ class CannotFollow(Exception):
 # --------------------------------------------------------------------------- walking graphs
 
 
-def subgraphs(node: onnx.NodeProto) -> Iterator[onnx.GraphProto]:
+def subgraphs(node: proto.NodeProto) -> Iterator[proto.GraphProto]:
     """The bodies of an If/Loop/Scan (any GRAPH or GRAPHS attribute)."""
     for attribute in node.attribute:
         if attribute.type == AttributeProto.GRAPH:
@@ -54,7 +54,7 @@ def subgraphs(node: onnx.NodeProto) -> Iterator[onnx.GraphProto]:
             yield from attribute.graphs
 
 
-def graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
+def graphs(graph: proto.GraphProto) -> Iterator[proto.GraphProto]:
     """``graph`` and every subgraph under it, depth first."""
     yield graph
     for node in graph.node:
@@ -62,14 +62,14 @@ def graphs(graph: onnx.GraphProto) -> Iterator[onnx.GraphProto]:
             yield from graphs(sub)
 
 
-def node_labels(graph: onnx.GraphProto) -> tuple[list[onnx.NodeProto], dict[int, str]]:
+def node_labels(graph: proto.GraphProto) -> tuple[list[proto.NodeProto], dict[int, str]]:
     """Every node, and its name or ``Op#k`` (k: its position in a walk of the main graph,
     then the subgraphs).  Keep the list alive while using the ids."""
     nodes = [node for sub in graphs(graph) for node in sub.node]
     return nodes, {id(node): node.name or f"{node.op_type}#{k}" for k, node in enumerate(nodes)}
 
 
-def all_tensors(graph: onnx.GraphProto) -> Iterator[TensorProto]:
+def all_tensors(graph: proto.GraphProto) -> Iterator[TensorProto]:
     """Every tensor a graph stores: initializers and tensor attributes, subgraphs included."""
     for sub in graphs(graph):
         yield from sub.initializer
@@ -83,7 +83,7 @@ def all_tensors(graph: onnx.GraphProto) -> Iterator[TensorProto]:
                 yield from attribute.tensors
 
 
-def external_locations(model: onnx.ModelProto) -> list[str]:
+def external_locations(model: proto.ModelProto) -> list[str]:
     """The data files a model names, in order of first mention."""
     names: dict[str, None] = {}
     for tensor in all_tensors(model.graph):
@@ -92,7 +92,7 @@ def external_locations(model: onnx.ModelProto) -> list[str]:
     return list(names)
 
 
-def opsets(model: onnx.ModelProto) -> dict[str, int]:
+def opsets(model: proto.ModelProto) -> dict[str, int]:
     """Opset version by domain ('' for ONNX's own, also when imported as 'ai.onnx')."""
     found = {o.domain or "": o.version for o in model.opset_import}
     if "ai.onnx" in found:
@@ -103,7 +103,7 @@ def opsets(model: onnx.ModelProto) -> dict[str, int]:
 _FIELD_OF_ATTRIBUTE = {AttributeProto.INT: "i", AttributeProto.INTS: "ints", AttributeProto.TENSOR: "t"}
 
 
-def attribute(node: onnx.NodeProto, name: str, kind: int, default: Any = None) -> Any:
+def attribute(node: proto.NodeProto, name: str, kind: int, default: Any = None) -> Any:
     """Attribute ``name`` of ``node`` if it has type ``kind`` (ints as a list), ``default``
     when absent; :class:`CannotFollow` when present with another type.  IR 1 models
     carry no type: the field that is set decides."""
@@ -133,11 +133,11 @@ class Stored:
 
     name: str
     proto: TensorProto
-    graph: onnx.GraphProto
+    graph: proto.GraphProto
     kind: str  # "initializer" or "constant"
 
 
-def stored_tensors(model: onnx.ModelProto) -> tuple[dict[str, Stored], str | None]:
+def stored_tensors(model: proto.ModelProto) -> tuple[dict[str, Stored], str | None]:
     """Every stored tensor by name, in the order of a walk of the graphs; and the problem
     when two share a name (vsconf needs unique names), else None."""
     stored: dict[str, Stored] = {}
@@ -155,11 +155,11 @@ def stored_tensors(model: onnx.ModelProto) -> tuple[dict[str, Stored], str | Non
     return stored, None
 
 
-def order_problem(model: onnx.ModelProto) -> str | None:
+def order_problem(model: proto.ModelProto) -> str | None:
     """Whether a node reads a value nothing defines before it, or defines one twice in its graph."""
     nodes, labels = node_labels(model.graph)
 
-    def walk(graph: onnx.GraphProto, scopes: list[set[str]]) -> str | None:
+    def walk(graph: proto.GraphProto, scopes: list[set[str]]) -> str | None:
         defined = {v.name for v in graph.input} | {t.name for t in graph.initializer}
         defined |= {s.values.name for s in graph.sparse_initializer}
         scopes = [*scopes, defined]
@@ -191,16 +191,16 @@ def order_problem(model: onnx.ModelProto) -> str | None:
 
 @dataclass
 class Edge:
-    node: onnx.NodeProto
+    node: proto.NodeProto
     index: int
-    graph: onnx.GraphProto
+    graph: proto.GraphProto
 
 
 @dataclass
 class _Reach:
     """A terminal consumer reached from a stored tensor, with the axis map on the way."""
 
-    node: onnx.NodeProto
+    node: proto.NodeProto
     index: int
     axis_map: tuple[int | None, ...]  # for each axis at the consumer: the stored axis, or None
 
@@ -211,13 +211,13 @@ class GraphIndex:
     ``labels``: each node's name or ``Op#k``, by ``id`` (``nodes`` keeps the ids valid)."""
 
     edges: dict[str, list[Edge]] = field(default_factory=dict)
-    producers: dict[str, onnx.NodeProto] = field(default_factory=dict)
+    producers: dict[str, proto.NodeProto] = field(default_factory=dict)
     labels: dict[int, str] = field(default_factory=dict)
-    nodes: list[onnx.NodeProto] = field(default_factory=list)
+    nodes: list[proto.NodeProto] = field(default_factory=list)
     opsets: dict[str, int] = field(default_factory=dict)
 
 
-def build_index(model: onnx.ModelProto) -> GraphIndex:
+def build_index(model: proto.ModelProto) -> GraphIndex:
     index = GraphIndex(opsets=opsets(model))
     index.nodes, index.labels = node_labels(model.graph)
     for graph in graphs(model.graph):
@@ -231,12 +231,12 @@ def build_index(model: onnx.ModelProto) -> GraphIndex:
     return index
 
 
-def version(index: GraphIndex, node: onnx.NodeProto) -> int:
+def version(index: GraphIndex, node: proto.NodeProto) -> int:
     """The opset version of the node's domain that the model imports (1 when it imports none)."""
     return index.opsets.get(node.domain or "", 1)
 
 
-def formal(index: GraphIndex, node: onnx.NodeProto, position: int) -> str:
+def formal(index: GraphIndex, node: proto.NodeProto, position: int) -> str:
     """The formal name of a node's input (``inputN`` when onnx does not know the op)."""
     names = formal_inputs(node.domain or "", node.op_type, version(index, node))
     if not names:
@@ -273,7 +273,7 @@ def _squeezed(axis_map: tuple[int | None, ...], axes: list[int]) -> tuple[int | 
 
 
 def _through(
-    node: onnx.NodeProto, position: int, axis_map: tuple[int | None, ...], constant_ints: ConstantInts
+    node: proto.NodeProto, position: int, axis_map: tuple[int | None, ...], constant_ints: ConstantInts
 ) -> tuple[int | None, ...] | None:
     """The axis map after a look-through op, or None when vsconf cannot follow it."""
     op = node.op_type
@@ -333,7 +333,7 @@ def _reach(index: GraphIndex, name: str, rank: int, constant_ints: ConstantInts)
     return reached, stuck
 
 
-def role(index: GraphIndex, node: onnx.NodeProto, position: int, rank: int) -> tuple[list[int], list[int], list[int], str] | None:
+def role(index: GraphIndex, node: proto.NodeProto, position: int, rank: int) -> tuple[list[int], list[int], list[int], str] | None:
     """(in, out, batch) axes at the consumer, and a label, for the weight inputs vsconf knows:
     the op table's row for the input names a fan rule, and this reads it.
 
@@ -368,7 +368,7 @@ def role(index: GraphIndex, node: onnx.NodeProto, position: int, rank: int) -> t
     return None
 
 
-def _weight_of(index: GraphIndex, stored: Mapping[str, Stored], node: onnx.NodeProto, depth: int = 0) -> str | None:
+def _weight_of(index: GraphIndex, stored: Mapping[str, Stored], node: proto.NodeProto, depth: int = 0) -> str | None:
     """The stored tensor that is ``node``'s weight, following look-through ops backwards;
     for an Add or Sum, the weight of the node that made one of its other inputs."""
     op = node.op_type
@@ -395,7 +395,7 @@ def _weight_of(index: GraphIndex, stored: Mapping[str, Stored], node: onnx.NodeP
     return None
 
 
-def _feeds_softmax(index: GraphIndex, node: onnx.NodeProto, steps: int = 4) -> bool:
+def _feeds_softmax(index: GraphIndex, node: proto.NodeProto, steps: int = 4) -> bool:
     """Whether ``node``'s output reaches a Softmax through a few reshapes and additions:
     what is added there is an attention mask or a position bias, not a parameter."""
     frontier = [node]
@@ -426,7 +426,7 @@ _NORMALIZING = frozenset(
 _NORM_STEPS = frozenset({"Reshape", "Cast", "Identity", "Unsqueeze", "Squeeze", "Mul", "Div"})
 
 
-def _after_normalization(index: GraphIndex, node: onnx.NodeProto, stored: Mapping[str, Stored], steps: int = 4) -> bool:
+def _after_normalization(index: GraphIndex, node: proto.NodeProto, stored: Mapping[str, Stored], steps: int = 4) -> bool:
     """Whether another input of ``node`` is a normalized activation a few steps back: a
     stored tensor multiplied into it is a norm's scale, one added to it a norm's shift
     (the affine part of a normalization written out in elementary ops)."""
@@ -447,7 +447,7 @@ def _after_normalization(index: GraphIndex, node: onnx.NodeProto, stored: Mappin
     return False
 
 
-def _groupnorm_step(index: GraphIndex, node: onnx.NodeProto) -> bool:
+def _groupnorm_step(index: GraphIndex, node: proto.NodeProto) -> bool:
     """An InstanceNormalization whose output is reshaped back and then multiplied: GroupNorm
     as the exporters write it, whose own scale and bias are ones and zeros they made up
     (the module's affine parameters are the Mul and Add after it)."""
@@ -463,7 +463,7 @@ def _groupnorm_step(index: GraphIndex, node: onnx.NodeProto) -> bool:
     return False
 
 
-def _after_scaled_normalization(index: GraphIndex, node: onnx.NodeProto, stored: Mapping[str, Stored]) -> bool:
+def _after_scaled_normalization(index: GraphIndex, node: proto.NodeProto, stored: Mapping[str, Stored]) -> bool:
     """Whether another input of ``node`` is a normalized activation times a stored scale."""
     for value in node.input:
         producer = index.producers.get(value)
@@ -483,7 +483,7 @@ class _Roles:
     loose: list[str] = field(default_factory=list)  # arithmetic the table does not describe
 
     def read(
-        self, index: GraphIndex, stored: Mapping[str, Stored], node: onnx.NodeProto, name: str, label: str, scalar: bool
+        self, index: GraphIndex, stored: Mapping[str, Stored], node: proto.NodeProto, name: str, label: str, scalar: bool
     ) -> None:
         row = input_row(node.domain or "", node.op_type, name, version(index, node))
         arithmetic = (node.domain or "") in ("", "ai.onnx") and not scalar  # the patterns below

@@ -30,8 +30,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-import onnx
-from onnx import TensorProto
+from vsconf.onnx import proto
+from vsconf.onnx.proto import TensorProto
 
 from vsconf.adapters import AdapterBase, Progress, Values
 from vsconf.engine import FanHint, Plan
@@ -111,7 +111,7 @@ class OnnxModel(AdapterBase):
         """The data files the input model reads (as the model names them, beside it)."""
         return [self.base / location for location in self._input_locations]
 
-    def _collect(self, model: onnx.ModelProto) -> dict[str, Stored]:
+    def _collect(self, model: proto.ModelProto) -> dict[str, Stored]:
         stored, problem = stored_tensors(model)
         if problem:
             raise ModelError(f"{self.path}: {problem}")
@@ -220,7 +220,7 @@ class OnnxModel(AdapterBase):
         return None
 
 
-def _recorded_seed(path: Path, model: onnx.ModelProto) -> tuple[int | None, str | None]:
+def _recorded_seed(path: Path, model: proto.ModelProto) -> tuple[int | None, str | None]:
     """The ``vsconf.seed`` metadata as a seed, or why it is not one (an error only when used)."""
     for prop in model.metadata_props:
         if prop.key == "vsconf.seed":

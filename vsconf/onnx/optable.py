@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import onnx
+from vsconf.onnx import proto
 
 ONNX = ""  # ONNX's own domain ('ai.onnx' is read as '')
 MS = "com.microsoft"
@@ -197,7 +197,7 @@ def formal_inputs(domain: str, op_type: str, version: int) -> tuple[str, ...]:
     key = (domain, op_type, version)
     if key not in _SCHEMA_INPUTS:
         try:
-            schema = onnx.defs.get_schema(op_type, version, domain)
+            schema = proto.defs.get_schema(op_type, version, domain)
             _SCHEMA_INPUTS[key] = tuple(i.name for i in schema.inputs)
         except Exception:  # an op or an opset version the installed onnx does not know
             _SCHEMA_INPUTS[key] = ()

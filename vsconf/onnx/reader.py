@@ -28,14 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnx
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
-from onnx import TensorProto, numpy_helper
 
 from vsconf.errors import ModelError
 from vsconf.files import describe_os_error, little_endian_bytes, pread_range, regular_file
+from vsconf.onnx import proto
 from vsconf.onnx.checks import data_bytes, decimal, is_sub_byte, need_text, np_dtype, plain, shown
+from vsconf.onnx.proto import TensorProto
 from vsconf.onnx.wire import References, WireError, skeleton
 
 # Protobuf refuses messages over 2 GiB.
@@ -75,7 +75,7 @@ class ModelFile:
 
     # ------------------------------------------------------------------ structure
 
-    def _parse(self) -> onnx.ModelProto:
+    def _parse(self) -> proto.ModelProto:
         size = os.fstat(self._fd).st_size
         if size == 0:
             raise ModelError(f"{self.path}: not an ONNX model: the file is empty")
@@ -90,7 +90,7 @@ class ModelFile:
             data = mapped[:size]
         finally:
             mapped.close()
-        model = onnx.ModelProto()
+        model = proto.ModelProto()
         try:
             model.ParseFromString(data)
         except Exception:  # protobuf's DecodeError; nesting past protobuf's limit
@@ -189,18 +189,41 @@ class ModelFile:
             return b"".join(self.chunks(source, max(source.length, 1)))
         if tensor.HasField("raw_data"):
             return tensor.raw_data
-        return little_endian_bytes(numpy_helper.to_array(tensor))
+        return little_endian_bytes(typed_values(tensor))
 
     def array(self, tensor: TensorProto, name: str) -> np.ndarray:
         """The values a checked tensor stores (``name`` is for messages); a copy, never a view of the file."""
         source = self.source(tensor, name)
-        if source is None:
-            return numpy_helper.to_array(tensor)
+        if source is None and not tensor.HasField("raw_data"):
+            return typed_values(tensor)
         data = self.raw_bytes(tensor, name)
         if is_sub_byte(tensor.data_type):  # packed sub-byte types: onnx unpacks them
+            from onnx import numpy_helper
+
             return numpy_helper.to_array(TensorProto(data_type=tensor.data_type, dims=list(tensor.dims), raw_data=data))
         dtype = np_dtype(tensor.data_type).newbyteorder("<")
         return np.frombuffer(data, dtype=dtype).reshape(tuple(tensor.dims))
+
+
+# The float types vsconf fills, from the typed field onnx.proto puts them in: float32 and
+# float64 as they are, float16 and bfloat16 as their bits in the low half of int32_data.
+_TYPED_FLOATS = {TensorProto.FLOAT: "float_data", TensorProto.DOUBLE: "double_data"}
+_TYPED_HALVES = (TensorProto.FLOAT16, TensorProto.BFLOAT16)
+
+
+def typed_values(tensor: TensorProto) -> np.ndarray:
+    """The values of a tensor that stores them in a typed field (no raw_data).  The float
+    types vsconf fills are read here, bit for bit; the others are left to onnx's
+    ``numpy_helper`` (then onnx loads whole)."""
+    dims = tuple(tensor.dims)
+    if tensor.data_type in _TYPED_FLOATS:
+        return np.array(getattr(tensor, _TYPED_FLOATS[tensor.data_type]), dtype=np_dtype(tensor.data_type)).reshape(dims)
+    if tensor.data_type in _TYPED_HALVES:
+        bits = np.array(tensor.int32_data, dtype=np.int64) & 0xFFFF
+        return bits.astype(np.uint16).view(np_dtype(tensor.data_type)).reshape(dims)
+    from onnx import numpy_helper
+
+    return numpy_helper.to_array(tensor)
 
 
 def _open(path: Path) -> int:
@@ -224,7 +247,7 @@ def resolved(path: Path) -> Path | None:
         return None
 
 
-def model_problem(model: onnx.ModelProto) -> str | None:
+def model_problem(model: proto.ModelProto) -> str | None:
     """Random bytes often parse as a near-empty ModelProto: what a real one must have."""
     if not model.HasField("graph"):
         return "it has no graph"

@@ -20,11 +20,11 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 
 import numpy as np
-import onnx
-from onnx import AttributeProto, TensorProto
+from vsconf.onnx import proto
+from vsconf.onnx.proto import AttributeProto, TensorProto
 
 from vsconf.errors import ModelError
-from vsconf.onnx.checks import FLOAT_TYPES, data_bytes, data_problem, element_count, is_sub_byte, layout_problem, shown
+from vsconf.onnx.checks import DATA_TYPES, FLOAT_TYPES, data_bytes, data_problem, element_count, is_sub_byte, layout_problem, shown
 from vsconf.onnx.graph import MAX_RANK, CannotFollow, ConstantInts, Edge, attribute, build_index, graphs, node_labels, stored_tensors
 from vsconf.onnx.reader import ModelFile
 
@@ -33,8 +33,8 @@ MATERIALIZE_LIMIT = 2**40
 Fills = dict[str, np.ndarray]
 
 
-def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
-    copy = onnx.ModelProto()
+def _copy(model: proto.ModelProto) -> proto.ModelProto:
+    copy = proto.ModelProto()
     copy.CopyFrom(model)
     return copy
 
@@ -46,7 +46,7 @@ def _remove(items, unwanted: Callable) -> None:
         del items[index]
 
 
-def _value_names(model: onnx.ModelProto) -> set[str]:
+def _value_names(model: proto.ModelProto) -> set[str]:
     """Every value name of the model, in every graph: initializers, inputs, outputs, node outputs."""
     names: set[str] = set()
     for graph in graphs(model.graph):
@@ -59,12 +59,14 @@ def _value_names(model: onnx.ModelProto) -> set[str]:
     return names
 
 
-def _declare_input(model: onnx.ModelProto, graph: onnx.GraphProto, tensor: TensorProto) -> None:
+def _declare_input(model: proto.ModelProto, graph: proto.GraphProto, tensor: TensorProto) -> None:
     if model.ir_version < 4:  # IR 3 lists every initializer among the graph inputs
-        graph.input.append(onnx.helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims)))
+        from onnx import helper  # IR < 4 models only: the rest of onnx comes with it
+
+        graph.input.append(helper.make_tensor_value_info(tensor.name, tensor.data_type, list(tensor.dims)))
 
 
-def materialize(model: onnx.ModelProto, file: ModelFile, constant_ints: ConstantInts) -> tuple[onnx.ModelProto, Fills]:
+def materialize(model: proto.ModelProto, file: ModelFile, constant_ints: ConstantInts) -> tuple[proto.ModelProto, Fills]:
     """The model with its ConstantOfShape nodes made initializers, and their fill values."""
     model = _copy(model)
     fills: Fills = {}
@@ -107,7 +109,7 @@ def materialize(model: onnx.ModelProto, file: ModelFile, constant_ints: Constant
     return model, fills
 
 
-def _materialized(node: onnx.NodeProto, where: str, file: ModelFile, constant_ints: ConstantInts, fills: Fills) -> TensorProto | None:
+def _materialized(node: proto.NodeProto, where: str, file: ModelFile, constant_ints: ConstantInts, fills: Fills) -> TensorProto | None:
     """The initializer a ConstantOfShape node stands for, or None for a fill value of a
     type vsconf cannot lay out (strings, sub-byte types): that node stays."""
     shape = constant_ints(node.input[0])
@@ -118,7 +120,7 @@ def _materialized(node: onnx.NodeProto, where: str, file: ModelFile, constant_in
     fill = _fill_value(node, where, file)
     if fill is None:
         return None
-    made = TensorProto(name=node.output[0], data_type=onnx.helper.np_dtype_to_tensor_dtype(fill.dtype), dims=shape)
+    made = TensorProto(name=node.output[0], data_type=DATA_TYPES[fill.dtype.name], dims=shape)
     problem = layout_problem(made)  # an empty shape's other dims too must fit NumPy
     if problem:
         raise ModelError(f"{where}: its output's {problem}")
@@ -131,7 +133,7 @@ def _materialized(node: onnx.NodeProto, where: str, file: ModelFile, constant_in
     return made
 
 
-def _fill_value(node: onnx.NodeProto, where: str, file: ModelFile) -> np.ndarray | None:
+def _fill_value(node: proto.NodeProto, where: str, file: ModelFile) -> np.ndarray | None:
     """The fill value as a 0-d array (float32 0 by default), or None for strings and sub-byte types."""
     try:
         value = attribute(node, "value", AttributeProto.TENSOR)
@@ -150,8 +152,8 @@ def _fill_value(node: onnx.NodeProto, where: str, file: ModelFile) -> np.ndarray
 
 
 def untie(
-    model: onnx.ModelProto, fills: Fills, only: Collection[str] | None = None, *, where: object = "the model"
-) -> tuple[onnx.ModelProto, Fills, dict[str, list[str]]]:
+    model: proto.ModelProto, fills: Fills, only: Collection[str] | None = None, *, where: object = "the model"
+) -> tuple[proto.ModelProto, Fills, dict[str, list[str]]]:
     """The model with every shared float initializer copied per consumer (or only those
     named in ``only``), the fills extended to the copies of materialized tensors, and
     which tensors became which copies.

@@ -30,7 +30,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any, Protocol
 
-import onnx
+from vsconf.onnx import proto
 
 # raw_data shorter than this stays in the skeleton: a marker would not save anything.
 PAYLOAD_MIN = 256
@@ -38,14 +38,14 @@ PAYLOAD_MIN = 256
 _MAX_DEPTH = 100
 _MARKER_SIZE = 24
 _MESSAGES = (
-    onnx.ModelProto,
-    onnx.GraphProto,
-    onnx.NodeProto,
-    onnx.AttributeProto,
-    onnx.TensorProto,
-    onnx.SparseTensorProto,
-    onnx.FunctionProto,
-    onnx.TrainingInfoProto,
+    proto.ModelProto,
+    proto.GraphProto,
+    proto.NodeProto,
+    proto.AttributeProto,
+    proto.TensorProto,
+    proto.SparseTensorProto,
+    proto.FunctionProto,
+    proto.TrainingInfoProto,
 )
 _KINDS = {message.DESCRIPTOR.full_name for message in _MESSAGES}
 # For each message kind: field number -> the kind of message that field holds.
@@ -57,9 +57,9 @@ _CHILDREN: dict[str, dict[int, str]] = {
     }
     for message in _MESSAGES
 }
-_MODEL = onnx.ModelProto.DESCRIPTOR.full_name
-_TENSOR = onnx.TensorProto.DESCRIPTOR.full_name
-_RAW_DATA = onnx.TensorProto.DESCRIPTOR.fields_by_name["raw_data"].number
+_MODEL = proto.ModelProto.DESCRIPTOR.full_name
+_TENSOR = proto.TensorProto.DESCRIPTOR.full_name
+_RAW_DATA = proto.TensorProto.DESCRIPTOR.fields_by_name["raw_data"].number
 
 
 class WireError(Exception):

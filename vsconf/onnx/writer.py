@@ -41,8 +41,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnx
-from onnx import TensorProto
+from vsconf.onnx import proto
+from vsconf.onnx.proto import TensorProto
 
 from vsconf.errors import ModelError
 from vsconf.files import Transaction, describe_os_error, little_endian_bytes
@@ -100,7 +100,7 @@ class _Literal:
 
 def write(
     file: ModelFile,
-    model: onnx.ModelProto,
+    model: proto.ModelProto,
     fills: Mapping[str, np.ndarray],
     input_files: list[Path],
     output: Path,
@@ -114,7 +114,7 @@ def write(
     ``transaction``, not committed.  ``input_files``: the data files the input reads
     (external data in, or a fresh data file out)."""
     output = Path(output)
-    out = onnx.ModelProto()
+    out = proto.ModelProto()
     out.CopyFrom(model)
     stored, _ = stored_tensors(out)
     inline_bytes = sum(stored_bytes(item.proto) for item in stored.values())
@@ -200,12 +200,12 @@ def _moves(item: Stored) -> bool:
     return item.kind == "initializer" and movable(item.proto) and stored_bytes(item.proto) >= _EXTERNAL_THRESHOLD
 
 
-def _file_order(model: onnx.ModelProto, stored: Mapping[str, Stored]) -> list[str]:
+def _file_order(model: proto.ModelProto, stored: Mapping[str, Stored]) -> list[str]:
     """The stored tensors in the order protobuf writes them: a graph's nodes (field 1, with
     their attributes' tensors and subgraphs) before its initializers (field 5)."""
     names = {id(item.proto): name for name, item in stored.items()}
 
-    def walk(graph: onnx.GraphProto) -> Iterator[str]:
+    def walk(graph: proto.GraphProto) -> Iterator[str]:
         for node in graph.node:
             for attribute in node.attribute:  # t (5), g (6), graphs (11)
                 if attribute.HasField("t") and id(attribute.t) in names:
@@ -254,7 +254,7 @@ def _set_external(tensor: TensorProto, location: str, offset: int, length: int) 
         entry.key, entry.value = key, value
 
 
-def _set_metadata(model: onnx.ModelProto, metadata: Mapping[str, str]) -> None:
+def _set_metadata(model: proto.ModelProto, metadata: Mapping[str, str]) -> None:
     kept = [p for p in model.metadata_props if p.key not in metadata]
     del model.metadata_props[:]
     model.metadata_props.extend(kept)

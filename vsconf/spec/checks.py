@@ -31,10 +31,10 @@ def meaning_problems(doc: Document, data: Mapping[str, Any]) -> tuple[list[Probl
 @functools.lru_cache(maxsize=1)
 def _onnx_ops() -> dict[str, list[list[str]]]:
     """Formal input names of every operator the installed onnx knows, per op type."""
-    import onnx.defs
+    from vsconf.onnx import proto
 
     ops: dict[str, list[list[str]]] = {}
-    for schema in onnx.defs.get_all_schemas_with_history():
+    for schema in proto.defs.get_all_schemas_with_history():
         ops.setdefault(schema.name, []).append([i.name for i in schema.inputs])
     return ops
 

@@ -19,13 +19,14 @@ import math
 import re
 from collections.abc import Iterable
 from importlib import resources
-from typing import Any
-
-import jsonschema
+from typing import TYPE_CHECKING, Any
 
 from vsconf.errors import Problem, did_you_mean
 from vsconf.spec.document import Document, PathKey
 from vsconf.spec.words import choices, describe, show
+
+if TYPE_CHECKING:  # loaded when a spec is first checked, not when vsconf starts
+    import jsonschema
 
 _TYPE_WORDS = {
     "integer": "an integer",
@@ -69,12 +70,16 @@ def _unique_items(validator: Any, unique: bool, instance: Any, schema: Any) -> I
     if unique and validator.is_type(instance, "array"):
         keys = [_item_key(item) for item in instance]
         if len(set(keys)) < len(keys):
-            yield jsonschema.ValidationError("has repeated items")
+            from jsonschema import ValidationError
+
+            yield ValidationError("has repeated items")
 
 
 @functools.lru_cache(maxsize=1)
 def _validator() -> jsonschema.protocols.Validator:
     """The schema's validator, with YAML's notion of integers and finite numbers only."""
+    import jsonschema
+
     base = jsonschema.Draft202012Validator
     checker = base.TYPE_CHECKER.redefine_many({"integer": _is_integer, "number": _is_number})
     cls = jsonschema.validators.extend(base, validators={"uniqueItems": _unique_items}, type_checker=checker)
