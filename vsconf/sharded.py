@@ -41,7 +41,7 @@ from vsconf.files import TEMP_SUFFIX, describe_os_error, load_json, pread_range,
 from vsconf.initializers import float_dtype, sampling
 from vsconf.matching import TensorInfo
 from vsconf.outputs import Owned
-from vsconf.statedict import _SAFETENSORS_DTYPES, SafetensorsStateDict, safetensors_header
+from vsconf.statedict import SAFETENSORS_DTYPES, SafetensorsStateDict, safetensors_header
 
 INDEX_SUFFIX = ".safetensors.index.json"
 INDEX_NAME = "model" + INDEX_SUFFIX
@@ -56,7 +56,7 @@ _UNITS = {
 }
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)\s*$", re.IGNORECASE)
 # safetensors' dtype codes by NumPy name, from the reader's table (one table for both ways).
-_ST_CODES = {name: code for code, name in _SAFETENSORS_DTYPES.names.items()}
+_ST_CODES = {name: code for code, name in SAFETENSORS_DTYPES.names.items()}
 
 
 def parse_size(text: str) -> int:
@@ -436,7 +436,7 @@ def _describe(source: Any, entry: PlanEntry) -> _Tensor:
     code = _ST_CODES.get(entry.dtype)
     if code is None:
         raise ModelError(f"tensor {entry.name!r}: dtype {entry.dtype} cannot be stored in a .safetensors file")
-    itemsize = np.dtype(_SAFETENSORS_DTYPES[code]).itemsize
+    itemsize = np.dtype(SAFETENSORS_DTYPES[code]).itemsize
     return _Tensor(entry, code, math.prod(entry.shape) * itemsize, array=True)
 
 

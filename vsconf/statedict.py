@@ -375,7 +375,7 @@ class SafetensorsStateDict(_StateDict):
         for name in self._file.keys():
             info = self._header[name]
             # Types NumPy cannot hold show as raw bytes: never filled, copied through.
-            dtype = np.dtype(_SAFETENSORS_DTYPES.get(info["dtype"], "V1"))
+            dtype = np.dtype(SAFETENSORS_DTYPES.get(info["dtype"], "V1"))
             self._infos.append(TensorInfo(name, tuple(info["shape"]), dtype))
 
     def close(self) -> None:
@@ -463,7 +463,7 @@ def _copy_range(source, sink, offset: int, length: int) -> None:
         sink.write(piece)
 
 
-_SAFETENSORS_DTYPES = DtypeTable({
+SAFETENSORS_DTYPES = DtypeTable({
     "BF16": "bfloat16", "F64": "float64", "F32": "float32", "F16": "float16",
     "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8",
     "U64": "uint64", "U32": "uint32", "U16": "uint16", "U8": "uint8", "BOOL": "bool",
