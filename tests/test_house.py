@@ -142,3 +142,17 @@ def test_no_module_reaches_into_another_modules_private_names():
             ):
                 offenders.append(f"{name}:{node.lineno} reads {aliases[node.value.id]}.{node.attr}")
     assert offenders == []
+
+
+def test_one_list_of_public_names_and_each_is_what_its_module_defines():
+    import importlib
+
+    import vsconf
+
+    tree = ast.parse((PACKAGE / "__init__.py").read_text(encoding="utf-8"))
+    block = next(node for node in tree.body if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING")
+    listed = {alias.name: node.module for node in block.body if isinstance(node, ast.ImportFrom) for alias in node.names}
+    assert vsconf.__all__ == sorted([*listed, "__version__"])
+    for name, module in listed.items():
+        assert getattr(vsconf, name) is getattr(importlib.import_module(module), name), name
+    assert set(vsconf.__all__) <= set(dir(vsconf))

@@ -7,32 +7,23 @@ and the command can install its signal handlers before NumPy and onnx load.
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vsconf._version import __version__  # noqa: F401  (listed in __all__)
 
-_HOMES = {
-    "vsconf.api": ("ApplyResult", "apply", "apply_state_dict", "inspect", "plan", "verify"),
-    "vsconf.engine": ("Plan", "PlanEntry"),
-    "vsconf.slices": ("slice_values",),
-    "vsconf.errors": ("MatchError", "ModelError", "Problem", "SpecError", "VsconfError"),
-    "vsconf.fans": ("Axes", "compute_fans", "scaled_variance"),
-    "vsconf.spec": ("load_spec", "parse_spec"),
-    "vsconf.spec.rules": ("Spec",),
-    "vsconf.initializers": (
-        "CONSTANTS",
-        "PRESETS",
-        "TRUNCATED_NORMAL_STD",
-        "Constant",
-        "VarianceScaling",
-        "ones",
-        "preset",
-        "variance_scaling",
-        "variance_scaling_initializer",
-        "zeros",
-    ),
-}
-_HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+def _homes() -> dict[str, str]:
+    """Each public name -> its module, read from the ``TYPE_CHECKING`` imports below: the
+    one list of the public API, which type checkers and editors read too."""
+    import ast
+
+    tree = ast.parse(Path(__file__).read_text(encoding="utf-8"))
+    block = next(node for node in tree.body if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING")
+    return {alias.name: node.module for node in block.body if isinstance(node, ast.ImportFrom) for alias in node.names}
+
+
+_HOME_OF = _homes()
 
 __all__ = sorted([*_HOME_OF, "__version__"])
 
@@ -50,7 +41,7 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_HOME_OF))
 
 
-if TYPE_CHECKING:  # what type checkers and editors see  # noqa: F401
+if TYPE_CHECKING:  # the public names, for type checkers, editors and _homes()  # noqa: F401
     from vsconf.api import ApplyResult, apply, apply_state_dict, inspect, plan, verify
     from vsconf.engine import Plan, PlanEntry
     from vsconf.slices import slice_values
