@@ -203,9 +203,12 @@ class ShardedSafetensors(AdapterBase):
         weight_map, total_size = self._check_index(data)
         self._shards: dict[str, Any] = {}
         self._where: dict[str, str] = {}
+        first_name: dict[str, str] = {}  # each shard's first tensor in the index, for messages
+        for name, shard in weight_map.items():
+            first_name.setdefault(shard, name)
         try:
-            for shard in sorted(set(weight_map.values())):
-                self._shards[shard] = SafetensorsStateDict(self._shard_path(shard, weight_map))
+            for shard in sorted(first_name):
+                self._shards[shard] = SafetensorsStateDict(self._shard_path(shard, first_name[shard]))
             self._check_shards(weight_map, total_size)
         except BaseException:
             self.close()
@@ -233,19 +236,22 @@ class ShardedSafetensors(AdapterBase):
             raise ModelError(f"{where}: metadata.total_size is {_show(total_size)}, not a number of bytes")
         return weight_map, total_size
 
-    def _shard_path(self, shard: str, weight_map: Mapping[str, str]) -> Path:
-        name = next(n for n, s in weight_map.items() if s == shard)
+    def _shard_path(self, shard: str, name: str) -> Path:
+        """The shard file ``shard``, checked; ``name`` is a tensor the index maps to it."""
         where = f"{self.path}: weight_map[{name!r}]"
         plain = shard not in ("", ".", "..") and "/" not in shard and "\\" not in shard and "\0" not in shard
         if not plain or len(shard) > 255:
             raise ModelError(f"{where}: shard {_show(shard)} is not a file name in the index's folder")
         path = self.folder / shard
-        if not os.path.lexists(path):
-            raise ModelError(f"{where}: shard {shard!r}: no such file")
-        real_folder = os.path.realpath(self.folder)
-        if os.path.dirname(os.path.realpath(path)) != real_folder:
-            raise ModelError(f"{where}: shard {shard!r} is a link to a file outside the index's folder")
-        mode = os.stat(path).st_mode
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            raise ModelError(f"{where}: shard {shard!r}: no such file") from None
+        # A plain name that is not a link lies in the folder: only links need resolving.
+        if stat.S_ISLNK(mode):
+            if os.path.dirname(os.path.realpath(path)) != os.path.realpath(self.folder):
+                raise ModelError(f"{where}: shard {shard!r} is a link to a file outside the index's folder")
+            mode = os.stat(path).st_mode
         if not stat.S_ISREG(mode):
             raise ModelError(f"{where}: shard {shard!r} is not a regular file")
         return path
@@ -253,7 +259,7 @@ class ShardedSafetensors(AdapterBase):
     def _check_shards(self, weight_map: Mapping[str, str], total_size: int | None) -> None:
         held: dict[str, str] = {}
         for shard, reader in self._shards.items():
-            for info in reader.tensors():
+            for info in reader._infos:  # names, shapes and dtypes; roles are guessed once, for the whole model
                 held[info.name] = shard
         for name, shard in weight_map.items():
             if held.get(name) != shard:
@@ -264,7 +270,7 @@ class ShardedSafetensors(AdapterBase):
         self._infos: list[TensorInfo] = []
         total = 0
         for shard, reader in self._shards.items():
-            infos = sorted(reader.tensors(), key=lambda info: reader.stored(info.name)[2])
+            infos = sorted(reader._infos, key=lambda info: reader.stored(info.name)[2])
             for info in infos:
                 self._infos.append(info)
                 self._where[info.name] = shard

@@ -30,6 +30,10 @@ from vsconf.files import pread_range
 # task's overhead (a Dask round trip is ~1 ms) is noise, small enough for 2 tasks a core
 # to fit in a few hundred MB.
 DEFAULT_TASK_BYTES = 64 << 20
+# What one task writes at least (a smaller --task-size counts as this): one float32 stream
+# block, the piece a fill is never cut below.  Copies get the same floor, so a checkpoint of
+# B bytes and T tensors makes at most B / MIN_TASK_BYTES + T tasks, whatever the option.
+MIN_TASK_BYTES = 4 << 16  # streams.BLOCK_SIZE (1 << 16) float32 elements; a test holds them equal
 # How many times a failed task runs again before the run fails (Dask's ``retries=``,
 # and a broken process pool's resubmissions).
 RETRIES = 3
@@ -104,9 +108,12 @@ def _dtype(name: str) -> np.dtype:
 def split(pieces: Iterable[Fill | Copy], task_bytes: int) -> list[Task]:
     """Cut ``pieces`` into tasks of at most ``task_bytes`` (a piece alone may reach one
     stream block more), in order: big pieces are cut at stream-block boundaries (no block
-    is drawn twice), small ones are packed together."""
+    is drawn twice), small ones are packed together.  ``task_bytes`` below
+    :data:`MIN_TASK_BYTES` counts as that floor, so no piece is cut smaller: the tasks
+    number at most ``total bytes / MIN_TASK_BYTES`` plus one per piece."""
     from vsconf.streams import BLOCK_SIZE
 
+    task_bytes = max(task_bytes, MIN_TASK_BYTES)
     tasks: list[Task] = []
     batch: list[Fill | Copy] = []
     batch_bytes = 0
