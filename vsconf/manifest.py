@@ -38,6 +38,9 @@ from vsconf.spec import format_path
 SUFFIXES = (".shapes.json", ".shapes.yaml", ".shapes.yml")
 MAX_MANIFEST_BYTES = 64 << 20
 MAX_RANK = 64
+# As many tensors as an index may name (sharded.MAX_INDEX_TENSORS): a manifest is a model's
+# names, and a million of them is a few times the largest checkpoints known.
+MAX_MANIFEST_TENSORS = 1_000_000
 DEFAULT_METADATA = {"format": "pt"}
 
 
@@ -97,6 +100,8 @@ def parse_manifest(path: Path, data: Any) -> tuple[list[TensorInfo], dict[str, s
     tensors = data.get("tensors")
     if not isinstance(tensors, dict):
         raise ModelError(f"{path}: tensors: " + ("missing" if tensors is None else f"expected a mapping, got {_kind(tensors)}"))
+    if len(tensors) > MAX_MANIFEST_TENSORS:
+        raise ModelError(f"{path}: names {len(tensors)} tensors, more than {MAX_MANIFEST_TENSORS}, the limit")
     infos = []
     for name, entry in tensors.items():
         infos.append(_tensor(path, name, entry))
