@@ -106,6 +106,27 @@ def test_a_worker_of_another_version_refuses_the_task(tmp_path):
     assert tasks.run_task(tasks.Task(task.pieces)) == 8 and (tmp_path / "f").read_bytes() != bytes(8)
 
 
+def test_a_pool_worker_whose_coordinator_is_gone_exits_without_writing(tmp_path):
+    """The portable half of the no-orphans rule: before every write, a worker checks that
+    its parent is still the coordinator it was started by (the kernel's parent-death
+    signal is Linux's other half, tested by killing a real run in test_safety)."""
+    import subprocess
+    import sys
+
+    target = tmp_path / "f"
+    target.write_bytes(bytes(8))
+    task = f"tasks.Task((tasks.Fill('w', 1, 2, 0, 2, 'float32', 'uniform', 1.0, {str(target)!r}, 0, 2),))"
+    for setup in ("tasks._PARENT = os.getppid() + 1", "tasks._die_with(os.getppid() + 1)"):
+        code = f"import os\nfrom vsconf import tasks\n{setup}\ntasks.run_task({task})\nprint('wrote')"
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert (done.returncode, done.stdout) == (1, ""), done.stderr
+        assert target.read_bytes() == bytes(8)
+    code = f"import os\nfrom vsconf import tasks\ntasks._die_with(os.getppid())\ntasks.run_task({task})\nprint('wrote')"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert (done.returncode, done.stdout) == (0, "wrote\n"), done.stderr
+    assert target.read_bytes() != bytes(8)
+
+
 def test_scheduler_names():
     assert tasks.parse_scheduler("threads", 3) == tasks.Scheduler("threads", 3)
     assert tasks.parse_scheduler("processes", 2) == tasks.Scheduler("processes", 2)

@@ -16,7 +16,9 @@ import contextlib
 import logging
 import os
 import re
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -240,8 +242,56 @@ def _copy(fd: int, piece: Copy) -> int:
 
 def pwrite_all(fd: int, data: memoryview, offset: int) -> None:
     while data:
+        _check_parent()
         count = os.pwrite(fd, data, offset)
         data, offset = data[count:], offset + count
+
+
+# --------------------------------------------------------------------------- orphans
+
+# In a process-pool worker, the coordinator's pid; None elsewhere (threads, Dask workers).
+_PARENT: int | None = None
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_ORPHAN_POLL_S = 0.2
+
+
+def _check_parent() -> None:
+    """A pool worker whose coordinator died writes nothing more: it exits at once."""
+    if _PARENT is not None and os.getppid() != _PARENT:
+        os._exit(1)
+
+
+def _die_with(parent: int) -> None:
+    """Pool initializer: this worker process dies with the coordinator ``parent``.
+
+    On Linux the kernel kills it (``prctl(PR_SET_PDEATHSIG, SIGKILL)``); the parent is
+    checked after asking, since it may have died before.  Everywhere, every write checks
+    the parent first (:func:`_check_parent`), and elsewhere a thread watches for a new
+    parent, so that an idle worker does not wait forever for tasks that cannot come.
+    """
+    global _PARENT
+    _PARENT = parent
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):
+            _watch_parent()
+    else:
+        _watch_parent()
+    _check_parent()
+
+
+def _watch_parent() -> None:
+    def watch() -> None:
+        while True:
+            _check_parent()
+            time.sleep(_ORPHAN_POLL_S)
+
+    threading.Thread(target=watch, name="vsconf-parent-watch", daemon=True).start()
 
 
 # --------------------------------------------------------------------------- schedulers
@@ -346,7 +396,8 @@ def _run_processes(tasks: Sequence[Task], workers: int, progress: Progress | Non
     """A local process pool (started fresh: ``spawn``, never a fork of this threaded process).
 
     A worker that dies breaks the whole pool; the pool is then started again and every
-    unfinished task resubmitted, each at most :data:`RETRIES` times.
+    unfinished task resubmitted, each at most :data:`RETRIES` times.  Workers die with
+    this process (:func:`_die_with`): a killed coordinator leaves no orphan writing.
     """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -357,7 +408,9 @@ def _run_processes(tasks: Sequence[Task], workers: int, progress: Progress | Non
     attempts = dict.fromkeys(remaining, 0)
     done_count = 0
     while remaining:
-        pool = ProcessPoolExecutor(max_workers=max(1, min(workers, len(remaining))), mp_context=context)
+        pool = ProcessPoolExecutor(
+            max_workers=max(1, min(workers, len(remaining))), mp_context=context, initializer=_die_with, initargs=(os.getpid(),)
+        )
         broken = False
         finished_before = done_count
         try:
