@@ -446,9 +446,10 @@ def apply(
             scheduler=where, shard_bytes=shard_bytes, task_bytes=task_bytes,
         )
     if (scheduler, dask_workers, shard_size, task_size) != ("threads", None, None, None):
+        where = output_path or path  # the output is what these options cannot shape
         raise ModelError(
-            f"{path}: scheduler, dask_workers, shard_size and task_size apply to sharded checkpoint outputs",
-            cli_message=f"{path}: --scheduler, --dask-workers, --shard-size and --task-size apply to sharded checkpoint outputs (-o FOLDER/)",
+            f"{where}: scheduler, dask_workers, shard_size and task_size apply to sharded checkpoint outputs",
+            cli_message=f"{where}: --scheduler, --dask-workers, --shard-size and --task-size apply to sharded checkpoint outputs (-o FOLDER/)",
         )
     target = _resolve_output(path, output_path, spec, in_place=in_place, force=force)
     digests: dict[str, str] = {}

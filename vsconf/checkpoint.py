@@ -125,7 +125,7 @@ def apply_checkpoint(
 ) -> api.ApplyResult:
     """What :func:`vsconf.api.apply` does for seed checkpoints (arguments already checked)."""
     if model.suffix == ".onnx":
-        raise ModelError(f"{model}: an ONNX model is written as .onnx, not as a sharded checkpoint")
+        raise ModelError(f"{output}: {model.name} is an ONNX model, written as .onnx, not as a sharded checkpoint")
     kind, target, prefix = _output(model, output, in_place)
     spec_file = api._spec_file(spec)
     if kind == "folder":

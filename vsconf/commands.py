@@ -15,13 +15,18 @@ from vsconf import api
 from vsconf.api import MAX_JOBS
 from vsconf._version import __version__
 from vsconf.engine import Plan, PlanEntry
-from vsconf.errors import Problem, SpecError
+from vsconf.errors import Problem, SpecError, printable
 from vsconf.spec import load_spec, schema_text
+
+
+def _say(line: str, *, stderr: bool = False) -> None:
+    """Print one line; names in it (tensors, files, nodes) cannot break it into more."""
+    print(printable(line), file=sys.stderr if stderr else sys.stdout)
 
 
 def _warn(lines: Sequence[str]) -> None:
     for line in lines:
-        print(line, file=sys.stderr)
+        _say(line, stderr=True)
 
 
 def _warn_problems(problems: Sequence[Problem]) -> None:
@@ -81,6 +86,9 @@ def plan_rows(plan: Plan) -> list[tuple[str, ...]]:
 
 
 def format_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Columns padded to their widest cell; control characters in a cell are escaped, so
+    that every row is one line."""
+    rows = [[printable(cell) for cell in row] for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()]
     lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows]
@@ -101,7 +109,7 @@ def _print_plan(plan: Plan, fmt: str) -> None:
         print()
         print("kept by the safe defaults:")
         for name, reason in kept:
-            print(f"  {name}: {reason}")
+            _say(f"  {name}: {reason}")
     if plan.untied:
         print()
         print(_untied_text(plan))
@@ -109,7 +117,7 @@ def _print_plan(plan: Plan, fmt: str) -> None:
 
 def _untied_text(plan: Plan) -> str:
     lines = [f"untied {len(plan.untied)} shared tensor(s), one copy per consumer:"]
-    lines += [f"  {name} -> {', '.join(copies)}" for name, copies in plan.untied.items()]
+    lines += [printable(f"  {name} -> {', '.join(copies)}") for name, copies in plan.untied.items()]
     return "\n".join(lines)
 
 
@@ -128,6 +136,7 @@ class _ProgressBar:
             return
         width = 30
         filled = width * done // max(total, 1)
+        name = printable(name)
         label = name if len(name) <= 40 else "..." + name[-37:]
         sys.stderr.write(f"\r[{'#' * filled}{' ' * (width - filled)}] {done}/{total} {label:<40}")
         sys.stderr.flush()
@@ -180,11 +189,11 @@ def _apply(args: argparse.Namespace) -> int:
     _warn_problems(result.plan.warnings)
     _warn([f"vsconf: warning: {note}" for note in result.notes])
     if not args.quiet:
-        print(f"wrote {result.output}: {_counts(result.plan)} (seed {result.plan.seed}, spec sha256 {result.plan.spec_sha256[:16]})")
+        _say(f"wrote {result.output}: {_counts(result.plan)} (seed {result.plan.seed}, spec sha256 {result.plan.spec_sha256[:16]})")
         if result.plan.untied:
             print(_untied_text(result.plan))
         if args.lock:
-            print(f"wrote {args.lock}")
+            _say(f"wrote {args.lock}")
     return 0
 
 
@@ -198,12 +207,12 @@ def _plan(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     problems = api.verify(args.model, args.spec, lock=args.lock, seed=args.seed, jobs=args.jobs, untie=args.untie)
     for problem in problems:
-        print(problem.format(), file=sys.stderr)
+        _say(problem.format(), stderr=True)
     if problems:
         count = len(problems)
-        print(f"vsconf: error: {args.model}: {count} mismatch{'es' if count != 1 else ''}", file=sys.stderr)
+        _say(f"vsconf: error: {args.model}: {count} mismatch{'es' if count != 1 else ''}", stderr=True)
         return 1
-    print(f"{args.model}: every tensor matches the spec" + (" and the lock" if args.lock else ""))
+    _say(f"{args.model}: every tensor matches the spec" + (" and the lock" if args.lock else ""))
     return 0
 
 
@@ -239,23 +248,23 @@ def _validate(args: argparse.Namespace) -> int:
         except SpecError as exc:
             failed += 1
             for problem in exc.problems:
-                print(problem.format(), file=sys.stderr)
+                _say(problem.format(), stderr=True)
             count = len(exc.problems)
-            print(f"vsconf: error: {path}: {count} problem{'s' if count != 1 else ''}", file=sys.stderr)
+            _say(f"vsconf: error: {path}: {count} problem{'s' if count != 1 else ''}", stderr=True)
             continue
         _warn_problems(spec.warnings)
-        print(f"{path}: valid ({len(spec.rules)} rules, spec sha256 {spec.sha256[:16]})")
+        _say(f"{path}: valid ({len(spec.rules)} rules, spec sha256 {spec.sha256[:16]})")
     return 1 if failed else 0
 
 
 def print_spec_error(exc: SpecError) -> None:
     """One problem: one ``vsconf: error:`` line.  More: each on its line, then a count."""
     if len(exc.problems) == 1:
-        print(f"vsconf: error: {exc.problems[0].format()}", file=sys.stderr)
+        _say(f"vsconf: error: {exc.problems[0].format()}", stderr=True)
         return
     for problem in exc.problems:
-        print(problem.format(), file=sys.stderr)
-    print(f"vsconf: error: {exc.problems[0].source}: {len(exc.problems)} problems", file=sys.stderr)
+        _say(problem.format(), stderr=True)
+    _say(f"vsconf: error: {exc.problems[0].source}: {len(exc.problems)} problems", stderr=True)
 
 
 def _schema(args: argparse.Namespace) -> int:

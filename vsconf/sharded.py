@@ -390,7 +390,8 @@ def _header(tensors: Sequence[_Tensor], metadata: Mapping[str, str]) -> bytes:
     return struct.pack("<Q", len(text)) + text
 
 
-def _describe(source: Any, entry: PlanEntry) -> _Tensor:
+def _describe(source: Any, entry: PlanEntry, output: Path) -> _Tensor:
+    """Where ``entry``'s bytes come from; an error names ``output``, the file it cannot make."""
     if entry.changes:
         dtype = float_dtype(entry.dtype)
         return _Tensor(entry, _ST_CODES[dtype.name], math.prod(entry.shape) * dtype.itemsize)
@@ -399,10 +400,10 @@ def _describe(source: Any, entry: PlanEntry) -> _Tensor:
         code, path, offset, length = stored(entry.name)
         return _Tensor(entry, code, length, source=(path, offset))
     if getattr(source, "has_data", True) is False:
-        raise ModelError(f"tensor {entry.name!r}: no rule fills it, and the model holds no values for it")
+        raise ModelError(f"{output}: tensor {entry.name!r}: no rule fills it, and the model holds no values for it")
     code = _ST_CODES.get(entry.dtype)
     if code is None:
-        raise ModelError(f"tensor {entry.name!r}: dtype {entry.dtype} cannot be stored in a .safetensors file")
+        raise ModelError(f"{output}: tensor {entry.name!r}: dtype {entry.dtype} cannot be stored in a .safetensors file")
     itemsize = np.dtype(_SAFETENSORS_DTYPES[code]).itemsize
     return _Tensor(entry, code, math.prod(entry.shape) * itemsize, array=True)
 
@@ -449,7 +450,7 @@ def write_checkpoint(
     copied from ``source``.  ``digests`` (if given) receives the SHA-256 of every changed
     tensor's bytes, read back from what was written."""
     scheduler = scheduler or tasks.Scheduler()
-    described = [_describe(source, entry) for entry in plan]
+    described = [_describe(source, entry, output) for entry in plan]
     by_name = {tensor.entry.name: tensor for tensor in described}
     if single:
         groups = [[tensor.entry.name for tensor in described]]
@@ -496,7 +497,8 @@ def _write_array(source: Any, tensor: _Tensor, file: Path, offset: int) -> None:
 
     data = little_endian_bytes(source.read(tensor.entry.name))
     if len(data) != tensor.nbytes:
-        raise ModelError(f"tensor {tensor.entry.name!r}: holds {len(data)} bytes, its shape needs {tensor.nbytes}")
+        where = f"{source.path}: " if getattr(source, "path", None) else ""
+        raise ModelError(f"{where}tensor {tensor.entry.name!r}: holds {len(data)} bytes, its shape needs {tensor.nbytes}")
     fd = os.open(file, os.O_WRONLY)
     try:
         tasks.pwrite_all(fd, memoryview(data), offset)
