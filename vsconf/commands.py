@@ -88,11 +88,10 @@ def plan_rows(plan: Plan) -> list[tuple[str, ...]]:
 def format_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """Columns padded to their widest cell; control characters in a cell are escaped, so
     that every row is one line."""
-    rows = [[printable(cell) for cell in row] for row in rows]
-    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows]
-    return "\n".join(lines)
+    rows = [row if "".join(row).isprintable() else [printable(cell) for cell in row] for row in rows]
+    widths = [max(len(column), *map(len, cells)) for column, cells in zip(columns, zip(*rows))] if rows else list(map(len, columns))
+    template = "  ".join(f"{{:<{width}}}" for width in widths)
+    return "\n".join(template.format(*row).rstrip() for row in [columns, *rows])
 
 
 def _print_plan(plan: Plan, fmt: str) -> None:

@@ -65,6 +65,8 @@ FLOAT_DTYPES: dict[str, np.dtype] = {
 
 def float_dtype(dtype: Any) -> np.dtype:
     """The NumPy dtype for ``dtype`` (a name, type or dtype); ValueError unless a supported float."""
+    if isinstance(dtype, str) and dtype in FLOAT_DTYPES:  # the usual case, once per tensor
+        return FLOAT_DTYPES[dtype]
     try:
         resolved = np.dtype(FLOAT_DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype)
     except TypeError:

@@ -18,6 +18,7 @@ refuses it, naming them.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Mapping
@@ -111,6 +112,15 @@ def parse_manifest(path: Path, data: Any) -> tuple[list[TensorInfo], dict[str, s
     return infos, dict(metadata)
 
 
+@functools.lru_cache(maxsize=64)
+def _dtype(text: str) -> np.dtype | None:
+    """The float dtype a manifest names, or None (once per spelling: a manifest repeats one)."""
+    try:
+        return float_dtype(text)
+    except ValueError:
+        return None
+
+
 def _tensor(path: Path, name: Any, entry: Any) -> TensorInfo:
     where = ("tensors", str(name))
     if not isinstance(name, str) or not name:
@@ -129,10 +139,7 @@ def _tensor(path: Path, name: Any, entry: Any) -> TensorInfo:
         shown = json.dumps(shape) if isinstance(shape, (list, int, str, type(None))) and len(str(shape)) < 80 else _kind(shape)
         raise _entry_error(path, where + ("shape",), f"expected a list of at most {MAX_RANK} non-negative integers, got {shown}")
     dtype_name = entry.get("dtype", "float32")
-    try:
-        dtype = float_dtype(dtype_name) if isinstance(dtype_name, str) else None
-    except ValueError:
-        dtype = None
+    dtype = _dtype(dtype_name) if isinstance(dtype_name, str) else None
     if dtype is None:
         choices = ", ".join(sorted(FLOAT_DTYPES))
         raise _entry_error(

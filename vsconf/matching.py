@@ -49,7 +49,7 @@ _SET_ELEMENTS_PER_STEP = 5
 _HINT_NAMES = 200_000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Consumer:
     """A node that reads a tensor (after looking through Identity, Cast, Transpose...)."""
 
@@ -64,9 +64,10 @@ class Consumer:
         return f"{self.domain}.{self.op_type}" if self.domain not in ("", "ai.onnx") else self.op_type
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TensorInfo:
-    """What matching and the engine know of a tensor: never its values."""
+    """What matching and the engine know of a tensor: never its values.  (Slots: a model
+    may hold a million of them.)"""
 
     name: str
     shape: tuple[int, ...]
@@ -81,13 +82,18 @@ class TensorInfo:
     @property
     def is_float(self) -> bool:
         """The dtypes vsconf fills; float8 and other exotic floats pass through untouched."""
-        fillable = _FILLABLE.get(self.dtype)
-        if fillable is None:  # a dtype's name takes microseconds: once per dtype
-            fillable = _FILLABLE[self.dtype] = self.dtype.name in FILLABLE_DTYPES
-        return fillable
+        return dtype_name(self.dtype) in FILLABLE_DTYPES
 
 
-_FILLABLE: dict[np.dtype, bool] = {}
+def dtype_name(dtype: np.dtype) -> str:
+    """``dtype.name``, which NumPy computes afresh each time (microseconds): once per dtype."""
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:
+        name = _DTYPE_NAMES[dtype] = dtype.name
+    return name
+
+
+_DTYPE_NAMES: dict[np.dtype, str] = {}
 
 
 @functools.lru_cache(maxsize=4096)

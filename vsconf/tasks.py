@@ -13,6 +13,7 @@ its offset with ``os.pwrite`` and closes it, holding at most its own slice in me
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import re
@@ -44,7 +45,7 @@ _COPY_STEP = 16 << 20
 _ADDRESS = re.compile(r"^[a-z][a-z0-9+.-]*://\S+$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Fill:
     """Elements ``start:stop`` of a tensor's values, written at ``offset`` of ``path``.
 
@@ -70,7 +71,7 @@ class Fill:
         return (self.stop - self.start) * _dtype(self.dtype).itemsize
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Copy:
     """``length`` bytes at ``source_offset`` of ``source``, written at ``offset`` of ``path``."""
 
@@ -86,7 +87,7 @@ class Copy:
         return self.length
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Task:
     """Pieces one worker writes in one go; ``sync``: fsync the files before returning
     (workers on other machines: the coordinator's fsync cannot reach their caches)."""
@@ -101,6 +102,7 @@ class Task:
         return sum(piece.nbytes for piece in self.pieces)
 
 
+@functools.lru_cache(maxsize=16)
 def _dtype(name: str) -> np.dtype:
     from vsconf.initializers import float_dtype
 
@@ -169,12 +171,17 @@ def run_task(task: Task) -> int:
         raise ModelError(f"a worker runs vsconf {__version__}, the coordinator vsconf {task.version}: install the same version")
     written = 0
     touched: dict[str, int] = {}
+    spans: dict[int, tuple[int, int]] = {}  # per file, the byte range this task wrote
     try:
         for piece in task.pieces:
             fd = touched.get(piece.path)
             if fd is None:
                 fd = touched[piece.path] = os.open(piece.path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
             written += _fill(fd, piece) if isinstance(piece, Fill) else _copy(fd, piece)
+            low, high = spans.get(fd, (piece.offset, piece.offset))
+            spans[fd] = (min(low, piece.offset), max(high, piece.offset + piece.nbytes))
+        for fd, (low, high) in spans.items():  # once a file, not once a piece: a task may hold thousands
+            _start_writeback(fd, low, high - low)
         if task.sync:
             for fd in touched.values():
                 os.fsync(fd)
@@ -212,7 +219,6 @@ def _fill(fd: int, piece: Fill) -> int:
     if values.dtype.byteorder == ">":  # files hold little-endian values
         values = values.astype(values.dtype.newbyteorder("<"))
     pwrite_all(fd, memoryview(values.view(np.uint8)), piece.offset)
-    _start_writeback(fd, piece.offset, values.nbytes)
     return values.nbytes
 
 
