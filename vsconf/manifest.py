@@ -38,6 +38,9 @@ from vsconf.spec import format_path
 
 SUFFIXES = (".shapes.json", ".shapes.yaml", ".shapes.yml")
 MAX_MANIFEST_BYTES = 64 << 20
+# PyYAML builds every node in Python: ~5 us a scalar, 30 times JSON's cost, so a YAML
+# manifest is held to what reads in a few seconds (~45,000 tensors); bigger ones are JSON.
+MAX_YAML_MANIFEST_BYTES = 1 << 20
 MAX_RANK = 64
 # As many tensors as an index may name (sharded.MAX_INDEX_TENSORS): a manifest is a model's
 # names, and a million of them is a few times the largest checkpoints known.
@@ -56,8 +59,9 @@ def default_output(path: Path) -> Path:
 
 
 def _load(path: Path) -> Any:
-    text = read_text(path, "manifest", MAX_MANIFEST_BYTES)
-    return load_json(text, path) if path.name.endswith(".json") else _load_yaml(path, text)
+    if path.name.endswith(".json"):
+        return load_json(read_text(path, "manifest", MAX_MANIFEST_BYTES), path)
+    return _load_yaml(path, read_text(path, "YAML manifest", MAX_YAML_MANIFEST_BYTES))
 
 
 def _load_yaml(path: Path, text: str) -> Any:
