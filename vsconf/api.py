@@ -23,7 +23,7 @@ from vsconf.adapters import Adapter, Progress
 from vsconf.engine import Plan, PlanEntry, auto_fans, consumer_labels, generate, generate_chunks, make_plan
 from vsconf.errors import ModelError, Problem
 from vsconf.files import Transaction, default_output, describe_os_error, is_data_name, little_endian_bytes, regular_file
-from vsconf.initializers import float_dtype
+from vsconf.initializers import check_array_size, float_dtype
 from vsconf.lock import build_lock, compare_lock, read_lock, write_lock
 from vsconf.schedule import available_cores
 from vsconf.spec import Spec, load_spec
@@ -539,7 +539,9 @@ def apply_state_dict(
     Raises:
         TypeError: ``mapping`` is not a mapping of names to arrays, or another argument
             has the wrong type.
-        ValueError: An argument has a bad value.
+        ValueError: An argument has a bad value, or a new array would pass
+            :func:`vsconf.initializers.array_limit` (this machine's memory; a broadcast
+            view can claim more than that): the message names the tensor and the limit.
         SpecError: The spec does not load.
         MatchError: The rules do not fit the tensors.
 
@@ -558,6 +560,9 @@ def apply_state_dict(
     jobs = _jobs_argument(jobs)
     adapter = statedict.DictStateDict(mapping)
     the_plan = _plan_of(adapter, spec)
+    for entry in the_plan:  # every array of the new dict is made whole: none may pass the limit
+        dtype = np.dtype(float_dtype(entry.dtype)) if entry.changes else adapter.read(entry.name).dtype
+        check_array_size("mapping", entry.shape, dtype, f"{{{entry.name!r}: {dtype.name} array of shape {entry.shape}}}")
     return adapter.arrays(the_plan, lambda entry: generate(entry, jobs=jobs))
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from vsconf import streams
 from vsconf.errors import MatchError, Problem, rule_problem
 from vsconf.fans import Axes, axes_fans, compute_fans, scaled_variance
-from vsconf.initializers import float_dtype, sampling
+from vsconf.initializers import check_array_size, float_dtype, sampling
 from vsconf.matching import TensorInfo, dtype_name, match_tensors
 from vsconf.spec import ConstantInit, KeepInit, Rule, Spec, VarianceScalingInit
 
@@ -433,10 +433,16 @@ def make_plan(
 
 
 def generate(entry: PlanEntry, *, jobs: int = 1) -> np.ndarray | None:
-    """The new values of ``entry``'s tensor, or None when it keeps its values."""
+    """The new values of ``entry``'s tensor, or None when it keeps its values.
+
+    Raises ValueError naming ``entry`` when the tensor would pass
+    :func:`~vsconf.initializers.array_limit` (this machine's memory): writers stream big
+    tensors with :func:`generate_chunks` instead.
+    """
     if not entry.changes:
         return None
     dtype = float_dtype(entry.dtype)
+    check_array_size("entry", entry.shape, dtype, f"{entry.name!r} {list(entry.shape)}")
     if entry.action == "constant":
         return np.full(entry.shape, entry.value, dtype=dtype)
     total = math.prod(entry.shape)
