@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from vsconf.adapters import Adapter, Progress
 from vsconf.engine import Plan, PlanEntry, auto_fans, consumer_labels, generate, generate_chunks, make_plan
 from vsconf.errors import ModelError, Problem
 from vsconf.files import Transaction, default_output, describe_os_error, is_data_name, little_endian_bytes, regular_file
-from vsconf.initializers import check_array_size, float_dtype
+from vsconf.initializers import array_limit, check_array_size, float_dtype
 from vsconf.lock import build_lock, compare_lock, read_lock, write_lock
 from vsconf.schedule import available_cores
 from vsconf.spec import Spec, load_spec
@@ -637,9 +638,16 @@ def verify(
         the_plan = _plan_of(adapter, spec)
         if stream is not None:
             the_plan = the_plan.drawn_by(stream)
+        limit = array_limit()
         for entry in the_plan:
             if not entry.changes:
                 continue
+            nbytes = math.prod(entry.shape) * np.dtype(float_dtype(entry.dtype)).itemsize
+            if nbytes > limit:  # the stored tensor is read whole: check before reading
+                raise ModelError(
+                    f"{source}: tensor {entry.name!r}: verifying it reads {nbytes} bytes at once, more than {limit} bytes, "
+                    "the most vsconf allocates (this machine's memory, or the process's address-space limit)"
+                )
             actual = adapter.read(entry.name)
             digests[entry.name], difference = _compare(entry, actual, jobs)
             if difference:
