@@ -24,6 +24,8 @@ Three sections, each building its own inputs in a scratch folder (removed at the
 4. **seed** -- a seed checkpoint created from a shapes manifest (8.6 GB; ``--quick`` 1 GB) by
    threads, a process pool and a 2-worker local Dask cluster: wall time, peak RSS of the
    largest process, the ratio to the fill-only time, and byte-identical outputs.
+5. **tiny** -- 200,000 float32[2] tensors (``--quick`` 20,000) as .npz, .safetensors, a
+   manifest and ONNX: ``plan`` and ``apply`` wall time, peak RSS, and RSS per tensor.
 
 Processes are timed by wall clock; peak RSS is the child's ``ru_maxrss`` from ``os.wait4``,
 spawned from a small launcher process (Linux carries the spawner's peak into the child's).
@@ -54,9 +56,10 @@ import fillrate
 import onnxcases
 import seedcases
 import targets
+import tinycases
 from measure import machine_info
 
-SECTIONS = ("fill", "inline", "external", "seed")
+SECTIONS = ("fill", "inline", "external", "seed", "tiny")
 GB = 1e9
 _START = time.perf_counter()
 
@@ -67,10 +70,11 @@ class Sizes:
     inline: tuple[int, int]  # (weights, dim): weights of [dim, dim] float32
     external: tuple[int, int]
     seed: tuple[int, int]  # (tensors, dim) of the manifest: 8.6 GB / 1.07 GB
+    tiny: int  # float32[2] tensors of the many-tiny-tensors models
 
 
-FULL = Sizes(fill_shape=(8192, 8192), inline=(16, 4096), external=(64, 4096), seed=(128, 4096))
-QUICK = Sizes(fill_shape=(4096, 4096), inline=(16, 2048), external=(16, 4096), seed=(16, 4096))
+FULL = Sizes(fill_shape=(8192, 8192), inline=(16, 4096), external=(64, 4096), seed=(128, 4096), tiny=200_000)
+QUICK = Sizes(fill_shape=(4096, 4096), inline=(16, 2048), external=(16, 4096), seed=(16, 4096), tiny=20_000)
 
 
 def _bytes(weights_and_dim: tuple[int, int]) -> int:
@@ -142,10 +146,14 @@ def _run_sections(args: argparse.Namespace, sizes: Sizes, folder: Path, torch: A
             results[section] = onnxcases.external(folder, *sizes.external, _log)
             figures.update(onnxcases.external_figures(results[section]))
             _print(onnxcases.external_table(results[section], cpus))
-        else:
+        elif section == "seed":
             results[section] = seedcases.seed(folder, *sizes.seed, _log)
             figures.update(seedcases.seed_figures(results[section]))
             _print(seedcases.seed_table(results[section], cpus))
+        else:
+            results[section] = tinycases.tiny(folder, sizes.tiny, _log)
+            figures.update(tinycases.tiny_figures(results[section]))
+            _print(tinycases.tiny_table(results[section], cpus))
     return results, figures, skipped
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from vsconf import api
@@ -67,42 +67,46 @@ def role_text(role: str | None, guessed: bool) -> str:
 
 def plan_rows(plan: Plan) -> list[tuple[str, ...]]:
     rows = []
+    shared: dict[str, str] = {}  # one string per distinct cell: a model may have a million rows
     for entry in plan:
-        rows.append(
-            (
-                entry.name,
-                "[" + ",".join(str(d) for d in entry.shape) + "]",
-                entry.dtype,
-                role_text(entry.role, entry.role_guessed),
-                entry.rule or "-",
-                _init_text(entry),
-                "-" if entry.fan_in is None else str(entry.fan_in),
-                "-" if entry.fan_out is None else str(entry.fan_out),
-                _spread_text(entry),
-                entry.fans_from or "-",
-            )
+        cells = (
+            "[" + ",".join(str(d) for d in entry.shape) + "]",
+            entry.dtype,
+            role_text(entry.role, entry.role_guessed),
+            entry.rule or "-",
+            _init_text(entry),
+            "-" if entry.fan_in is None else str(entry.fan_in),
+            "-" if entry.fan_out is None else str(entry.fan_out),
+            _spread_text(entry),
+            entry.fans_from or "-",
         )
+        rows.append((entry.name, *(shared.setdefault(cell, cell) for cell in cells)))
     return rows
 
 
-def format_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Columns padded to their widest cell; control characters in a cell are escaped, so
-    that every row is one line."""
+def table_lines(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> Iterator[str]:
+    """Columns padded to their widest cell, line by line; control characters in a cell are
+    escaped, so that every row is one line."""
     rows = [row if "".join(row).isprintable() else [printable(cell) for cell in row] for row in rows]
     widths = [max(len(column), *map(len, cells)) for column, cells in zip(columns, zip(*rows))] if rows else list(map(len, columns))
     template = "  ".join(f"{{:<{width}}}" for width in widths)
-    return "\n".join(template.format(*row).rstrip() for row in [columns, *rows])
+    return (template.format(*row).rstrip() for row in [columns, *rows])
+
+
+def _print_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    for line in table_lines(columns, rows):
+        print(line)
 
 
 def _print_plan(plan: Plan, fmt: str) -> None:
     if fmt == "json":
         print(json.dumps(plan.as_list(), indent=2))
         return
-    print(format_table(PLAN_COLUMNS, plan_rows(plan)))
+    _print_table(PLAN_COLUMNS, plan_rows(plan))
     consumers = [(e.name, e.role_from or "-", ", ".join(e.consumers)) for e in plan if e.consumers]
     if consumers:
         print()
-        print(format_table(("name", "role from", "consumers"), consumers))
+        _print_table(("name", "role from", "consumers"), consumers)
     kept = [(e.name, e.reason) for e in plan if e.reason]
     if kept:
         print()
@@ -235,7 +239,7 @@ def _inspect(args: argparse.Namespace) -> int:
         for r in records
     ]
     columns = ("name", "shape", "dtype", "role", "fan_in", "fan_out", "fans from", "role from", "consumers")
-    print(format_table(columns, rows))
+    _print_table(columns, rows)
     return 0
 
 

@@ -178,17 +178,32 @@ class _Selection:
         self.names = [t.name for t in floats]
         self.budget = budget
         self.everything = frozenset(range(len(floats)))
-        self.positions: dict[str, list[int]] = {}
-        self.by_role: dict[str, set[int]] = {}
+        self.first: dict[str, int] = {}  # a name's position; a name given twice is also in `repeated`
+        self.repeated: dict[str, list[int]] = {}
+        self.roles = frozenset(t.role for t in floats)
+        self._by_role: dict[str, frozenset[int]] = {}  # made when a rule asks
         self.by_op: dict[str, set[int]] = {}
         self.by_op_input: dict[tuple[str, str], set[int]] = {}
         for i, tensor in enumerate(floats):
-            self.positions.setdefault(tensor.name, []).append(i)
-            self.by_role.setdefault(tensor.role, set()).add(i)
+            if self.first.setdefault(tensor.name, i) != i:
+                self.repeated.setdefault(tensor.name, [self.first[tensor.name]]).append(i)
             for c in tensor.consumers:
                 self.by_op.setdefault(c.qualified_op, set()).add(i)
                 self.by_op_input.setdefault((c.qualified_op, c.input_name), set()).add(i)
         self._patterns: dict[str, frozenset[int]] = {}
+
+    def positions(self, name: str) -> Iterable[int]:
+        if name in self.repeated:
+            return self.repeated[name]
+        position = self.first.get(name)
+        return () if position is None else (position,)
+
+    def by_role(self, role: str) -> frozenset[int]:
+        found = self._by_role.get(role)
+        if found is None:
+            self.budget.spend(1 + len(self.floats) // _SET_ELEMENTS_PER_STEP)
+            found = self._by_role[role] = frozenset(i for i, t in enumerate(self.floats) if t.role == role)
+        return found
 
     def union(self, sets: Iterable[Iterable[int]]) -> frozenset[int]:
         sets = list(sets)
@@ -209,7 +224,7 @@ class _Selection:
 
     def _select(self, pattern: str) -> Iterable[int]:
         if is_literal(pattern):
-            return self.positions.get(pattern, ())
+            return self.positions(pattern)
         if pattern.startswith(REGEX_PREFIX):
             matcher = name_matcher(pattern)
             return matcher.select(self.names, self.budget)  # type: ignore[attr-defined]
@@ -237,7 +252,7 @@ class _Selection:
         if rule.match:
             found = self.union(self.pattern(p) for p in rule.match)
         if rule.role and ANY_ROLE not in rule.role:
-            found = self.intersect(found, self.union(self.by_role.get(r, ()) for r in rule.role))
+            found = self.intersect(found, self.union(self.by_role(r) for r in rule.role if r in self.roles))
         if rule.op:
             if rule.input:
                 by_op = self.union(self.by_op_input.get((op, i), ()) for op in rule.op for i in rule.input)
@@ -254,11 +269,11 @@ class _Selection:
         """Those of ``hits`` the safe defaults keep from ``rule`` (see :func:`protection`)."""
         if isinstance(rule.init, KeepInit) or rule.input or ANY_ROLE in rule.role:
             return frozenset()
-        roles = [r for r in PROTECTED_ROLES if r not in rule.role and r in self.by_role]
+        roles = [r for r in PROTECTED_ROLES if r not in rule.role and r in self.roles]
         if not roles:
             return frozenset()
-        named = self.union(self.positions.get(p, ()) for p in rule.match if is_literal(p))
-        return self.intersect(hits, self.union(self.by_role[r] for r in roles)) - named
+        named = self.union(self.positions(p) for p in rule.match if is_literal(p))
+        return self.intersect(hits, self.union(self.by_role(r) for r in roles)) - named
 
 
 def match_tensors(spec: Spec, tensors: Sequence[TensorInfo], budget: Budget | None = None) -> Matching:
