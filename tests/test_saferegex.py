@@ -127,6 +127,20 @@ def test_tensor_names(pattern, name, expected):
     assert (re.fullmatch(pattern, name) is not None) is expected
 
 
+@pytest.fixture
+def nfa_steps(monkeypatch) -> list[int]:
+    """How many times the NFA steps (a cache miss each), counted in ``[0]``."""
+    steps = [0]
+    step = saferegex._Nfa.step
+
+    def counted(self, *args):
+        steps[0] += 1
+        return step(self, *args)
+
+    monkeypatch.setattr(saferegex._Nfa, "step", counted)
+    return steps
+
+
 @pytest.mark.parametrize(
     ("pattern", "name"),
     [
@@ -140,19 +154,10 @@ def test_tensor_names(pattern, name, expected):
         (r"(a*)*(b*)*(a*)*c", "ab" * 2500),
     ],
 )
-def test_catastrophic_patterns_run_in_one_pass(pattern, name, monkeypatch):
-    steps = 0
-    step = saferegex._Nfa.step
-
-    def counted(self, *args):
-        nonlocal steps
-        steps += 1
-        return step(self, *args)
-
-    monkeypatch.setattr(saferegex._Nfa, "step", counted)
+def test_catastrophic_patterns_run_in_one_pass(pattern, name, nfa_steps):
     started = time.perf_counter()
     assert compile_pattern(pattern)(name) is False
-    assert steps <= len(name) + 1  # each character is read once: no backtracking
+    assert nfa_steps[0] <= len(name) + 1  # each character is read once: no backtracking
     assert time.perf_counter() - started < 1.0
 
 
@@ -266,24 +271,15 @@ def test_literal_ends_of_a_pattern_are_checked_first():
     assert compile_pattern(r"ab").prefix == "ab" and compile_pattern(r"ab").suffix == ""
 
 
-def test_the_budget_stops_matching_while_it_runs(monkeypatch):
+def test_the_budget_stops_matching_while_it_runs(nfa_steps):
     """A pattern whose cache cannot hold its states, on one long name: the budget is spent
     inside the name, not after it."""
     name = "".join(random.Random(5).choices("ab", k=20_000))
     budget = saferegex.Budget(200_000)
-    steps = 0
-    step = saferegex._Nfa.step
-
-    def counted(self, *args):
-        nonlocal steps
-        steps += 1
-        return step(self, *args)
-
-    monkeypatch.setattr(saferegex._Nfa, "step", counted)
     with pytest.raises(saferegex.BudgetExceeded) as info:
         compile_pattern("[ab]*a[ab]{500}").select([name], budget)
     assert info.value.steps == 200_000 and budget.left < 0
-    assert steps < 2_000  # each miss costs hundreds of steps: it stopped a tenth of the way in
+    assert nfa_steps[0] < 2_000  # each miss costs hundreds of steps: it stopped a tenth of the way in
     # Before running: a name longer than the budget allows is refused without reading it.
     with pytest.raises(saferegex.BudgetExceeded):
         compile_pattern("[ab]*").select(["a" * 1_000_000], saferegex.Budget(100_000))

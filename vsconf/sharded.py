@@ -342,7 +342,7 @@ def open_sharded(path: Path):
 # --------------------------------------------------------------------------- writing
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Tensor:
     """One tensor of the output: where its bytes come from, and where they go."""
 
