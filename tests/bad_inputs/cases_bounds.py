@@ -54,9 +54,10 @@ def _big_copy(folder: Path) -> None:
 
 
 def _over_the_tensor_limit(folder: Path) -> None:
+    """A million and one entries (numbers, not tensors: the count is checked first)."""
     with open(folder / "m.shapes.json", "w") as handle:
         handle.write('{"tensors": {')
-        handle.write(",".join(f'"t{i}": {{"shape": [1]}}' for i in range(1_000_001)))
+        handle.write(",".join(f'"t{i}": 0' for i in range(1_000_001)))
         handle.write("}}")
 
 
@@ -90,6 +91,38 @@ def _forged_safetensors(folder: Path) -> None:
     (folder / "f.safetensors").write_bytes(st_bytes({name: 2 for name in FORGED}))
 
 
+def _tangled_onnx(folder: Path) -> None:
+    """2,000 weights concatenated, then 2,000 Identity nodes before their MatMul: each
+    weight's consumer lies 2,001 look-through steps away (was tensors x chain: quadratic)."""
+    from onnx import TensorProto, helper, numpy_helper
+    from onnx_builders import make_model
+
+    count = 2000
+    weights = [numpy_helper.from_array(np.ones((1, 4), np.float32), f"w{i}") for i in range(count)]
+    nodes = [helper.make_node("Concat", [w.name for w in weights], ["c"], axis=0, name="cat")]
+    nodes += [helper.make_node("Identity", ["c" if j == 0 else f"i{j - 1}"], [f"i{j}"], name=f"id{j}") for j in range(count)]
+    nodes.append(helper.make_node("MatMul", ["x", f"i{count - 1}"], ["y"], name="mm"))
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, count])]
+    outputs = [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])]
+    model = make_model(helper.make_graph(nodes, "g", inputs, outputs, weights), (("", 17),), ir_version=8)
+    (folder / "model.onnx").write_bytes(model.SerializeToString())
+
+
+def _widely_read_onnx(folder: Path) -> None:
+    """One weight read by 30,000 nodes (its consumers were deduplicated in a list: quadratic)."""
+    from onnx import TensorProto, helper, numpy_helper
+    from onnx_builders import make_model
+
+    count = 30_000
+    nodes = [helper.make_node("Add", ["x", "w"], [f"y{i}"], name=f"add{i}") for i in range(count)]
+    nodes.append(helper.make_node("Sum", [f"y{i}" for i in range(count)], ["out"], name="sum"))
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])]
+    outputs = [helper.make_tensor_value_info("out", TensorProto.FLOAT, [4])]
+    weight = numpy_helper.from_array(np.ones(4, np.float32), "w")
+    model = make_model(helper.make_graph(nodes, "g", inputs, outputs, [weight]), (("", 17),), ir_version=8)
+    (folder / "model.onnx").write_bytes(model.SerializeToString())
+
+
 def _complex_npz() -> bytes:
     return npz_bytes({"w": np.ones(4, np.float32), "c": np.ones(2, np.complex64)})
 
@@ -118,7 +151,7 @@ CASES = [
         0,
         "",
         files={"spec.yaml": ZEROS},
-        build=_many_shards(16_000),
+        build=_many_shards(12_000),
     ),
     Case(
         "bounds-manifest-over-the-tensor-limit",
@@ -160,13 +193,30 @@ CASES = [
         "bounds-many-rules-over-many-tensors",
         ("plan", "m.shapes.json", "spec.yaml"),
         1,
-        "vsconf: error: spec.yaml: rules[332] (line 1000): matching the spec's rules, up to this one, against the model's 50000 "
+        "vsconf: error: spec.yaml: rules[498] (line 1498): matching the spec's rules, up to this one, against the model's 50000 "
         f"tensors {OVER_BUDGET}; use fewer rules\n",
         files={
             "spec.yaml": "vsconf: 1\nseed: 1\nrules:\n"
             + "  - role: [weight, other]\n    init: zeros\n    optional: true\n" * 600,
             "m.shapes.json": _manifest({f"layer{i}.weight": [2, 2] for i in range(50_000)}),
         },
+    ),
+    Case(
+        "bounds-onnx-look-through-paths-past-the-limit",
+        ("plan", "model.onnx", "spec.yaml"),
+        1,
+        "vsconf: error: model.onnx: following the ops vsconf looks through (Identity, Cast, Transpose, Concat...) from its "
+        "2000 stored tensors to their consumers takes more than 1032000 steps, the limit\n",
+        files={"spec.yaml": GOOD_SPEC},
+        build=_tangled_onnx,
+    ),
+    Case(
+        "bounds-onnx-weight-read-by-thirty-thousand-nodes",
+        ("plan", "model.onnx", "spec.yaml", "--format", "json"),
+        0,
+        "",
+        files={"spec.yaml": GOOD_SPEC},
+        build=_widely_read_onnx,
     ),
     Case(
         "bounds-forged-names-in-plan",
