@@ -27,6 +27,8 @@ Three sections, each building its own inputs in a scratch folder (removed at the
 5. **startup** -- ``vsconf --help``, ``validate`` and ``plan`` of the bundled 5 KB ONNX
    example as whole processes, beside ``python -c pass`` (median and best of
    ``max(--repeats, 5)`` runs).
+6. **tiny** -- 200,000 float32[2] tensors (``--quick`` 20,000) as .npz, .safetensors, a
+   manifest and ONNX: ``plan`` and ``apply`` wall time, peak RSS, and RSS per tensor.
 
 Processes are timed by wall clock; peak RSS is the child's ``ru_maxrss`` from ``os.wait4``,
 spawned from a small launcher process (Linux carries the spawner's peak into the child's).
@@ -58,9 +60,10 @@ import onnxcases
 import seedcases
 import startup
 import targets
+import tinycases
 from measure import machine_info
 
-SECTIONS = ("fill", "inline", "external", "seed", "startup")
+SECTIONS = ("fill", "inline", "external", "seed", "startup", "tiny")
 GB = 1e9
 _START = time.perf_counter()
 
@@ -71,10 +74,11 @@ class Sizes:
     inline: tuple[int, int]  # (weights, dim): weights of [dim, dim] float32
     external: tuple[int, int]
     seed: tuple[int, int]  # (tensors, dim) of the manifest: 8.6 GB / 1.07 GB
+    tiny: int  # float32[2] tensors of the many-tiny-tensors models
 
 
-FULL = Sizes(fill_shape=(8192, 8192), inline=(16, 4096), external=(64, 4096), seed=(128, 4096))
-QUICK = Sizes(fill_shape=(4096, 4096), inline=(16, 2048), external=(16, 4096), seed=(16, 4096))
+FULL = Sizes(fill_shape=(8192, 8192), inline=(16, 4096), external=(64, 4096), seed=(128, 4096), tiny=200_000)
+QUICK = Sizes(fill_shape=(4096, 4096), inline=(16, 2048), external=(16, 4096), seed=(16, 4096), tiny=20_000)
 
 
 def _bytes(weights_and_dim: tuple[int, int]) -> int:
@@ -150,10 +154,14 @@ def _run_sections(args: argparse.Namespace, sizes: Sizes, folder: Path, torch: A
             results[section] = startup.run(folder, max(args.repeats, 5), _log)
             figures.update(startup.figures(results[section]))
             _print(startup.table(results[section]))
-        else:
+        elif section == "seed":
             results[section] = seedcases.seed(folder, *sizes.seed, _log)
             figures.update(seedcases.seed_figures(results[section]))
             _print(seedcases.seed_table(results[section], cpus))
+        else:
+            results[section] = tinycases.tiny(folder, sizes.tiny, _log)
+            figures.update(tinycases.tiny_figures(results[section]))
+            _print(tinycases.tiny_table(results[section], cpus))
     return results, figures, skipped
 
 

@@ -391,3 +391,60 @@ def test_light_commands_load_neither_ml_dtypes_nor_onnx(tmp_path):
     spec = tmp_path / "s.yaml"
     spec.write_text("vsconf: 1\nseed: 1\nrules:\n  - match: w\n    init: he_normal\n")
     assert _loaded("plan", str(manifest), str(spec)) == (0, ["jsonschema", "ml_dtypes", "numpy"])
+
+
+# --------------------------------------------------------------------------- names cannot forge lines
+
+FORGED = {  # tensor names that would otherwise print extra lines, clear the screen or flip the text
+    "fc.weight\nvsconf: error: forged": r"fc.weight\nvsconf: error: forged",
+    "b\r\x1b[2J\x85": r"b\r\x1b[2J\x85",
+    "c\u2028d\u2029\u202ee\t": r"c\u2028d\u2029\u202ee\t",
+}
+
+
+def _forged_checkpoint(tmp_path: Path) -> Path:
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    path = tmp_path / "forged.safetensors"
+    save_file({name: np.ones((2, 2), np.float32) for name in FORGED} | {"ok": np.ones(2, np.float32)}, str(path))
+    return path
+
+
+def _one_line_per_row(text: str, rows: int) -> list[str]:
+    lines = text.splitlines()  # splitlines breaks at \x85, \u2028, \u2029 too
+    assert len(lines) == rows, lines
+    return lines
+
+
+def test_plan_and_inspect_print_one_row_per_tensor_whatever_the_names(tmp_path, capsys):
+    model = _forged_checkpoint(tmp_path)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("vsconf: 1\nseed: 1\nlayout: torch\nrules:\n  - match: '*'\n    init: zeros\n")
+    for command in ("plan", "inspect"):
+        code, out, err = run(capsys, "plan", str(model), str(spec)) if command == "plan" else run(capsys, "inspect", str(model))
+        assert code == 0 and err == ""
+        lines = _one_line_per_row(out, 1 + len(FORGED) + 1)
+        shown = sorted(line.split("  ")[0] for line in lines[1:])
+        assert shown == sorted(["ok", *FORGED.values()])
+    code, out, _ = run(capsys, "plan", str(model), str(spec), "--format", "json")
+    assert sorted(record["name"] for record in json.loads(out)) == sorted(["ok", *FORGED])  # JSON escapes for itself
+
+
+def test_verify_and_errors_escape_names_and_paths(tmp_path, capsys):
+    import numpy as np
+
+    model = _forged_checkpoint(tmp_path)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("vsconf: 1\nseed: 1\nrules:\n  - match: '*'\n    init: he_normal\n")
+    code, out, err = run(capsys, "verify", str(model), str(spec))
+    assert code == 1
+    lines = _one_line_per_row(err, len(FORGED) + 1 + 1)  # a mismatch per tensor, then the count
+    for name in FORGED:
+        assert sum(f"tensor {name!r}" in line for line in lines) == 1  # repr'd in messages, as ever
+    odd = tmp_path / "out\nvsconf: error: x"
+    code, out, err = run(capsys, "plan", str(odd) + ".npz", str(spec))
+    assert (code, err) == (1, f"vsconf: error: {tmp_path}/out\\nvsconf: error: x.npz: no such file\n")
+    np.savez(tmp_path / "m.npz", w=np.ones((2, 2), np.float32))
+    code, out, err = run(capsys, "apply", str(tmp_path / "m.npz"), str(spec), "-o", str(odd) + ".npz")
+    assert code == 0 and _one_line_per_row(out, 1)[0].startswith(f"wrote {tmp_path}/out\\nvsconf: error: x.npz: 1 filled")

@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import json
+import re
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from vsconf.errors import MatchError
 from vsconf.matching import Consumer, TensorInfo, match_tensors, name_matcher
@@ -313,3 +317,157 @@ def test_a_spec_full_of_globs_compiles_in_bounded_time():
 def test_a_refused_pattern_in_a_hand_made_spec_is_a_match_error():
     with pytest.raises(MatchError, match=r"'re:\(a\)\\\\1': invalid regular expression: backreferences are not supported"):
         name_matcher("re:(a)\\1")
+
+
+# --------------------------------------------------------------------------- the definition, as an oracle
+
+
+def _by_definition(spec, tensors):
+    """Rules -> tensors as the spec defines it, tensor by tensor: the first rule whose
+    every filter holds and that the safe defaults allow wins; a protected match before any
+    winner is kept, with its reason; warnings and errors as the docs word them."""
+    from vsconf.matching import protection, rule_matches
+
+    winners, kept, fills, protected = {}, {}, {r.index: [] for r in spec.rules}, {r.index: [] for r in spec.rules}
+    for t in (t for t in tensors if t.is_float):
+        winners[t.name] = None
+        for rule in spec.rules:
+            if not rule_matches(rule, t):
+                continue
+            reason = protection(rule, t)
+            if reason is not None:
+                protected[rule.index].append(t)
+                if winners[t.name] is None:
+                    kept.setdefault(t.name, (rule.index, reason))
+                continue
+            fills[rule.index].append(t.name)
+            if winners[t.name] is None:
+                winners[t.name] = rule.index
+        if winners[t.name] is not None:
+            kept.pop(t.name, None)
+    outcome = []
+    for rule in spec.rules:
+        if not fills[rule.index]:
+            outcome.append(("nothing", rule.index, bool(protected[rule.index]), [t.name for t in protected[rule.index]]))
+        elif all(winners[name] != rule.index for name in fills[rule.index]):
+            outcome.append(("never", rule.index, sorted({winners[name] for name in fills[rule.index]})))
+    return winners, kept, outcome
+
+
+NAMES_POOL = ["fc.weight", "fc.bias", "bn.running_var", "bn.weight", "emb.weight", "mask", "a.b.c", "steps"]
+PATTERNS = ["*", "*.weight", "fc.*", "fc.weight", "mask", "bn.?eight", "re:.*\\.(weight|bias)", "re:fc\\..*", "re:[a-z]+", "nothing"]
+ROLE_POOL = ["weight", "bias", "norm_scale", "running_stat", "constant", "other"]
+OPS = [Consumer("Gemm", "B", "g"), Consumer("Gemm", "C", "g"), Consumer("Add", "B", "a"), Consumer("BatchNormalization", "input_var", "bn")]
+
+
+@st.composite
+def _rules_and_tensors(draw):
+    rules = []
+    for _ in range(draw(st.integers(1, 6))):
+        rule = []
+        if draw(st.booleans()):
+            rule.append("match: " + json.dumps(draw(st.lists(st.sampled_from(PATTERNS), min_size=1, max_size=3, unique=True))))
+        if draw(st.booleans()):
+            rule.append("role: " + json.dumps(draw(st.lists(st.sampled_from(ROLE_POOL + ["any"]), min_size=1, max_size=2, unique=True))))
+        if not rule or draw(st.booleans()):
+            if draw(st.booleans()):
+                rule.append("op: " + json.dumps(draw(st.lists(st.sampled_from(["Gemm", "Add", "BatchNormalization"]), min_size=1, max_size=2, unique=True))))
+            else:  # inputs that every op named has
+                op, inputs = draw(st.sampled_from([("Gemm", ["B", "C"]), ("Add", ["B"]), ("BatchNormalization", ["input_var"])]))
+                rule.append(f"op: {op}")
+                rule.append("input: " + json.dumps(draw(st.lists(st.sampled_from(inputs), min_size=1, unique=True))))
+        rule.append("init: " + draw(st.sampled_from(["zeros", "keep", "he_normal"])))
+        if draw(st.booleans()):
+            rule.append("optional: true")
+        rules.append("  - " + "\n    ".join(rule) + "\n")
+    tensors = []
+    for name in draw(st.lists(st.sampled_from(NAMES_POOL), min_size=1, max_size=8, unique=True)):
+        consumers = draw(st.lists(st.sampled_from(OPS), max_size=2))
+        dtype = I64 if name == "steps" else F32
+        tensors.append(tensor(name, consumers=consumers, dtype=dtype, role=draw(st.sampled_from(ROLE_POOL))))
+    return spec_of("".join(rules)), tensors
+
+
+@settings(max_examples=400, deadline=None)
+@given(_rules_and_tensors())
+def test_matching_agrees_with_the_definition(case):
+    spec, tensors = case
+    winners, kept, outcome = _by_definition(spec, tensors)
+    try:
+        result = match_tensors(spec, tensors)
+    except MatchError as error:
+        # Errors: a required rule that fills nothing and protects nothing, or a literal non-float.
+        expected = [f"rules[{i}]" for kind, i, protecting, _ in (o for o in outcome if o[0] == "nothing") if not protecting and not spec.rules[i].optional]
+        literal_floats = [p.path for p in error.problems if "only fills float tensors" in p.message]
+        assert [p.path for p in error.problems if "matches no tensor" in p.message] == expected
+        assert expected or literal_floats
+        return
+    assert result.rules == winners
+    assert result.kept == kept
+    expected = []
+    for item in outcome:
+        if item[0] == "nothing" and item[2] and not spec.rules[item[1]].optional:
+            expected.append((item[1], "fills nothing", item[3][:5]))
+        elif item[0] == "never":
+            taken = ", ".join(spec.rules[i].label for i in item[2])
+            expected.append((item[1], f"never applies; every tensor it matches is taken by {taken}", []))
+    shown = [
+        (w.rule, w.message.split(";")[0] if w.message.startswith("fills") else w.message, re.findall(r"'([^']*)' \(", w.message))
+        for w in result.warnings
+    ]
+    assert shown == expected
+
+
+# --------------------------------------------------------------------------- the budget
+
+
+def test_many_long_names_and_a_large_pattern_run_out_of_the_budget_at_the_rule():
+    from vsconf.saferegex import Budget
+
+    # A pattern whose automaton's states the cache cannot hold, over names of random a/b:
+    # each character costs every live state; the error names the pattern's place.
+    import random
+
+    random.seed(3)
+    names = ["".join(random.choice("ab") for _ in range(400)) for _ in range(400)]
+    spec = parse_spec(
+        "vsconf: 1\nseed: 1\nrules:\n  - match: '*'\n    init: zeros\n  - match: ['x', 're:[ab]*a[ab]{300}']\n    init: ones\n    optional: true\n",
+        source="init.yaml",
+    )
+    with pytest.raises(MatchError) as info:
+        match_tensors(spec, [tensor(n) for n in names], Budget(1_000_000))
+    (problem,) = info.value.problems
+    assert (problem.line, problem.column, problem.path, problem.rule) == (6, 18, "rules[1].match[1]", 1)
+    assert problem.message.startswith(
+        "'re:[ab]*a[ab]{300}': matching the spec's patterns, up to this one, against the model's 400 tensor names "
+        "takes more than 1000000 steps"
+    )
+    # As many characters, which keep the automaton small, fit the budget: all read, none match.
+    names = ["b" * (300 + i) for i in range(400)]
+    assert match_tensors(spec, [tensor(n) for n in names], Budget(1_000_000)).rules == dict.fromkeys(names, 0)
+
+
+def test_the_budget_is_shared_by_every_rule_and_counts_set_work():
+    from vsconf.saferegex import Budget
+
+    tensors = [tensor(f"t{i}.weight", role="weight") for i in range(50_000)]
+    rules = "".join(f"  - role: [weight, other]\n    init: zeros\n    optional: true\n" for _ in range(40))
+    spec = spec_of(rules)
+    budget = Budget(100_000)
+    with pytest.raises(MatchError) as info:
+        match_tensors(spec, tensors, budget)
+    (problem,) = info.value.problems
+    assert problem.format().startswith("init.yaml: rules[")
+    assert problem.message.startswith("matching the spec's rules, up to this one, against the model's 50000 tensors takes more than 100000 steps")
+    assert match_tensors(spec, tensors[:1000]).rules["t0.weight"] == 0  # a smaller model is within it
+
+
+def test_literal_names_cost_no_scan():
+    from vsconf.saferegex import Budget
+
+    tensors = [tensor(f"t{i}") for i in range(100_000)]
+    rules = "".join(f"  - match: t{i}\n    init: zeros\n" for i in range(0, 100_000, 50))
+    budget = Budget(10**9)
+    result = match_tensors(spec_of(rules + "  - match: '*'\n    init: keep\n"), tensors, budget)
+    assert result.rules["t50"] == 1 and result.rules["t51"] == 2000
+    assert budget.steps - budget.left < 100_000  # a dictionary look-up per literal, sets in C

@@ -54,6 +54,8 @@ def pattern_from(choices: bytes) -> str:
 # Every name of up to two characters, and some longer ones: the same names for each pattern.
 NAMES = ["", *ALPHABET, *(a + b for a in ALPHABET for b in ALPHABET)]
 NAMES += ["".join(random.Random(seed).choices(ALPHABET, k=seed % 6 + 3)) for seed in range(60)]
+# Longer names of dotted segments that repeat, as a model's do.
+DOTTED = [".".join(random.Random(seed).choices(["a", "ab", "k1", "", "s_A", "\n"], k=seed % 5 + 2)) for seed in range(40)]
 
 
 @settings(max_examples=2000, deadline=None)
@@ -70,6 +72,9 @@ def test_agrees_with_re_fullmatch(choices):
     matches = compile_pattern(pattern)
     for name in NAMES:
         assert matches(name) == (regex.fullmatch(name) is not None), (pattern, name)
+    # Many names at once, through the literal prefilter, the segment cache and the budget.
+    expected = [i for i, name in enumerate(NAMES + DOTTED) if regex.fullmatch(name)]
+    assert matches.select(NAMES + DOTTED, saferegex.Budget()) == expected, pattern
 
 
 @pytest.mark.parametrize("flags", ["", "(?m)", "(?a)", "(?s)", "(?ms)"])
@@ -122,6 +127,20 @@ def test_tensor_names(pattern, name, expected):
     assert (re.fullmatch(pattern, name) is not None) is expected
 
 
+@pytest.fixture
+def nfa_steps(monkeypatch) -> list[int]:
+    """How many times the NFA steps (a cache miss each), counted in ``[0]``."""
+    steps = [0]
+    step = saferegex._Nfa.step
+
+    def counted(self, *args):
+        steps[0] += 1
+        return step(self, *args)
+
+    monkeypatch.setattr(saferegex._Nfa, "step", counted)
+    return steps
+
+
 @pytest.mark.parametrize(
     ("pattern", "name"),
     [
@@ -135,19 +154,10 @@ def test_tensor_names(pattern, name, expected):
         (r"(a*)*(b*)*(a*)*c", "ab" * 2500),
     ],
 )
-def test_catastrophic_patterns_run_in_one_pass(pattern, name, monkeypatch):
-    steps = 0
-    step = saferegex._Nfa.step
-
-    def counted(self, *args):
-        nonlocal steps
-        steps += 1
-        return step(self, *args)
-
-    monkeypatch.setattr(saferegex._Nfa, "step", counted)
+def test_catastrophic_patterns_run_in_one_pass(pattern, name, nfa_steps):
     started = time.perf_counter()
     assert compile_pattern(pattern)(name) is False
-    assert steps <= len(name) + 1  # each character is read once: no backtracking
+    assert nfa_steps[0] <= len(name) + 1  # each character is read once: no backtracking
     assert time.perf_counter() - started < 1.0
 
 
@@ -250,3 +260,26 @@ def test_regex_error_is_a_value_error_that_pickles():
 
 def test_predicates_are_cached():
     assert compile_pattern(r"fc\d\.weight") is compile_pattern(r"fc\d\.weight")
+
+
+def test_literal_ends_of_a_pattern_are_checked_first():
+    assert (compile_pattern(r"^model\.layers\.\d+\.weight$").prefix, compile_pattern(r"^model\.layers\.\d+\.weight$").suffix) == (
+        "model.layers.",
+        ".weight",
+    )
+    assert compile_pattern(r"(?i)model\..*").prefix == ""  # IGNORECASE: no literal ends
+    assert compile_pattern(r"ab").prefix == "ab" and compile_pattern(r"ab").suffix == ""
+
+
+def test_the_budget_stops_matching_while_it_runs(nfa_steps):
+    """A pattern whose cache cannot hold its states, on one long name: the budget is spent
+    inside the name, not after it."""
+    name = "".join(random.Random(5).choices("ab", k=20_000))
+    budget = saferegex.Budget(200_000)
+    with pytest.raises(saferegex.BudgetExceeded) as info:
+        compile_pattern("[ab]*a[ab]{500}").select([name], budget)
+    assert info.value.steps == 200_000 and budget.left < 0
+    assert nfa_steps[0] < 2_000  # each miss costs hundreds of steps: it stopped a tenth of the way in
+    # Before running: a name longer than the budget allows is refused without reading it.
+    with pytest.raises(saferegex.BudgetExceeded):
+        compile_pattern("[ab]*").select(["a" * 1_000_000], saferegex.Budget(100_000))

@@ -140,6 +140,63 @@ def test_interrupts_remove_every_temporary_file(tmp_path, big_npz, signum, code)
             assert err.decode().strip() in ("vsconf: interrupted", f"vsconf: stopped by {signal.Signals(signum).name}")
 
 
+def _children(pid: int) -> set[int]:
+    """The processes whose parent is ``pid`` (Linux /proc)."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.add(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _written(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_process_workers_die_with_a_killed_coordinator_and_write_nothing_after(tmp_path):
+    """SIGKILL the command while its process pool writes a 2 GB checkpoint: a second later no
+    worker is alive, and nothing under the folder changes any more."""
+    tensors = {f"layer{i}.weight": {"shape": [4096, 4096]} for i in range(32)}
+    (tmp_path / "m.shapes.json").write_text(__import__("json").dumps({"tensors": tensors}))
+    (tmp_path / "spec.yaml").write_text(SPEC)
+    proc = _start(["apply", "m.shapes.json", "spec.yaml", "-o", "ckpt/", "--scheduler", "processes", "--jobs", "2"], tmp_path)
+    workers: set[int] = set()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:  # until the pool writes
+        workers |= _children(proc.pid)
+        staged = [p for p in tmp_path.glob(".ckpt.*.vsconf-tmp/*.safetensors") if p.stat().st_blocks]
+        if len(workers) >= 2 and staged:
+            break
+        time.sleep(0.05)
+    time.sleep(0.5)
+    workers |= _children(proc.pid)
+    assert proc.poll() is None, "the run ended before it could be killed: make the checkpoint bigger"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    time.sleep(0.05)  # a write the kill caught inside the kernel may still stamp its file
+    killed_at = _written(tmp_path)
+    assert killed_at  # the staged shards, part written
+    time.sleep(1.0)
+    assert len(workers) >= 2 and not [pid for pid in workers if _alive(pid)]
+    assert _written(tmp_path) == killed_at
+    assert not (tmp_path / "ckpt").exists()
+
+
 def _full_disk(tmp_path: Path) -> Path | None:
     """A 2 MiB tmpfs, where the platform lets this process mount one."""
     mount = tmp_path / "small"

@@ -8,7 +8,10 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import vsconf
 from vsconf import streams, tasks
@@ -60,12 +63,68 @@ def test_split_covers_every_element_once_in_block_aligned_tasks():
     assert sum(1 for task in task_list if any(p.name.startswith("b") for p in task.pieces)) == 1
 
 
+def test_the_task_floor_is_one_float32_stream_block():
+    assert tasks.MIN_TASK_BYTES == streams.BLOCK_SIZE * 4
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["fill", "copy"]), st.integers(0, 3_000_000), st.sampled_from(["float16", "float32", "float64"])),
+        min_size=1,
+        max_size=30,
+    ),
+    st.integers(1, 3 << 20),
+)
+def test_tiny_task_sizes_never_cut_below_the_floor(described, task_bytes):
+    """Whatever --task-size asks, fills and copies alike: every byte is written once, no
+    piece is cut below the floor, and there are at most bytes / floor + pieces tasks."""
+    pieces, offset = [], 0
+    for i, (kind, count, dtype) in enumerate(described):
+        itemsize = np.dtype(dtype).itemsize
+        if kind == "fill":
+            pieces.append(tasks.Fill(f"t{i}", i, count, 0, count, dtype, "uniform", 1.0, "out", offset, 1))
+            offset += count * itemsize
+        else:
+            pieces.append(tasks.Copy(f"t{i}", "in", 8 + offset, count, "out", offset))
+            offset += count
+    task_list = tasks.split(pieces, task_bytes)
+    assert len(task_list) <= offset // tasks.MIN_TASK_BYTES + len(pieces)
+    parts = [part for task in task_list for part in task.pieces]
+    spans = sorted((part.offset, part.offset + part.nbytes) for part in parts if part.nbytes)
+    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:])) and sum(b - a for a, b in spans) == offset
+    for piece in pieces:  # a piece cut into parts: each part but the last is a whole number of floors or more
+        mine = [part for part in parts if part.name == piece.name]
+        assert all(part.nbytes >= min(piece.nbytes, tasks.MIN_TASK_BYTES) for part in mine[:-1])
+
+
 def test_a_worker_of_another_version_refuses_the_task(tmp_path):
     (tmp_path / "f").write_bytes(bytes(8))
     task = tasks.Task((tasks.Fill("w", 1, 2, 0, 2, "float32", "uniform", 1.0, str(tmp_path / "f"), 0, 2),), version="0.0.1")
     with pytest.raises(vsconf.ModelError, match=r"a worker runs vsconf .*, the coordinator vsconf 0.0.1"):
         tasks.run_task(task)
     assert tasks.run_task(tasks.Task(task.pieces)) == 8 and (tmp_path / "f").read_bytes() != bytes(8)
+
+
+def test_a_pool_worker_whose_coordinator_is_gone_exits_without_writing(tmp_path):
+    """The portable half of the no-orphans rule: before every write, a worker checks that
+    its parent is still the coordinator it was started by (the kernel's parent-death
+    signal is Linux's other half, tested by killing a real run in test_safety)."""
+    import subprocess
+    import sys
+
+    target = tmp_path / "f"
+    target.write_bytes(bytes(8))
+    task = f"tasks.Task((tasks.Fill('w', 1, 2, 0, 2, 'float32', 'uniform', 1.0, {str(target)!r}, 0, 2),))"
+    for setup in ("tasks._PARENT = os.getppid() + 1", "tasks._die_with(os.getppid() + 1)"):
+        code = f"import os\nfrom vsconf import tasks\n{setup}\ntasks.run_task({task})\nprint('wrote')"
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert (done.returncode, done.stdout) == (1, ""), done.stderr
+        assert target.read_bytes() == bytes(8)
+    code = f"import os\nfrom vsconf import tasks\ntasks._die_with(os.getppid())\ntasks.run_task({task})\nprint('wrote')"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert (done.returncode, done.stdout) == (0, "wrote\n"), done.stderr
+    assert target.read_bytes() != bytes(8)
 
 
 def test_scheduler_names():

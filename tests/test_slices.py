@@ -156,3 +156,73 @@ def test_jax_meshes_8x1_4x2_2x4_equal_the_unsharded_fill(tmp_path):
     assert done.returncode == 0, done.stderr
     checked = json.loads(done.stdout.strip().splitlines()[-1])
     assert len(checked) == 9
+
+
+# --------------------------------------------------------------------------- sizes asked for
+
+
+HUGE_SPEC = vsconf.parse_spec(
+    "vsconf: 1\nseed: 21\nrules:\n  - match: '*.bias'\n    init: {constant: 0.25}\n  - match: '*.weight'\n    init: he_normal\n",
+    source="spec.yaml",
+)
+HUGE = vsconf.plan(
+    {"huge.weight": np.broadcast_to(np.float32(0), (1 << 20, 1 << 22)), "huge.bias": np.broadcast_to(np.float32(0), (1 << 42,))},
+    HUGE_SPEC,
+)
+
+
+def test_a_slice_bigger_than_memory_is_a_value_error_naming_it():
+    from vsconf.initializers import array_limit
+
+    entry = HUGE.entry("huge.weight")  # 2**42 float32 elements: 16 TiB
+    with pytest.raises(ValueError) as info:
+        vsconf.slice_values(entry, (slice(None),))
+    assert str(info.value).startswith(
+        f"Argument `index` asks for {1 << 42} float32 elements ({1 << 44} bytes), more than {array_limit()} bytes, the most"
+    )
+    assert str(info.value).endswith("Received: index=(slice(None, None, None),) of 'huge.weight' [1048576, 4194304]")
+    assert vsconf.slice_values(entry, (slice(0, 2), slice(0, 3))).shape == (2, 3)  # a shard of it is fine
+    with pytest.raises(ValueError, match=r"^Argument `index` asks for 4398046511104 float32 elements"):
+        vsconf.slice_values(HUGE.entry("huge.bias"))  # constants too
+
+
+def test_every_api_entry_that_allocates_checks_the_size_first():
+    from vsconf.engine import generate
+
+    limit = r"more than \d+ bytes, the most vsconf allocates"
+    with pytest.raises(ValueError, match=rf"^Argument `shape` asks for {1 << 44} float32 elements \({1 << 46} bytes\), {limit}"):
+        vsconf.VarianceScaling(seed=1)((1 << 22, 1 << 22))
+    with pytest.raises(ValueError, match=rf"^Argument `shape` asks for {1 << 43} float64 elements .*Received: shape=\(8796093022208,\)$"):
+        vsconf.zeros()((1 << 43,), dtype="float64")
+    with pytest.raises(ValueError, match=rf"^Argument `shape` asks for {1 << 60} float16 elements"):
+        vsconf.Constant(0.5)((1 << 30, 1 << 30), dtype="float16")
+    with pytest.raises(ValueError, match=rf"^Argument `entry` asks for {1 << 42} float32 elements .*Received: entry='huge.weight'"):
+        generate(HUGE.entry("huge.weight"))
+    with pytest.raises(ValueError, match=r"^Argument `mapping` asks for 4398046511104 float32 elements .*'huge.weight': float32 array"):
+        vsconf.apply_state_dict({"huge.weight": np.broadcast_to(np.float32(0), (1 << 20, 1 << 22)), "b.bias": np.zeros(2)}, HUGE_SPEC)
+    kept = vsconf.parse_spec("vsconf: 1\nseed: 1\nrules:\n  - match: x\n    init: zeros\n", source="s.yaml")
+    with pytest.raises(ValueError, match=r"^Argument `mapping` asks for .*'y': int8 array"):  # copies too
+        vsconf.apply_state_dict({"x": np.zeros(2, np.float32), "y": np.broadcast_to(np.int8(0), (1 << 50,))}, kept)
+
+
+def test_the_limit_is_the_address_space_when_that_is_lower():
+    """Under RLIMIT_AS, the request is held to it: 2 GiB of float32 against 1 GiB."""
+    code = textwrap.dedent(
+        """
+        import resource, vsconf
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+        try:
+            vsconf.VarianceScaling(seed=1)((1 << 15, 1 << 14))
+        except ValueError as error:
+            print(error)
+        print(vsconf.VarianceScaling(seed=1)((1 << 10, 1 << 10)).nbytes)
+        """
+    )
+    if sys.platform == "darwin":
+        pytest.skip("macOS does not enforce RLIMIT_AS")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines() == [
+        "Argument `shape` asks for 536870912 float32 elements (2147483648 bytes), more than 1073741824 bytes, the most "
+        "vsconf allocates (this machine's memory, or the process's address-space limit). Received: shape=(32768, 16384)",
+        "4194304",
+    ]

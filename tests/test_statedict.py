@@ -10,6 +10,8 @@ from pathlib import Path
 import ml_dtypes
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import vsconf
 from vsconf.errors import ModelError
@@ -237,3 +239,47 @@ def test_unreadable_models_are_user_errors(tmp_path):
     (tmp_path / "m.pt").write_bytes(b"x")
     with pytest.raises(ModelError, match=r"unknown model format '.pt'; expected .onnx, .npz or .safetensors"):
         vsconf.plan(tmp_path / "m.pt", SPEC)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(0, 3), max_size=5),
+    st.sampled_from(["<f4", ">f8", "<f2", "|u1", "<i8", "|b1", "<c8", "|V3", "<U2", "<M8[s]", "[('a', '<f4'), ('b', '|u1')]"]),
+    st.booleans(),
+    st.sampled_from([1, 2]),
+)
+def test_npy_headers_read_as_numpy_reads_them(shape, descr, fortran, version):
+    """The plain-header path and NumPy's parser agree on every header: shape, dtype and
+    where the data starts (NumPy's own reader decides every header that is not plain)."""
+    import ast
+    import io
+
+    from vsconf.statedict import _npy_header
+
+    dtype = np.dtype(ast.literal_eval(descr) if descr.startswith("[") else descr)
+    buffer = io.BytesIO()
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": fortran, "shape": tuple(shape)}
+    write, read = {
+        1: (np.lib.format.write_array_header_1_0, np.lib.format.read_array_header_1_0),
+        2: (np.lib.format.write_array_header_2_0, np.lib.format.read_array_header_2_0),
+    }[version]
+    write(buffer, header)
+    data = buffer.getvalue()
+    handle = io.BytesIO(data)
+    np.lib.format.read_magic(handle)
+    shape_read, _, dtype_read = read(handle)
+    assert _npy_header(io.BytesIO(data + b"rest")) == (tuple(shape_read), dtype_read, handle.tell())
+
+
+def test_npy_header_errors_are_numpy_s():
+    import io
+
+    from vsconf.statedict import _npy_header
+
+    bad = b"\x93NUMPY\x01\x00" + (20).to_bytes(2, "little") + b"{'descr': 7}       \n"
+    with pytest.raises(ValueError, match="Header does not contain the correct keys"):
+        _npy_header(io.BytesIO(bad))
+    with pytest.raises(ValueError, match="Python objects"):
+        buffer = io.BytesIO()
+        np.lib.format.write_array_header_1_0(buffer, {"descr": "|O", "fortran_order": False, "shape": (1,)})
+        _npy_header(io.BytesIO(buffer.getvalue()))

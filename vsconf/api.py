@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from vsconf.adapters import Adapter, Layout, Progress
 from vsconf.engine import Plan, PlanEntry, auto_fans, consumer_labels, generate, generate_chunks, make_plan
 from vsconf.errors import ModelError, Problem
 from vsconf.files import Transaction, default_output, describe_os_error, is_data_name, little_endian_bytes, parent_folder, regular_file
-from vsconf.initializers import float_dtype
+from vsconf.initializers import array_limit, check_array_size, float_dtype
 from vsconf.lock import build_lock, compare_lock, read_lock, write_lock
 from vsconf.schedule import available_cores
 from vsconf.spec import Spec, load_spec
@@ -412,7 +413,7 @@ def _output_target(model: Path, output: str | os.PathLike | None, *, in_place: b
     if not checkpoint and (output is None or not sharded.is_folder_output(output)):
         return _file_target(model, output)
     if model.suffix == ".onnx":
-        raise ModelError(f"{model}: an ONNX model is written as .onnx, not as a sharded checkpoint")
+        raise ModelError(f"{output}: {model.name} is an ONNX model, written as .onnx, not as a sharded checkpoint")
     is_manifest = manifest.is_manifest(model)
     if in_place:
         if is_manifest:
@@ -551,9 +552,10 @@ def apply(
     target = _output_target(path, output, in_place=in_place)
     if target.kind == "model":
         if (scheduler, dask_workers, shard_size, task_size) != ("threads", None, None, None):
+            where = output_path or path  # the output is what these options cannot shape
             raise ModelError(
-                f"{path}: scheduler, dask_workers, shard_size and task_size apply to sharded checkpoint outputs",
-                cli_message=f"{path}: --scheduler, --dask-workers, --shard-size and --task-size apply to sharded checkpoint outputs (-o FOLDER/)",
+                f"{where}: scheduler, dask_workers, shard_size and task_size apply to sharded checkpoint outputs",
+                cli_message=f"{where}: --scheduler, --dask-workers, --shard-size and --task-size apply to sharded checkpoint outputs (-o FOLDER/)",
             )
     elif materialize or untie:
         raise ModelError(
@@ -688,7 +690,7 @@ class _Run:
         # In place, the input checkpoint's files are the output's own.
         reads = self.reads(None) if self.in_place else self.reads(model, adapter)
         the_plan = self.plan(adapter, model)
-        sizes = sharded.describe(adapter, the_plan)
+        sizes = sharded.describe(adapter, the_plan, folder)
         layout = sharded.output_layout(adapter, sizes, prefix=prefix, shard_bytes=shard_bytes, index=target.index_named)
         notes: list[str] = []
         copies = []
@@ -807,7 +809,9 @@ def apply_state_dict(
     Raises:
         TypeError: ``mapping`` is not a mapping of names to arrays, or another argument
             has the wrong type.
-        ValueError: An argument has a bad value.
+        ValueError: An argument has a bad value, or a new array would pass
+            :func:`vsconf.initializers.array_limit` (this machine's memory; a broadcast
+            view can claim more than that): the message names the tensor and the limit.
         SpecError: The spec does not load.
         MatchError: The rules do not fit the tensors.
 
@@ -826,6 +830,9 @@ def apply_state_dict(
     jobs = _jobs_argument(jobs)
     adapter = statedict.DictStateDict(mapping)
     the_plan = _plan_of(adapter, spec)
+    for entry in the_plan:  # every array of the new dict is made whole: none may pass the limit
+        dtype = np.dtype(float_dtype(entry.dtype)) if entry.changes else adapter.read(entry.name).dtype
+        check_array_size("mapping", entry.shape, dtype, f"{{{entry.name!r}: {dtype.name} array of shape {entry.shape}}}")
     return adapter.arrays(the_plan, lambda entry: generate(entry, jobs=jobs))
 
 
@@ -900,9 +907,16 @@ def verify(
         the_plan = _plan_of(adapter, spec)
         if stream is not None:
             the_plan = the_plan.drawn_by(stream)
+        limit = array_limit()
         for entry in the_plan:
             if not entry.changes:
                 continue
+            nbytes = math.prod(entry.shape) * np.dtype(float_dtype(entry.dtype)).itemsize
+            if nbytes > limit:  # the stored tensor is read whole: check before reading
+                raise ModelError(
+                    f"{source}: tensor {entry.name!r}: verifying it reads {nbytes} bytes at once, more than {limit} bytes, "
+                    "the most vsconf allocates (this machine's memory, or the process's address-space limit)"
+                )
             actual = adapter.read(entry.name)
             digests[entry.name], difference = _compare(entry, actual, jobs)
             if difference:

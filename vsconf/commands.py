@@ -8,20 +8,25 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from vsconf import api
 from vsconf.api import MAX_JOBS
 from vsconf._version import __version__
 from vsconf.engine import Plan, PlanEntry
-from vsconf.errors import Problem, SpecError
+from vsconf.errors import Problem, SpecError, printable
 from vsconf.spec import load_spec, schema_text
+
+
+def _say(line: str, *, stderr: bool = False) -> None:
+    """Print one line; names in it (tensors, files, nodes) cannot break it into more."""
+    print(printable(line), file=sys.stderr if stderr else sys.stdout)
 
 
 def _warn(lines: Sequence[str]) -> None:
     for line in lines:
-        print(line, file=sys.stderr)
+        _say(line, stderr=True)
 
 
 def _warn_problems(problems: Sequence[Problem]) -> None:
@@ -62,46 +67,52 @@ def role_text(role: str | None, guessed: bool) -> str:
 
 def plan_rows(plan: Plan) -> list[tuple[str, ...]]:
     rows = []
+    shared: dict[str, str] = {}  # one string per distinct cell: a model may have a million rows
     for entry in plan:
-        rows.append(
-            (
-                entry.name,
-                "[" + ",".join(str(d) for d in entry.shape) + "]",
-                entry.dtype,
-                role_text(entry.role, entry.role_guessed),
-                entry.rule or "-",
-                _init_text(entry),
-                "-" if entry.fan_in is None else str(entry.fan_in),
-                "-" if entry.fan_out is None else str(entry.fan_out),
-                _spread_text(entry),
-                entry.fans_from or "-",
-            )
+        cells = (
+            "[" + ",".join(str(d) for d in entry.shape) + "]",
+            entry.dtype,
+            role_text(entry.role, entry.role_guessed),
+            entry.rule or "-",
+            _init_text(entry),
+            "-" if entry.fan_in is None else str(entry.fan_in),
+            "-" if entry.fan_out is None else str(entry.fan_out),
+            _spread_text(entry),
+            entry.fans_from or "-",
         )
+        rows.append((entry.name, *(shared.setdefault(cell, cell) for cell in cells)))
     return rows
 
 
-def format_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip()]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in rows]
-    return "\n".join(lines)
+def table_lines(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> Iterator[str]:
+    """Columns padded to their widest cell, line by line; control characters in a cell are
+    escaped, so that every row is one line."""
+    rows = [row if "".join(row).isprintable() else [printable(cell) for cell in row] for row in rows]
+    widths = [max(len(column), *map(len, cells)) for column, cells in zip(columns, zip(*rows))] if rows else list(map(len, columns))
+    template = "  ".join(f"{{:<{width}}}" for width in widths)
+    return (template.format(*row).rstrip() for row in [columns, *rows])
+
+
+def _print_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    for line in table_lines(columns, rows):
+        print(line)
 
 
 def _print_plan(plan: Plan, fmt: str) -> None:
     if fmt == "json":
         print(json.dumps(plan.as_list(), indent=2))
         return
-    print(format_table(PLAN_COLUMNS, plan_rows(plan)))
+    _print_table(PLAN_COLUMNS, plan_rows(plan))
     consumers = [(e.name, e.role_from or "-", ", ".join(e.consumers)) for e in plan if e.consumers]
     if consumers:
         print()
-        print(format_table(("name", "role from", "consumers"), consumers))
+        _print_table(("name", "role from", "consumers"), consumers)
     kept = [(e.name, e.reason) for e in plan if e.reason]
     if kept:
         print()
         print("kept by the safe defaults:")
         for name, reason in kept:
-            print(f"  {name}: {reason}")
+            _say(f"  {name}: {reason}")
     if plan.untied:
         print()
         print(_untied_text(plan))
@@ -114,7 +125,7 @@ def _print_plan(plan: Plan, fmt: str) -> None:
 
 def _untied_text(plan: Plan) -> str:
     lines = [f"untied {len(plan.untied)} shared tensor(s), one copy per consumer:"]
-    lines += [f"  {name} -> {', '.join(copies)}" for name, copies in plan.untied.items()]
+    lines += [printable(f"  {name} -> {', '.join(copies)}") for name, copies in plan.untied.items()]
     return "\n".join(lines)
 
 
@@ -133,6 +144,7 @@ class _ProgressBar:
             return
         width = 30
         filled = width * done // max(total, 1)
+        name = printable(name)
         label = name if len(name) <= 40 else "..." + name[-37:]
         sys.stderr.write(f"\r[{'#' * filled}{' ' * (width - filled)}] {done}/{total} {label:<40}")
         sys.stderr.flush()
@@ -186,14 +198,14 @@ def _apply(args: argparse.Namespace) -> int:
     _warn([f"vsconf: warning: {note}" for note in result.notes])
     if not args.quiet:
         details = "".join(f"; {detail}" for detail in result.details)
-        print(
+        _say(
             f"wrote {result.output}: {_counts(result.plan)} "
             f"(seed {result.plan.seed}, spec sha256 {result.plan.spec_sha256[:16]}){details}"
         )
         if result.plan.untied:
             print(_untied_text(result.plan))
         if args.lock:
-            print(f"wrote {args.lock}")
+            _say(f"wrote {args.lock}")
     return 0
 
 
@@ -207,12 +219,12 @@ def _plan(args: argparse.Namespace) -> int:
 def _verify(args: argparse.Namespace) -> int:
     problems = api.verify(args.model, args.spec, lock=args.lock, seed=args.seed, jobs=args.jobs, untie=args.untie)
     for problem in problems:
-        print(problem.format(), file=sys.stderr)
+        _say(problem.format(), stderr=True)
     if problems:
         count = len(problems)
-        print(f"vsconf: error: {args.model}: {count} mismatch{'es' if count != 1 else ''}", file=sys.stderr)
+        _say(f"vsconf: error: {args.model}: {count} mismatch{'es' if count != 1 else ''}", stderr=True)
         return 1
-    print(f"{args.model}: every tensor matches the spec" + (" and the lock" if args.lock else ""))
+    _say(f"{args.model}: every tensor matches the spec" + (" and the lock" if args.lock else ""))
     return 0
 
 
@@ -236,7 +248,7 @@ def _inspect(args: argparse.Namespace) -> int:
         for r in records
     ]
     columns = ("name", "shape", "dtype", "role", "fan_in", "fan_out", "fans from", "role from", "consumers")
-    print(format_table(columns, rows))
+    _print_table(columns, rows)
     return 0
 
 
@@ -248,23 +260,23 @@ def _validate(args: argparse.Namespace) -> int:
         except SpecError as exc:
             failed += 1
             for problem in exc.problems:
-                print(problem.format(), file=sys.stderr)
+                _say(problem.format(), stderr=True)
             count = len(exc.problems)
-            print(f"vsconf: error: {path}: {count} problem{'s' if count != 1 else ''}", file=sys.stderr)
+            _say(f"vsconf: error: {path}: {count} problem{'s' if count != 1 else ''}", stderr=True)
             continue
         _warn_problems(spec.warnings)
-        print(f"{path}: valid ({len(spec.rules)} rules, spec sha256 {spec.sha256[:16]})")
+        _say(f"{path}: valid ({len(spec.rules)} rules, spec sha256 {spec.sha256[:16]})")
     return 1 if failed else 0
 
 
 def print_spec_error(exc: SpecError) -> None:
     """One problem: one ``vsconf: error:`` line.  More: each on its line, then a count."""
     if len(exc.problems) == 1:
-        print(f"vsconf: error: {exc.problems[0].format()}", file=sys.stderr)
+        _say(f"vsconf: error: {exc.problems[0].format()}", stderr=True)
         return
     for problem in exc.problems:
-        print(problem.format(), file=sys.stderr)
-    print(f"vsconf: error: {exc.problems[0].source}: {len(exc.problems)} problems", file=sys.stderr)
+        _say(problem.format(), stderr=True)
+    _say(f"vsconf: error: {exc.problems[0].source}: {len(exc.problems)} problems", stderr=True)
 
 
 def _schema(args: argparse.Namespace) -> int:

@@ -19,12 +19,12 @@ import numpy as np
 from vsconf import narrow, streams
 from vsconf.errors import MatchError, Problem, rule_problem
 from vsconf.fans import Axes, axes_fans, compute_fans, scaled_variance
-from vsconf.initializers import float_dtype, sampling
-from vsconf.matching import TensorInfo, match_tensors
+from vsconf.initializers import check_array_size, float_dtype, sampling
+from vsconf.matching import TensorInfo, dtype_name, match_tensors
 from vsconf.spec import ConstantInit, KeepInit, Rule, Spec, VarianceScalingInit
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FanHint:
     """What an adapter knows about a tensor's fans beyond its shape.
 
@@ -43,7 +43,7 @@ class FanHint:
     role_conflict: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PlanEntry:
     """What happens to one tensor, and why: one row of ``vsconf plan``.
 
@@ -199,6 +199,8 @@ class Plan:
 
 
 def consumer_labels(tensor: TensorInfo) -> tuple[str, ...]:
+    if not tensor.consumers:
+        return ()
     return tuple(f"{c.qualified_op}.{c.input_name}" + (f" ({c.node})" if c.node else "") for c in tensor.consumers)
 
 
@@ -210,6 +212,7 @@ class _Planner:
         self.target = target
         self.errors: list[Problem] = []
         self.auto_tf_rules: list[Rule] = []
+        self._rule_words: dict[int, tuple[str, Any]] = {}
 
     def layout_fans(self, tensor: TensorInfo, rule: Rule) -> tuple[int, int, str]:
         layout = self.spec.layout
@@ -280,34 +283,39 @@ class _Planner:
         if hint is not None and hint.role_conflict:
             self.errors.append(rule_problem(self.spec.source, rule, f"{hint.role_conflict}; {UNTIE_HINT}", tensor=tensor.name))
 
+    def rule_words(self, rule: Rule) -> tuple[str, Any]:
+        """(label, canonical init) of a rule, made once: a model may have a million tensors.
+        Every entry of a rule shares its canonical init; treat it as read-only."""
+        words = self._rule_words.get(rule.index)
+        if words is None:
+            words = self._rule_words[rule.index] = (rule.label, rule.init.canonical())
+        return words
+
     def entry(self, tensor: TensorInfo, rule: Rule | None, kept: tuple[Rule, str] | None = None) -> PlanEntry:
-        base = {
-            "name": tensor.name,
-            "shape": tensor.shape,
-            "dtype": tensor.dtype.name,
-            "consumers": consumer_labels(tensor),
-            "role": tensor.role,
-            "role_from": tensor.role_from,
-            "role_guessed": tensor.role_guessed,
-        }
+        def made(action: str, rule: str | None = None, init: Any = None, **more: Any) -> PlanEntry:
+            return PlanEntry(
+                tensor.name, tensor.shape, dtype_name(tensor.dtype), action, rule, init,
+                consumers=consumer_labels(tensor), role=tensor.role, role_from=tensor.role_from,
+                role_guessed=tensor.role_guessed, **more,
+            )
+
         if rule is None and kept is not None:
-            return PlanEntry(action="keep", rule=kept[0].label, init="keep", reason=kept[1], **base)
+            return made("keep", self.rule_words(kept[0])[0], "keep", reason=kept[1])
         if rule is None:
-            return PlanEntry(action="unmatched", **base)
+            return made("unmatched")
         init = rule.init
-        common = {"rule": rule.label, "init": init.canonical(), **base}
+        label, canonical = self.rule_words(rule)
         if isinstance(init, KeepInit):
-            return PlanEntry(action="keep", **common)
+            return made("keep", label, canonical)
         self.check_role(tensor, rule)
         if isinstance(init, ConstantInit):
-            return PlanEntry(action="constant", value=init.value, **common)
+            return made("constant", label, canonical, value=init.value)
         assert isinstance(init, VarianceScalingInit)
         fan_in, fan_out, source = self.fans(tensor, rule, init)
         variance = scaled_variance(init.scale, init.mode, fan_in, fan_out)
         kind, param = sampling(init.distribution, variance)
-        spread = {"limit": param} if kind == "uniform" else {"std": math.sqrt(variance)}
-        return PlanEntry(
-            action="fill",
+        return made(
+            "fill", label, canonical,
             seed=self.spec.seed if init.seed is None else init.seed,
             stream=self.spec.stream or streams.DEFAULT_STREAM,
             fan_in=fan_in,
@@ -315,8 +323,7 @@ class _Planner:
             fans_from=source,
             distribution=kind,
             variance=variance,
-            **spread,
-            **common,
+            **({"limit": param} if kind == "uniform" else {"std": math.sqrt(variance)}),
         )
 
 
@@ -343,11 +350,34 @@ def _sibling_weight(name: str) -> str:
     return f"{stem}.weight" if stem else "weight"
 
 
-def state_dict_hints(tensors: Sequence[TensorInfo]) -> dict[str, FanHint]:
+class _SiblingHints(Mapping[str, FanHint]):
+    """The hints of a state dict, made when asked for: a model may have a million tensors,
+    and most never need theirs."""
+
+    def __init__(self, names: set[str]):
+        self._names = names
+
+    def __getitem__(self, name: str) -> FanHint:
+        hint = self.get(name)
+        if hint is None:
+            raise KeyError(name)
+        return hint
+
+    def get(self, name: str, default: Any = None) -> Any:
+        weight = _sibling_weight(name)
+        return FanHint(weight=weight) if name in self._names and weight in self._names else default
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name in self._names if _sibling_weight(name) in self._names)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def state_dict_hints(tensors: Sequence[TensorInfo]) -> Mapping[str, FanHint]:
     """For state dicts, a bias's weight is its sibling: ``fc.bias`` -> ``fc.weight`` (and a
     weight is its own)."""
-    names = {t.name for t in tensors}
-    return {t.name: FanHint(weight=_sibling_weight(t.name)) for t in tensors if _sibling_weight(t.name) in names}
+    return _SiblingHints({t.name for t in tensors})
 
 
 def make_plan(
@@ -366,13 +396,13 @@ def make_plan(
     consumer, recorded in the plan.  Raises :class:`MatchError` listing every problem at once.
     """
     matching = match_tensors(spec, tensors)
-    planner = _Planner(spec, tensors, hints or {}, target)
+    planner = _Planner(spec, tensors, {} if hints is None else hints, target)
     entries = []
     for tensor in tensors:
         if not tensor.is_float:
             entries.append(
                 PlanEntry(
-                    tensor.name, tensor.shape, tensor.dtype.name, "skip", consumers=consumer_labels(tensor),
+                    tensor.name, tensor.shape, dtype_name(tensor.dtype), "skip", consumers=consumer_labels(tensor),
                     role=tensor.role, role_from=tensor.role_from, role_guessed=tensor.role_guessed,
                 )
             )
@@ -408,10 +438,16 @@ def make_plan(
 
 
 def generate(entry: PlanEntry, *, jobs: int = 1) -> np.ndarray | None:
-    """The new values of ``entry``'s tensor, or None when it keeps its values."""
+    """The new values of ``entry``'s tensor, or None when it keeps its values.
+
+    Raises ValueError naming ``entry`` when the tensor would pass
+    :func:`~vsconf.initializers.array_limit` (this machine's memory): writers stream big
+    tensors with :func:`generate_chunks` instead.
+    """
     if not entry.changes:
         return None
     dtype = float_dtype(entry.dtype)
+    check_array_size("entry", entry.shape, dtype, f"{entry.name!r} {list(entry.shape)}")
     if entry.action == "constant":
         return narrow.full(entry.shape, entry.value, dtype)
     total = math.prod(entry.shape)

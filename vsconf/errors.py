@@ -199,6 +199,22 @@ class MatchError(VsconfError):
         super().__init__("\n".join(problem.format() for problem in self.problems), cli_message=cli_message)
 
 
+def printable(text: str) -> str:
+    r"""``text`` as vsconf prints it: unchanged when every character is printable, else with
+    each control character escaped as a Python ``repr`` writes it -- newlines, escapes,
+    C0 and C1 controls, line and paragraph separators, bidirectional overrides and other
+    format characters -- so that a crafted name never makes a line or a row that is not there.
+
+    Example:
+        >>> from vsconf.errors import printable
+        >>> print(printable("fc.weight"), printable("a\nvsconf: error: b\x1b[2J\u2028\u202e"))
+        fc.weight a\nvsconf: error: b\x1b[2J\u2028\u202e
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def did_you_mean(word: Any, choices: Iterable[str]) -> str:
     """``"; did you mean 'fan_in'?"`` when a choice is close to ``word``, else ``""``."""
     if not isinstance(word, str):

@@ -509,11 +509,13 @@ def load_json(text: str, path: Path):
     import json
 
     def unique(pairs: list) -> dict:
-        out = {}
-        for key, value in pairs:
-            if key in out:
-                raise ModelError(f"{path}: key {key!r} is given twice")
-            out[key] = value
+        out = dict(pairs)  # at C speed: a manifest or an index may hold a million objects
+        if len(out) != len(pairs):
+            seen = set()
+            for key, _ in pairs:
+                if key in seen:
+                    raise ModelError(f"{path}: key {key!r} is given twice")
+                seen.add(key)
         return out
 
     try:

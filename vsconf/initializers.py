@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -61,6 +62,8 @@ FLOAT_DTYPES: Mapping[str, np.dtype] = DtypeTable({name: name for name in ("floa
 
 def float_dtype(dtype: Any) -> np.dtype:
     """The NumPy dtype for ``dtype`` (a name, type or dtype); ValueError unless a supported float."""
+    if isinstance(dtype, str) and dtype in FLOAT_DTYPES:  # the usual case, once per tensor
+        return FLOAT_DTYPES[dtype]
     try:
         resolved = np.dtype(FLOAT_DTYPES.get(dtype, dtype) if isinstance(dtype, str) else dtype)
     except TypeError:
@@ -72,6 +75,41 @@ def float_dtype(dtype: Any) -> np.dtype:
             f"(float16, bfloat16, float32 or float64). Received: {name}."
         )
     return resolved
+
+
+def array_limit() -> int:
+    """The most bytes vsconf allocates for one array a caller asks for by shape: this
+    machine's physical memory, or the process's address-space limit (``RLIMIT_AS``) when
+    that is lower.  A bigger request could never be filled, and is refused up front."""
+    limit = 2**63 - 1
+    try:
+        limit = min(limit, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):  # no sysconf (Windows)
+        pass
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if soft != resource.RLIM_INFINITY:
+            limit = min(limit, soft)
+    except (ImportError, OSError, ValueError):
+        pass
+    return limit
+
+
+def check_array_size(argument: str, shape: Sequence[int], dtype: np.dtype, received: str) -> None:
+    """ValueError naming ``argument`` unless an array of ``shape`` and ``dtype`` fits in
+    :func:`array_limit` (a raw ``MemoryError`` would name neither the request nor the
+    limit); ``received`` shows what the caller passed."""
+    count = math.prod(int(d) for d in shape)
+    nbytes = count * np.dtype(dtype).itemsize
+    limit = array_limit()
+    if nbytes > limit:
+        raise ValueError(
+            f"Argument `{argument}` asks for {count} {np.dtype(dtype).name} elements ({nbytes} bytes), more than "
+            f"{limit} bytes, the most vsconf allocates (this machine's memory, or the process's address-space limit). "
+            f"Received: {argument}={received if len(received) <= 120 else received[:117] + '...'}"
+        )
 
 
 def canonical_distribution(distribution: str) -> str:
@@ -246,10 +284,13 @@ class VarianceScaling:
             A NumPy array of ``shape`` and ``dtype``.
 
         Raises:
-            ValueError: A bad shape or dtype.
+            ValueError: A bad shape or dtype, or a shape whose array would pass
+                :func:`array_limit` (this machine's memory): the message names the request
+                and the limit.
         """
         shape = _shape(shape)
         dtype = self.dtype if dtype is None else float_dtype(dtype)
+        check_array_size("shape", shape, dtype, repr(shape))
         full_shape, offset = shape, None
         if partition_info is not None:
             full_shape = _shape(partition_info.full_shape)
@@ -348,7 +389,8 @@ class Constant:
         value: The number every element gets.
 
     Raises:
-        ValueError: ``value`` is not a number; at call time, a bad shape or dtype.
+        ValueError: ``value`` is not a number; at call time, a bad shape or dtype, or a
+            shape whose array would pass :func:`array_limit` (this machine's memory).
 
     Example:
         >>> import vsconf
@@ -367,7 +409,9 @@ class Constant:
 
     def __call__(self, shape: Sequence[int], dtype: Any = None, partition_info: Any = None) -> np.ndarray:
         dtype = np.dtype(np.float32) if dtype is None else float_dtype(dtype)
-        return narrow.full(_shape(shape), self.value, dtype)
+        shape = _shape(shape)
+        check_array_size("shape", shape, dtype, repr(shape))
+        return narrow.full(shape, self.value, dtype)
 
     def get_config(self) -> dict[str, float]:
         return {"value": self.value}

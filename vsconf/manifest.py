@@ -21,6 +21,7 @@ refuses it, naming them.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Mapping
@@ -41,7 +42,13 @@ from vsconf.statedict import is_unicode
 
 SUFFIXES = (".shapes.json", ".shapes.yaml", ".shapes.yml")
 MAX_MANIFEST_BYTES = 64 << 20
+# PyYAML builds every node in Python: ~5 us a scalar, 30 times JSON's cost, so a YAML
+# manifest is held to what reads in a few seconds (~45,000 tensors); bigger ones are JSON.
+MAX_YAML_MANIFEST_BYTES = 1 << 20
 MAX_RANK = 64
+# As many tensors as an index may name (sharded.MAX_INDEX_TENSORS): a manifest is a model's
+# names, and a million of them is a few times the largest checkpoints known.
+MAX_MANIFEST_TENSORS = 1_000_000
 DEFAULT_METADATA = {"format": "pt"}
 
 
@@ -56,8 +63,9 @@ def default_output(path: Path) -> Path:
 
 
 def _load(path: Path) -> Any:
-    text = read_text(path, "manifest", MAX_MANIFEST_BYTES)
-    return load_json(text, path) if path.name.endswith(".json") else _load_yaml(path, text)
+    if path.name.endswith(".json"):
+        return load_json(read_text(path, "manifest", MAX_MANIFEST_BYTES), path)
+    return _load_yaml(path, read_text(path, "YAML manifest", MAX_YAML_MANIFEST_BYTES))
 
 
 def _load_yaml(path: Path, text: str) -> Any:
@@ -133,6 +141,8 @@ def parse_manifest(path: Path, data: Any) -> tuple[list[TensorInfo], dict[str, s
     tensors = data.get("tensors")
     if not isinstance(tensors, dict):
         raise ModelError(f"{path}: tensors: " + ("missing" if tensors is None else f"expected a mapping, got {_kind(tensors)}"))
+    if len(tensors) > MAX_MANIFEST_TENSORS:
+        raise ModelError(f"{path}: names {len(tensors)} tensors, more than {MAX_MANIFEST_TENSORS}, the limit")
     infos = {}
     aliases: dict[str, str] = {}
     for name, entry in tensors.items():
@@ -174,6 +184,15 @@ def _alias(path: Path, name: Any, entry: dict, infos: Mapping[str, TensorInfo]) 
         raise _entry_error(path, where + ("dtype",), f"{str(entry['dtype'])[:40]!r} differs from the dtype of {target!r}, {info.dtype.name}")
 
 
+@functools.lru_cache(maxsize=64)
+def _dtype(text: str) -> np.dtype | None:
+    """The float dtype a manifest names, or None (once per spelling: a manifest repeats one)."""
+    try:
+        return float_dtype(text)
+    except ValueError:
+        return None
+
+
 def _tensor(path: Path, name: Any, entry: Any) -> TensorInfo:
     where = ("tensors", str(name))
     _check_name(path, name)
@@ -191,10 +210,7 @@ def _tensor(path: Path, name: Any, entry: Any) -> TensorInfo:
         shown = json.dumps(shape) if isinstance(shape, (list, int, str, type(None))) and len(str(shape)) < 80 else _kind(shape)
         raise _entry_error(path, where + ("shape",), f"expected a list of at most {MAX_RANK} non-negative integers, got {shown}")
     dtype_name = entry.get("dtype", "float32")
-    try:
-        dtype = float_dtype(dtype_name) if isinstance(dtype_name, str) else None
-    except ValueError:
-        dtype = None
+    dtype = _dtype(dtype_name) if isinstance(dtype_name, str) else None
     if dtype is None:
         choices = ", ".join(sorted(FLOAT_DTYPES))
         raise _entry_error(

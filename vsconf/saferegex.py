@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import functools
 import re
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -49,6 +50,20 @@ _MAX_NESTING = 100
 _MAX_STATES = 10_000
 _MAX_CLASS_SPAN = 1 << 20
 _CACHE_LIMIT = 20_000  # NFA states in cached sets, plus transitions
+# The cost of matching, in steps of about 0.1 us of work, as `python benchmarks/matchcost.py`
+# measured them on one core of a shared 2-core Xeon VM (Python 3.11): reading a name costs
+# a step, and _CHARACTERS_PER_STEP characters of it a step more when the cache knows the
+# way (a dictionary look-up per segment or character, 0.1-0.15 us a step); a cache miss
+# costs _MISS_STEPS (new sets and a new cached state, ~6 us) plus _VISIT_STEPS for every
+# NFA state it visits (~0.3 us each: a character test compiled by `re`).
+_CHARACTERS_PER_STEP = 2
+_MISS_STEPS = 60
+_VISIT_STEPS = 3
+# What matching the names of one model against one spec's patterns may cost in all: about
+# a second (1e7 steps of 0.1 us).  A pattern of S states over names of C characters costs
+# at most C x (_MISS_STEPS + _VISIT_STEPS x S) steps, and usually far less (the cache).
+# Past the budget, matching stops with an error that names the rule whose pattern ran over.
+MATCH_STEPS = 10_000_000
 
 _LINEAR = "vsconf matches regexes in linear time, without backtracking"
 _REFUSALS = {
@@ -101,6 +116,29 @@ Predicate = Callable[[str], Any]
 Assertion = Callable[[str | None, str | None, bool], bool]
 
 
+class Budget:
+    """Steps that matching may still take (:data:`MATCH_STEPS` by default), shared by every
+    pattern of a spec over every name of a model: :meth:`spend` raises
+    :class:`BudgetExceeded` once they run out."""
+
+    def __init__(self, steps: int = MATCH_STEPS):
+        self.steps = steps
+        self.left = steps
+
+    def spend(self, steps: int) -> None:
+        self.left -= steps
+        if self.left < 0:
+            raise BudgetExceeded(self.steps)
+
+
+class BudgetExceeded(Exception):
+    """Matching ran out of its :class:`Budget` (``steps``: the budget it had)."""
+
+    def __init__(self, steps: int):
+        super().__init__(steps)
+        self.steps = steps
+
+
 class RegexError(ValueError):
     """A pattern vsconf refuses or cannot parse.
 
@@ -129,9 +167,35 @@ def compile_pattern(pattern: str) -> Callable[[str], bool]:
         tree = _parse(pattern, found)
         if _cost(tree, found) > _MAX_STATES:
             raise RegexError(_TOO_LARGE, 0)
-        return _Matcher(_Builder().build(tree))
+        return _Matcher(_Builder().build(tree), *_literal_ends(tree))
     except RecursionError:
         raise RegexError(_TOO_DEEP, 0) from None
+
+
+_START_ANCHORS = (_sre.AT_BEGINNING, _sre.AT_BEGINNING_STRING)  # true at a name's start, as fullmatch runs
+_END_ANCHORS = (_sre.AT_END, _sre.AT_END_STRING)  # true at its end
+
+
+def _literal_ends(tree: Any) -> tuple[str, str]:
+    """(prefix, suffix): the literal characters a pattern starts and ends with outside any
+    group, past anchors that hold at the ends of a name.  Under IGNORECASE, none."""
+    if tree.state.flags & re.IGNORECASE:
+        return "", ""
+    nodes = list(tree)
+    start, stop = 0, len(nodes)
+    while start < stop and nodes[start][0] is _sre.AT and nodes[start][1] in _START_ANCHORS:
+        start += 1
+    while stop > start and nodes[stop - 1][0] is _sre.AT and nodes[stop - 1][1] in _END_ANCHORS:
+        stop -= 1
+    prefix = []
+    while start < stop and nodes[start][0] is _sre.LITERAL:
+        prefix.append(chr(nodes[start][1]))
+        start += 1
+    suffix = []
+    while stop > start and nodes[stop - 1][0] is _sre.LITERAL:
+        suffix.append(chr(nodes[stop - 1][1]))
+        stop -= 1
+    return "".join(prefix), "".join(reversed(suffix))
 
 
 def _parse(pattern: str, found: dict[str, int]) -> Any:
@@ -316,10 +380,10 @@ class _Nfa:
 
     def step(
         self, kernel: frozenset[int], prev: str | None, cur: str | None, last: bool
-    ) -> tuple[frozenset[int], bool]:
+    ) -> tuple[frozenset[int], bool, int]:
         """From the states in `kernel` at one position, between `prev` and `cur` (None:
-        the start or the end of the name): the states after `cur`, and whether the
-        pattern matched here."""
+        the start or the end of the name): the states after `cur`, whether the pattern
+        matched here, and how many states the step visited (its cost)."""
         reached = set(kernel)
         pending = list(kernel)
         after: set[int] = set()
@@ -337,7 +401,7 @@ class _Nfa:
                     if state not in reached:
                         reached.add(state)
                         pending.append(state)
-        return frozenset(after), matched
+        return frozenset(after), matched, len(reached)
 
 
 class _Builder:
@@ -500,13 +564,17 @@ def _at_non_boundary(word: Predicate, prev: str | None, cur: str | None, last: b
 
 
 class _DState:
-    """A set of NFA states met at some position, with the transitions found from it."""
+    """A set of NFA states met at some position, with the transitions found from it: by one
+    character (or, at either end of a name, by its context) in ``steps``, by a whole
+    segment of a name between dots in ``segments``."""
 
-    __slots__ = ("ends", "kernel", "steps")
+    __slots__ = ("dotted", "ends", "kernel", "segments", "steps")
 
     def __init__(self, kernel: frozenset[int]):
         self.kernel = kernel
         self.steps: dict[str | tuple[str | None, str, bool], _DState] = {}
+        self.segments: dict[str, _DState] = {}  # by a segment
+        self.dotted: dict[str, _DState] = {}  # by a dot, then a segment
         self.ends: dict[str | None, bool] = {}
 
 
@@ -514,11 +582,22 @@ class _Matcher:
     """The predicate: runs the NFA over a name, caching its state sets as a lazy DFA.
 
     Each character costs one dictionary lookup when cached, one :meth:`_Nfa.step` (at most
-    every NFA state once) otherwise.  The cache is dropped once it holds more than
-    ``_CACHE_LIMIT`` states and transitions, so memory stays bounded."""
+    every NFA state once) otherwise; between a name's first and last characters, a segment
+    between dots met before costs one lookup whatever its length (the names of a model
+    repeat their segments: ``layers``, ``12``, ``self_attn``).  The cache is dropped once it
+    holds more than ``_CACHE_LIMIT`` states and transitions, so memory stays bounded.
 
-    def __init__(self, nfa: _Nfa):
+    :meth:`select` matches many names under a :class:`Budget`.  Its prefilter keeps the
+    semantics: a pattern that begins (ends) with literal characters outside any group can
+    only match names that begin (end) with them.
+    """
+
+    def __init__(self, nfa: _Nfa, prefix: str = "", suffix: str = ""):
         self._nfa = nfa
+        self.states = len(nfa.states)
+        self.prefix = prefix
+        self.suffix = suffix
+        self._running = threading.local()  # the budget select() charges, per thread
         self._flush()
 
     def _flush(self) -> None:
@@ -535,7 +614,50 @@ class _Matcher:
             self._cached += 1 + len(kernel)
         return state
 
+    def _advance(self, state: _DState, key: Any, prev: str | None, cur: str, last: bool) -> _DState:
+        """The state after `cur` (its transition under `key`), found and cached if new."""
+        after = state.steps.get(key)
+        if after is None:
+            kernel, _, visited = self._nfa.step(state.kernel, prev, cur, last)
+            budget = getattr(self._running, "budget", None)
+            if budget is not None:
+                budget.spend(_MISS_STEPS + _VISIT_STEPS * visited)
+            after = state.steps[key] = self._state(kernel)
+            self._cached += 1
+        return after
+
+    def _run(self, state: _DState, text: str, cache: dict[str, _DState], key: str) -> _DState:
+        """The state after the middle characters `text` (which no assertion looks past),
+        found character by character and cached in `cache` under `key`."""
+        after = state
+        for cur in text:
+            after = self._advance(after, cur, "", cur, False)
+            if not after.kernel:
+                break
+        cache[key] = after
+        self._cached += 1
+        return after
+
     def __call__(self, name: str) -> bool:
+        last = len(name) - 1
+        if self._nfa.needs_previous or last < 2:
+            return self._match_by_characters(name)
+        # The first and last characters see the ends of the name; between them a character
+        # alone decides a step, so the segments between dots are cached whole.
+        state = self._advance(self._start, (None, name[0], False), None, name[0], False)
+        first, *rest = name[1:last].split(".")
+        if state.kernel:
+            state = state.segments.get(first) or self._run(state, first, state.segments, first)
+        for segment in rest:
+            if not state.kernel:
+                return False
+            state = state.dotted.get(segment) or self._run(state, "." + segment, state.dotted, segment)
+        if not state.kernel:
+            return False
+        state = self._advance(state, ("", name[last], True), "", name[last], True)
+        return bool(state.kernel) and self._end(state, "")
+
+    def _match_by_characters(self, name: str) -> bool:
         state = self._start
         prev: str | None = None
         last = len(name) - 1
@@ -544,16 +666,33 @@ class _Matcher:
             # Between the first and the last character, the character alone decides a step
             # unless assertions look at the previous one: the short key is three times faster.
             key = (prev, cur, i == last) if needs_previous or not 0 < i < last else cur
-            after = state.steps.get(key)
-            if after is None:
-                kernel = self._nfa.step(state.kernel, prev, cur, i == last)[0]
-                after = state.steps[key] = self._state(kernel)
-                self._cached += 1
-            if not after.kernel:
+            state = self._advance(state, key, prev, cur, i == last)
+            if not state.kernel:
                 return False
-            state = after
             prev = cur if needs_previous else ""  # "": somewhere after the start
+        return self._end(state, prev)
+
+    def _end(self, state: _DState, prev: str | None) -> bool:
         matched = state.ends.get(prev)
         if matched is None:
             matched = state.ends[prev] = self._nfa.step(state.kernel, prev, None, False)[1]
         return matched
+
+    def select(self, names: Sequence[str], budget: Budget) -> list[int]:
+        """The positions of the names this pattern matches, charging `budget`: before
+        running, a step for every name it will read and for every :data:`_CHARACTERS_PER_STEP`
+        characters; while running, what every miss of the cache costs."""
+        prefix, suffix = self.prefix, self.suffix
+        if prefix or suffix:
+            shortest = len(prefix) + len(suffix)
+            candidates = [
+                i for i, name in enumerate(names) if name.startswith(prefix) and name.endswith(suffix) and len(name) >= shortest
+            ]
+        else:
+            candidates = range(len(names))
+        budget.spend(len(candidates) + sum(len(names[i]) for i in candidates) // _CHARACTERS_PER_STEP)
+        self._running.budget = budget
+        try:
+            return [i for i in candidates if self(names[i])]
+        finally:
+            self._running.budget = None

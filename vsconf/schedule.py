@@ -7,6 +7,7 @@ consumer, so that generating values (NumPy, which releases the GIL) and writing 
 
 from __future__ import annotations
 
+import itertools
 import os
 import queue
 import threading
@@ -35,7 +36,20 @@ def prefetch(items: Iterable[T], depth: int = 1) -> Iterator[T]:
 
     An exception in the producer is raised in the consumer at the same point; closing
     the returned generator early (or an interrupt in the consumer) stops the producer.
+    The first two items are made here, without a thread: most tensors are one chunk, and
+    a thread per tensor (started, handed to, joined) costs a millisecond -- minutes for a
+    model of a million tiny tensors.  Longer runs overlap from the third item on.
     """
+    items = iter(items)
+    head = list(itertools.islice(items, 2))
+    if len(head) < 2:
+        yield from head
+        return
+    yield head[0]
+    yield from _prefetch_rest(head[1], items, depth)
+
+
+def _prefetch_rest(second: T, items: Iterator[T], depth: int) -> Iterator[T]:
     handoff: queue.Queue = queue.Queue(maxsize=max(1, depth))
     stop = threading.Event()
 
@@ -60,6 +74,7 @@ def prefetch(items: Iterable[T], depth: int = 1) -> Iterator[T]:
     producer = threading.Thread(target=produce, name="vsconf-prefetch", daemon=True)
     producer.start()
     try:
+        yield second
         while True:
             item = handoff.get()
             if item is _DONE:

@@ -233,9 +233,12 @@ class ShardedSafetensors(AdapterBase):
         weight_map, total_size = self._check_index(data)
         self._shards: dict[str, Any] = {}
         self._where: dict[str, str] = {}
+        first_name: dict[str, str] = {}  # each shard's first tensor in the index, for messages
+        for name, shard in weight_map.items():
+            first_name.setdefault(shard, name)
         try:
-            for shard in sorted(set(weight_map.values())):
-                self._shards[shard] = SafetensorsStateDict(self._shard_path(shard, weight_map))
+            for shard in sorted(first_name):
+                self._shards[shard] = SafetensorsStateDict(self._shard_path(shard, first_name[shard]))
             self._check_shards(weight_map, total_size)
         except BaseException:
             self.close()
@@ -263,19 +266,22 @@ class ShardedSafetensors(AdapterBase):
             raise ModelError(f"{where}: metadata.total_size is {_show(total_size)}, not a number of bytes")
         return weight_map, total_size
 
-    def _shard_path(self, shard: str, weight_map: Mapping[str, str]) -> Path:
-        name = next(n for n, s in weight_map.items() if s == shard)
+    def _shard_path(self, shard: str, name: str) -> Path:
+        """The shard file ``shard``, checked; ``name`` is a tensor the index maps to it."""
         where = f"{self.path}: weight_map[{name!r}]"
         plain = shard not in ("", ".", "..") and "/" not in shard and "\\" not in shard and "\0" not in shard
         if not plain or len(shard) > 255:
             raise ModelError(f"{where}: shard {_show(shard)} is not a file name in the index's folder")
         path = self.folder / shard
-        if not os.path.lexists(path):
-            raise ModelError(f"{where}: shard {shard!r}: no such file")
-        real_folder = os.path.realpath(self.folder)
-        if os.path.dirname(os.path.realpath(path)) != real_folder:
-            raise ModelError(f"{where}: shard {shard!r} is a link to a file outside the index's folder")
-        mode = os.stat(path).st_mode
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            raise ModelError(f"{where}: shard {shard!r}: no such file") from None
+        # A plain name that is not a link lies in the folder: only links need resolving.
+        if stat.S_ISLNK(mode):
+            if os.path.dirname(os.path.realpath(path)) != os.path.realpath(self.folder):
+                raise ModelError(f"{where}: shard {shard!r} is a link to a file outside the index's folder")
+            mode = os.stat(path).st_mode
         if not stat.S_ISREG(mode):
             raise ModelError(f"{where}: shard {shard!r} is not a regular file")
         return path
@@ -283,7 +289,7 @@ class ShardedSafetensors(AdapterBase):
     def _check_shards(self, weight_map: Mapping[str, str], total_size: int | None) -> None:
         held: dict[str, str] = {}
         for shard, reader in self._shards.items():
-            for info in reader.tensors():
+            for info in reader.listing():  # names, shapes and dtypes; roles are guessed once, for the whole model
                 if info.name in held:
                     raise ModelError(
                         f"{self.path}: tensor {info.name!r} is held by both {held[info.name]!r} and {shard!r}; "
@@ -299,7 +305,7 @@ class ShardedSafetensors(AdapterBase):
         self._infos: list[TensorInfo] = []
         total = 0
         for shard, reader in self._shards.items():
-            infos = sorted(reader.tensors(), key=lambda info: reader.stored(info.name)[2])
+            infos = sorted(reader._infos, key=lambda info: reader.stored(info.name)[2])
             for info in infos:
                 self._infos.append(info)
                 self._where[info.name] = shard
@@ -391,7 +397,7 @@ def open_sharded(path: Path):
 # --------------------------------------------------------------------------- writing
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Tensor:
     """One tensor of the output: where its bytes come from, and where they go."""
 
@@ -423,7 +429,8 @@ def assign_shards(sizes: Sequence[tuple[str, int]], max_bytes: int) -> list[list
     return shards
 
 
-def _describe(source: Any, entry: PlanEntry) -> _Tensor:
+def _describe(source: Any, entry: PlanEntry, output: Path) -> _Tensor:
+    """Where ``entry``'s bytes come from; an error names ``output``, the file it cannot make."""
     if entry.changes:
         dtype = float_dtype(entry.dtype)
         return _Tensor(entry, _ST_CODES[dtype.name], math.prod(entry.shape) * dtype.itemsize)
@@ -432,10 +439,10 @@ def _describe(source: Any, entry: PlanEntry) -> _Tensor:
         code, path, offset, length = stored(entry.name)
         return _Tensor(entry, code, length, source=(path, offset))
     if getattr(source, "has_data", True) is False:
-        raise ModelError(f"tensor {entry.name!r}: no rule fills it, and the model holds no values for it")
+        raise ModelError(f"{output}: tensor {entry.name!r}: no rule fills it, and the model holds no values for it")
     code = _ST_CODES.get(entry.dtype)
     if code is None:
-        raise ModelError(f"tensor {entry.name!r}: dtype {entry.dtype} cannot be stored in a .safetensors file")
+        raise ModelError(f"{output}: tensor {entry.name!r}: dtype {entry.dtype} cannot be stored in a .safetensors file")
     itemsize = np.dtype(SAFETENSORS_DTYPES[code]).itemsize
     return _Tensor(entry, code, math.prod(entry.shape) * itemsize, array=True)
 
@@ -487,9 +494,10 @@ def output_layout(
     return Layout(tuple((name, tuple(group)) for name, group in zip(names, groups)), prefix + INDEX_SUFFIX)
 
 
-def describe(source: Any, plan: Plan) -> list[tuple[str, int]]:
-    """(name, bytes in the output) of every tensor of ``plan``, checked to fit a safetensors file."""
-    return [(tensor.entry.name, tensor.nbytes) for tensor in (_describe(source, entry) for entry in plan)]
+def describe(source: Any, plan: Plan, output: Path) -> list[tuple[str, int]]:
+    """(name, bytes in the output) of every tensor of ``plan``, checked to fit a safetensors
+    file; an error names ``output``."""
+    return [(tensor.entry.name, tensor.nbytes) for tensor in (_describe(source, entry, output) for entry in plan)]
 
 
 def write_checkpoint(
@@ -510,7 +518,7 @@ def write_checkpoint(
     ``source``.  ``digests`` (if given) receives the SHA-256 of every changed tensor's
     bytes, read back from what was written.  ``where`` names the output in messages."""
     scheduler = scheduler or tasks.Scheduler()
-    described = [_describe(source, entry) for entry in plan]
+    described = [_describe(source, entry, where) for entry in plan]
     by_name = {tensor.entry.name: tensor for tensor in described}
     placed: dict[str, tuple[Path, int]] = {}
     headers = [  # every header first: a name or a size a reader would refuse stops the run before any file
@@ -554,7 +562,8 @@ def _write_array(source: Any, tensor: _Tensor, file: Path, offset: int) -> None:
 
     data = little_endian_bytes(source.read(tensor.entry.name))
     if len(data) != tensor.nbytes:
-        raise ModelError(f"tensor {tensor.entry.name!r}: holds {len(data)} bytes, its shape needs {tensor.nbytes}")
+        where = f"{source.path}: " if getattr(source, "path", None) else ""
+        raise ModelError(f"{where}tensor {tensor.entry.name!r}: holds {len(data)} bytes, its shape needs {tensor.nbytes}")
     fd = os.open(file, os.O_WRONLY)
     try:
         tasks.pwrite_all(fd, memoryview(data), offset)

@@ -13,7 +13,7 @@ import numpy as np
 
 from vsconf import narrow, streams
 from vsconf.engine import PlanEntry
-from vsconf.initializers import float_dtype, sampling
+from vsconf.initializers import check_array_size, float_dtype, sampling
 
 
 def _bounds(index: Any, shape: tuple[int, ...]) -> tuple[list[int], list[int], list[int]]:
@@ -69,7 +69,9 @@ def slice_values(plan_entry: PlanEntry, index: Any = ()) -> np.ndarray | None:
         TypeError: ``plan_entry`` is not a PlanEntry, or ``index`` holds something other than
             ints, slices and one Ellipsis.
         IndexError: An int is out of bounds, or there are more indices than axes.
-        ValueError: A slice has a step other than 1.
+        ValueError: A slice has a step other than 1, or the slice's array would pass
+            :func:`vsconf.initializers.array_limit` (this machine's memory): the message
+            names the request and the limit.
 
     Example:
         >>> import vsconf
@@ -90,6 +92,7 @@ def slice_values(plan_entry: PlanEntry, index: Any = ()) -> np.ndarray | None:
     shape = tuple(plan_entry.shape)
     offset, sizes, drop = _bounds(index, shape)
     dtype = float_dtype(plan_entry.dtype)
+    check_array_size("index", sizes, dtype, f"{index!r} of {plan_entry.name!r} {list(shape)}")
     if plan_entry.action == "constant":
         values = narrow.full(sizes, plan_entry.value, dtype)
     else:

@@ -13,10 +13,13 @@ its offset with ``os.pwrite`` and closes it, holding at most its own slice in me
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import re
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -30,6 +33,10 @@ from vsconf.files import pread_range
 # task's overhead (a Dask round trip is ~1 ms) is noise, small enough for 2 tasks a core
 # to fit in a few hundred MB.
 DEFAULT_TASK_BYTES = 64 << 20
+# What one task writes at least (a smaller --task-size counts as this): one float32 stream
+# block, the piece a fill is never cut below.  Copies get the same floor, so a checkpoint of
+# B bytes and T tensors makes at most B / MIN_TASK_BYTES + T tasks, whatever the option.
+MIN_TASK_BYTES = 4 << 16  # streams.BLOCK_SIZE (1 << 16) float32 elements; a test holds them equal
 # How many times a failed task runs again before the run fails (Dask's ``retries=``,
 # and a broken process pool's resubmissions).
 RETRIES = 3
@@ -38,7 +45,7 @@ _COPY_STEP = 16 << 20
 _ADDRESS = re.compile(r"^[a-z][a-z0-9+.-]*://\S+$")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Fill:
     """Elements ``start:stop`` of a tensor's values, written at ``offset`` of ``path``.
 
@@ -64,7 +71,7 @@ class Fill:
         return (self.stop - self.start) * _dtype(self.dtype).itemsize
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Copy:
     """``length`` bytes at ``source_offset`` of ``source``, written at ``offset`` of ``path``."""
 
@@ -80,7 +87,7 @@ class Copy:
         return self.length
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Task:
     """Pieces one worker writes in one go; ``sync``: fsync the files before returning
     (workers on other machines: the coordinator's fsync cannot reach their caches)."""
@@ -95,6 +102,7 @@ class Task:
         return sum(piece.nbytes for piece in self.pieces)
 
 
+@functools.lru_cache(maxsize=16)
 def _dtype(name: str) -> np.dtype:
     from vsconf.initializers import float_dtype
 
@@ -104,9 +112,12 @@ def _dtype(name: str) -> np.dtype:
 def split(pieces: Iterable[Fill | Copy], task_bytes: int) -> list[Task]:
     """Cut ``pieces`` into tasks of at most ``task_bytes`` (a piece alone may reach one
     stream block more), in order: big pieces are cut at stream-block boundaries (no block
-    is drawn twice), small ones are packed together."""
+    is drawn twice), small ones are packed together.  ``task_bytes`` below
+    :data:`MIN_TASK_BYTES` counts as that floor, so no piece is cut smaller: the tasks
+    number at most ``total bytes / MIN_TASK_BYTES`` plus one per piece."""
     from vsconf.streams import BLOCK_SIZE
 
+    task_bytes = max(task_bytes, MIN_TASK_BYTES)
     tasks: list[Task] = []
     batch: list[Fill | Copy] = []
     batch_bytes = 0
@@ -160,12 +171,17 @@ def run_task(task: Task) -> int:
         raise ModelError(f"a worker runs vsconf {__version__}, the coordinator vsconf {task.version}: install the same version")
     written = 0
     touched: dict[str, int] = {}
+    spans: dict[int, tuple[int, int]] = {}  # per file, the byte range this task wrote
     try:
         for piece in task.pieces:
             fd = touched.get(piece.path)
             if fd is None:
                 fd = touched[piece.path] = os.open(piece.path, os.O_WRONLY | getattr(os, "O_CLOEXEC", 0))
             written += _fill(fd, piece) if isinstance(piece, Fill) else _copy(fd, piece)
+            low, high = spans.get(fd, (piece.offset, piece.offset))
+            spans[fd] = (min(low, piece.offset), max(high, piece.offset + piece.nbytes))
+        for fd, (low, high) in spans.items():  # once a file, not once a piece: a task may hold thousands
+            _start_writeback(fd, low, high - low)
         if task.sync:
             for fd in touched.values():
                 os.fsync(fd)
@@ -203,7 +219,6 @@ def _fill(fd: int, piece: Fill) -> int:
     if values.dtype.byteorder == ">":  # files hold little-endian values
         values = values.astype(values.dtype.newbyteorder("<"))
     pwrite_all(fd, memoryview(values.view(np.uint8)), piece.offset)
-    _start_writeback(fd, piece.offset, values.nbytes)
     return values.nbytes
 
 
@@ -233,8 +248,56 @@ def _copy(fd: int, piece: Copy) -> int:
 
 def pwrite_all(fd: int, data: memoryview, offset: int) -> None:
     while data:
+        _check_parent()
         count = os.pwrite(fd, data, offset)
         data, offset = data[count:], offset + count
+
+
+# --------------------------------------------------------------------------- orphans
+
+# In a process-pool worker, the coordinator's pid; None elsewhere (threads, Dask workers).
+_PARENT: int | None = None
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+_ORPHAN_POLL_S = 0.2
+
+
+def _check_parent() -> None:
+    """A pool worker whose coordinator died writes nothing more: it exits at once."""
+    if _PARENT is not None and os.getppid() != _PARENT:
+        os._exit(1)
+
+
+def _die_with(parent: int) -> None:
+    """Pool initializer: this worker process dies with the coordinator ``parent``.
+
+    On Linux the kernel kills it (``prctl(PR_SET_PDEATHSIG, SIGKILL)``); the parent is
+    checked after asking, since it may have died before.  Everywhere, every write checks
+    the parent first (:func:`_check_parent`), and elsewhere a thread watches for a new
+    parent, so that an idle worker does not wait forever for tasks that cannot come.
+    """
+    global _PARENT
+    _PARENT = parent
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):
+            _watch_parent()
+    else:
+        _watch_parent()
+    _check_parent()
+
+
+def _watch_parent() -> None:
+    def watch() -> None:
+        while True:
+            _check_parent()
+            time.sleep(_ORPHAN_POLL_S)
+
+    threading.Thread(target=watch, name="vsconf-parent-watch", daemon=True).start()
 
 
 # --------------------------------------------------------------------------- schedulers
@@ -339,7 +402,8 @@ def _run_processes(tasks: Sequence[Task], workers: int, progress: Progress | Non
     """A local process pool (started fresh: ``spawn``, never a fork of this threaded process).
 
     A worker that dies breaks the whole pool; the pool is then started again and every
-    unfinished task resubmitted, each at most :data:`RETRIES` times.
+    unfinished task resubmitted, each at most :data:`RETRIES` times.  Workers die with
+    this process (:func:`_die_with`): a killed coordinator leaves no orphan writing.
     """
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
@@ -350,7 +414,9 @@ def _run_processes(tasks: Sequence[Task], workers: int, progress: Progress | Non
     attempts = dict.fromkeys(remaining, 0)
     done_count = 0
     while remaining:
-        pool = ProcessPoolExecutor(max_workers=max(1, min(workers, len(remaining))), mp_context=context)
+        pool = ProcessPoolExecutor(
+            max_workers=max(1, min(workers, len(remaining))), mp_context=context, initializer=_die_with, initargs=(os.getpid(),)
+        )
         broken = False
         finished_before = done_count
         try:

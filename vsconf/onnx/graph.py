@@ -34,12 +34,25 @@ from vsconf.onnx.optable import FIXED_INPUTS, INDEX_INPUT_NAMES, PARAMETER_ROLES
 MAX_RANK = 64
 # Look-through steps followed from one stored tensor before vsconf gives up on its fans.
 _MAX_REACH = 4096
+# Edges followed from all stored tensors together: linear in the model.  Real graphs take
+# one to a few per tensor; a crafted one (thousands of tensors concatenated, then a chain of
+# thousands of Identity nodes) would take tensors x chain.  Past it the model is refused.
+REACH_STEPS_PER_TENSOR = 16
+REACH_STEPS_BASE = 1_000_000
 # A small integer constant's values by name, or None when it is not one.
 ConstantInts = Callable[[str], "list[int] | None"]
 
 
 class CannotFollow(Exception):
     """An attribute vsconf needs to follow a node is there but not what ONNX says it is."""
+
+
+class TooTangled(Exception):
+    """Following look-through ops from every stored tensor took more than ``steps`` steps."""
+
+    def __init__(self, steps: int):
+        super().__init__(steps)
+        self.steps = steps
 
 
 # --------------------------------------------------------------------------- walking graphs
@@ -301,8 +314,11 @@ def _through(
     return None
 
 
-def _reach(index: GraphIndex, name: str, rank: int, constant_ints: ConstantInts) -> tuple[list[_Reach], list[str]]:
-    """Terminal consumers of stored tensor ``name``, and the look-through ops we could not follow."""
+def _reach(
+    index: GraphIndex, name: str, rank: int, constant_ints: ConstantInts, budget: list[int]
+) -> tuple[list[_Reach], list[str]]:
+    """Terminal consumers of stored tensor ``name``, and the look-through ops we could not
+    follow; every edge followed is taken from ``budget[0]`` (:class:`TooTangled` past it)."""
     reached: list[_Reach] = []
     stuck: list[str] = []
     seen: set[tuple[str, tuple]] = set()
@@ -315,11 +331,16 @@ def _reach(index: GraphIndex, name: str, rank: int, constant_ints: ConstantInts)
             stuck.append(f"more than {_MAX_REACH} look-through steps")
             break
         seen.add((value, axis_map))
-        for edge in index.edges.get(value, []):
+        edges = index.edges.get(value, [])
+        budget[0] -= 1 + len(edges)
+        if budget[0] < 0:
+            raise TooTangled(budget[1])
+        for edge in edges:
             node = edge.node
-            if looks_through(node.domain, node.op_type) and edge.index > 0 and node.op_type != "Concat":
+            through = looks_through(node.domain, node.op_type)
+            if through and edge.index > 0 and node.op_type != "Concat":
                 reached.append(_Reach(node, edge.index, axis_map))  # Slice's starts, Unsqueeze's axes: the end
-            elif looks_through(node.domain, node.op_type):
+            elif through:
                 try:
                     after = _through(node, edge.index, axis_map, constant_ints)
                 except CannotFollow:
@@ -536,14 +557,21 @@ class _Roles:
 def analyse(
     stored: Mapping[str, Stored], index: GraphIndex, constant_ints: ConstantInts
 ) -> tuple[list[TensorInfo], dict[str, FanHint]]:
-    """Each stored tensor's facts (name, shape, dtype, consumers, role) and fan hint."""
+    """Each stored tensor's facts (name, shape, dtype, consumers, role) and fan hint.
+
+    Raises :class:`TooTangled` when the look-through paths from all tensors pass
+    ``REACH_STEPS_BASE + REACH_STEPS_PER_TENSOR`` x tensors edges.
+    """
     infos: list[TensorInfo] = []
     hints: dict[str, FanHint] = {}
+    steps = REACH_STEPS_BASE + REACH_STEPS_PER_TENSOR * len(stored)
+    budget = [steps, steps]  # left, and all there was
     for name, item in stored.items():
         shape = tuple(int(d) for d in item.proto.dims)
         dtype = np_dtype(item.proto.data_type)
-        reached, stuck = _reach(index, name, len(shape), constant_ints)
+        reached, stuck = _reach(index, name, len(shape), constant_ints, budget)
         consumers: list[Consumer] = []
+        known: set[Consumer] = set()  # a tensor may have thousands of consumers
         roles: list[tuple[Axes, str, tuple[int, int]]] = []
         said = _Roles()
         weights: dict[str, str] = {}  # consumer label -> its weight
@@ -551,7 +579,8 @@ def analyse(
             node = reach.node
             node_name = index.labels[id(node)]
             consumer = Consumer(node.op_type, formal(index, node, reach.index), node_name, node.domain or "")
-            if consumer not in consumers:
+            if consumer not in known:
+                known.add(consumer)
                 consumers.append(consumer)
                 label = f"{consumer.qualified_op} {consumer.input_name} ({node_name})"
                 said.read(index, stored, node, consumer.input_name, label, math.prod(shape) <= 1)

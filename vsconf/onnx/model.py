@@ -44,6 +44,7 @@ from vsconf.onnx.checks import INT_TYPES, data_problem, element_count, layout_pr
 from vsconf.onnx.graph import (
     MAX_RANK,
     Stored,
+    TooTangled,
     all_tensors,
     analyse,
     build_index,
@@ -96,13 +97,22 @@ class OnnxModel(AdapterBase):
         if untie is True or untie == "all":
             self._model, self._fills, self.untied = rewrite.untie(self._model, self._fills, where=self.path)
             self._stored = self._collect(self._model)
-        self._infos, self._hints = analyse(self._stored, build_index(self._model), self._constant_ints)
+        self._infos, self._hints = self._analyse()
         if untie == "conflicts":
             disagreeing = conflicts(self._infos, self._hints)
             if disagreeing:
                 self._model, self._fills, self.untied = rewrite.untie(self._model, self._fills, only=disagreeing, where=self.path)
                 self._stored = self._collect(self._model)
-                self._infos, self._hints = analyse(self._stored, build_index(self._model), self._constant_ints)
+                self._infos, self._hints = self._analyse()
+
+    def _analyse(self) -> tuple[list[TensorInfo], dict[str, FanHint]]:
+        try:
+            return analyse(self._stored, build_index(self._model), self._constant_ints)
+        except TooTangled as exc:
+            raise ModelError(
+                f"{self.path}: following the ops vsconf looks through (Identity, Cast, Transpose, Concat...) from its "
+                f"{len(self._stored)} stored tensors to their consumers takes more than {exc.steps} steps, the limit"
+            ) from None
 
     def close(self) -> None:
         self._file.close()

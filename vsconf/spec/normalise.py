@@ -16,6 +16,7 @@ from vsconf.errors import Problem
 from vsconf.fans import axes_from_config
 from vsconf.initializers import CONSTANTS, PRESETS
 from vsconf.spec.document import Document, as_list
+from vsconf.spec.words import format_path
 from vsconf.spec.rules import (
     ConstantInit,
     Init,
@@ -72,6 +73,12 @@ def _init(value: Any, defaults: Mapping[str, Any]) -> Init:
     return _variance_scaling(value, value.get("preset"), defaults)
 
 
+def _match_at(doc: Document, index: int, match: Any) -> tuple[tuple[str, int, int], ...]:
+    """Where each pattern of rule ``index``'s ``match`` is written: (path, line, column)."""
+    paths = [("rules", index, "match", j) for j in range(len(match))] if isinstance(match, list) else [("rules", index, "match")]
+    return tuple((format_path(path), *doc.values.get(path, (0, 0))) for path in paths)
+
+
 def normalise(data: Mapping[str, Any], doc: Document, warnings: list[Problem]) -> Spec:
     defaults = data.get("defaults", {})
     rules = []
@@ -87,6 +94,7 @@ def normalise(data: Mapping[str, Any], doc: Document, warnings: list[Problem]) -
                 fans_from=rule.get("fans_from"),
                 line=doc.values.get(("rules", index), (0, 0))[0],
                 role=tuple(as_list(rule.get("role", []))),
+                match_at=_match_at(doc, index, rule.get("match", [])),
             )
         )
     return Spec(

@@ -74,6 +74,8 @@ class Rule:
     line: int = 0
     # The roles the rule selects; "any" opts in to running statistics and constants too.
     role: tuple[str, ...] = ()
+    # Where each of `match` is written: (path, line, column), e.g. ("rules[2].match[1]", 14, 12).
+    match_at: tuple[tuple[str, int, int], ...] = dataclasses.field(default=(), compare=False)
 
     @property
     def label(self) -> str:
