@@ -88,7 +88,7 @@ def test_a_dict_writes_itself_as_an_npz_with_the_values_apply_state_dict_gives(t
     arrays = {"fc.weight": np.ones((3, 4), np.float32), "fc.bias": np.ones(3, np.float32), "steps": np.array(9)}
     adapter = DictStateDict(arrays)
     plan = vsconf.plan(arrays, SPEC)
-    from vsconf.engine import generate_chunks
+    from vsconf.draw import generate_chunks
 
     with Transaction() as transaction:
         adapter.write(tmp_path / "out.npz", plan, lambda entry: generate_chunks(entry, step=5), {}, None, transaction)

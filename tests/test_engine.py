@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import vsconf
-from vsconf.engine import FanHint, generate, generate_chunks, make_plan, state_dict_hints
+from vsconf.draw import generate, generate_chunks
+from vsconf.engine import FanHint, make_plan, state_dict_hints
 from vsconf.errors import MatchError
 from vsconf.fans import Axes
 from vsconf.matching import Consumer, TensorInfo

@@ -11,7 +11,7 @@ import pytest
 
 import vsconf
 from vsconf.cli import main
-from vsconf.engine import generate
+from vsconf.draw import generate
 from vsconf.errors import MatchError, ModelError
 from vsconf.manifest import ShapesManifest
 from vsconf.spec import parse_spec

@@ -27,7 +27,7 @@ from onnx_builders import make_model
 import racer
 from bad_inputs.harness import snapshot as tree
 import vsconf
-from vsconf import files
+from vsconf import files, schedule
 from vsconf.errors import ModelError
 
 SPEC = "vsconf: 1\nseed: 1\nlayout: torch\nrules:\n  - match: '*'\n    init: he_normal\n"
@@ -141,7 +141,7 @@ def test_a_failed_run_leaves_the_folders_it_made_and_nothing_else(tmp_path, monk
     def broken(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(vsconf.tasks, "run", broken)
+    monkeypatch.setattr(schedule, "run", broken)
     with pytest.raises(ModelError, match="No space left on device"):
         vsconf.apply(model, spec, tmp_path / "a" / "b" / "ckpt", lock=tmp_path / "locks" / "x.lock")
     assert tree(tmp_path) == before

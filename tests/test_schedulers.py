@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import vsconf
-from vsconf import streams, tasks
+from vsconf import schedule, streams, tasks
+from vsconf.draw import Draw
 from vsconf.cli import main
 from vsconf.spec import parse_spec
 
@@ -46,8 +47,8 @@ def digests(folder: Path) -> dict[str, str]:
 
 
 def test_split_covers_every_element_once_in_block_aligned_tasks():
-    fill = tasks.Fill("w", 1, 1_000_003, 0, 1_000_003, "float32", "uniform", 0.5, "f", 80, streams.LATEST_STREAM)
-    small = [tasks.Fill(f"b{i}", 2, 10, 0, 10, "float16", "constant", 0.0, "f", 4_000_092 + 20 * i, 1) for i in range(3)]
+    fill = tasks.Fill("w", Draw("uniform", 0.5, 1, streams.LATEST_STREAM, "float32", 1_000_003), 0, 1_000_003, "f", 80)
+    small = [tasks.Fill(f"b{i}", Draw("constant", 0.0, 2, 1, "float16", 10), 0, 10, "f", 4_000_092 + 20 * i) for i in range(3)]
     copy = tasks.Copy("c", "src", 8, 3_000_000, "f", 9_000_000)
     task_list = tasks.split([fill, *small, copy], 1 << 20)
     pieces = [piece for task in task_list for piece in task.pieces]
@@ -83,7 +84,7 @@ def test_tiny_task_sizes_never_cut_below_the_floor(described, task_bytes):
     for i, (kind, count, dtype) in enumerate(described):
         itemsize = np.dtype(dtype).itemsize
         if kind == "fill":
-            pieces.append(tasks.Fill(f"t{i}", i, count, 0, count, dtype, "uniform", 1.0, "out", offset, 1))
+            pieces.append(tasks.Fill(f"t{i}", Draw("uniform", 1.0, i, 1, dtype, count), 0, count, "out", offset))
             offset += count * itemsize
         else:
             pieces.append(tasks.Copy(f"t{i}", "in", 8 + offset, count, "out", offset))
@@ -100,7 +101,7 @@ def test_tiny_task_sizes_never_cut_below_the_floor(described, task_bytes):
 
 def test_a_worker_of_another_version_refuses_the_task(tmp_path):
     (tmp_path / "f").write_bytes(bytes(8))
-    task = tasks.Task((tasks.Fill("w", 1, 2, 0, 2, "float32", "uniform", 1.0, str(tmp_path / "f"), 0, 2),), version="0.0.1")
+    task = tasks.Task((tasks.Fill("w", Draw("uniform", 1.0, 1, 2, "float32", 2), 0, 2, str(tmp_path / "f"), 0),), version="0.0.1")
     with pytest.raises(vsconf.ModelError, match=r"a worker runs vsconf .*, the coordinator vsconf 0.0.1"):
         tasks.run_task(task)
     assert tasks.run_task(tasks.Task(task.pieces)) == 8 and (tmp_path / "f").read_bytes() != bytes(8)
@@ -115,27 +116,27 @@ def test_a_pool_worker_whose_coordinator_is_gone_exits_without_writing(tmp_path)
 
     target = tmp_path / "f"
     target.write_bytes(bytes(8))
-    task = f"tasks.Task((tasks.Fill('w', 1, 2, 0, 2, 'float32', 'uniform', 1.0, {str(target)!r}, 0, 2),))"
-    for setup in ("tasks._PARENT = os.getppid() + 1", "tasks._die_with(os.getppid() + 1)"):
-        code = f"import os\nfrom vsconf import tasks\n{setup}\ntasks.run_task({task})\nprint('wrote')"
+    task = f"tasks.Task((tasks.Fill('w', Draw('uniform', 1.0, 1, 2, 'float32', 2), 0, 2, {str(target)!r}, 0),))"
+    for setup in ("tasks._PARENT = os.getppid() + 1", "tasks.die_with(os.getppid() + 1)"):
+        code = f"import os\nfrom vsconf import tasks\nfrom vsconf.draw import Draw\n{setup}\ntasks.run_task({task})\nprint('wrote')"
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
         assert (done.returncode, done.stdout) == (1, ""), done.stderr
         assert target.read_bytes() == bytes(8)
-    code = f"import os\nfrom vsconf import tasks\ntasks._die_with(os.getppid())\ntasks.run_task({task})\nprint('wrote')"
+    code = f"import os\nfrom vsconf import tasks\nfrom vsconf.draw import Draw\ntasks.die_with(os.getppid())\ntasks.run_task({task})\nprint('wrote')"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert (done.returncode, done.stdout) == (0, "wrote\n"), done.stderr
     assert target.read_bytes() != bytes(8)
 
 
 def test_scheduler_names():
-    assert tasks.parse_scheduler("threads", 3) == tasks.Scheduler("threads", 3)
-    assert tasks.parse_scheduler("processes", 2) == tasks.Scheduler("processes", 2)
-    assert tasks.parse_scheduler("tcp://10.0.0.1:8786", 2) == tasks.Scheduler("dask", 2, "tcp://10.0.0.1:8786")
-    assert tasks.parse_scheduler("threads", 2, dask_workers=4) == tasks.Scheduler("dask", 4)
+    assert schedule.parse_scheduler("threads", 3) == schedule.Scheduler("threads", 3)
+    assert schedule.parse_scheduler("processes", 2) == schedule.Scheduler("processes", 2)
+    assert schedule.parse_scheduler("tcp://10.0.0.1:8786", 2) == schedule.Scheduler("dask", 2, "tcp://10.0.0.1:8786")
+    assert schedule.parse_scheduler("threads", 2, dask_workers=4) == schedule.Scheduler("dask", 4)
     with pytest.raises(ValueError, match="expected threads, processes or a Dask scheduler address"):
-        tasks.parse_scheduler("dask", 2)
+        schedule.parse_scheduler("dask", 2)
     with pytest.raises(ValueError, match="not both"):
-        tasks.parse_scheduler("processes", 2, dask_workers=2)
+        schedule.parse_scheduler("processes", 2, dask_workers=2)
 
 
 def test_bad_scheduler_options_are_usage_errors(model, tmp_path, capsys):
@@ -181,7 +182,7 @@ def test_options_of_seed_checkpoints_are_refused_for_other_outputs(tmp_path):
 def test_an_unreachable_dask_scheduler_is_a_clear_error(model, tmp_path):
     pytest.importorskip("distributed")
     with pytest.raises(vsconf.ModelError, match=r"cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
-        tasks.run([tasks.Task(())], tasks.Scheduler("dask", 1, "tcp://127.0.0.1:9"))
+        schedule.run([tasks.Task(())], schedule.Scheduler("dask", 1, "tcp://127.0.0.1:9"))
     assert not (tmp_path / "ckpt").exists()
 
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import vsconf
-from vsconf import sharded, tasks
+from vsconf import arguments, schedule, sharded, tasks
 from vsconf.cli import main
-from vsconf.engine import generate
+from vsconf.draw import generate
 from vsconf.errors import ModelError
 from vsconf.spec import parse_spec
 
@@ -65,14 +65,14 @@ def check_checkpoint(folder: Path, plan) -> dict:
 
 
 def test_parse_size_reads_hugging_face_units():
-    assert sharded.parse_size("5GB") == 5 * 10**9
-    assert sharded.parse_size("500MB") == 500 * 10**6
-    assert sharded.parse_size("2GiB") == 2 << 30
-    assert sharded.parse_size("1.5kb") == 1500
-    assert sharded.parse_size("4096") == 4096
+    assert arguments.parse_size("5GB") == 5 * 10**9
+    assert arguments.parse_size("500MB") == 500 * 10**6
+    assert arguments.parse_size("2GiB") == 2 << 30
+    assert arguments.parse_size("1.5kb") == 1500
+    assert arguments.parse_size("4096") == 4096
     for bad in ("", "5 GiBs", "-1", "0", "GB", "1e9"):
         with pytest.raises(ValueError, match="expected a size"):
-            sharded.parse_size(bad)
+            arguments.parse_size(bad)
 
 
 def test_shards_are_assigned_as_hugging_face_splits_them():
@@ -172,7 +172,7 @@ def test_a_failed_write_leaves_no_folder_and_no_temporaries(tmp_path, monkeypatc
         tasks.run_task(task_list[0])
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(tasks, "run", broken)
+    monkeypatch.setattr(schedule, "run", broken)
     with pytest.raises(ModelError, match="ckpt: cannot write: No space left on device"):
         vsconf.apply(model, SPEC, tmp_path / "ckpt", lock=tmp_path / "ckpt.lock")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.shapes.json"]

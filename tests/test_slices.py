@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import vsconf
-from vsconf.engine import generate
+from vsconf.draw import generate
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC = vsconf.parse_spec(
@@ -113,7 +113,7 @@ _JAX_SCRIPT = textwrap.dedent(
     import jax
     from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
     import vsconf
-    from vsconf.engine import generate
+    from vsconf.draw import generate
 
     assert len(jax.devices()) == 8, jax.devices()
     arrays = {
@@ -187,7 +187,7 @@ def test_a_slice_bigger_than_memory_is_a_value_error_naming_it():
 
 
 def test_every_api_entry_that_allocates_checks_the_size_first():
-    from vsconf.engine import generate
+    from vsconf.draw import generate
 
     limit = r"more than \d+ bytes, the most vsconf allocates"
     with pytest.raises(ValueError, match=rf"^Argument `shape` asks for {1 << 44} float32 elements \({1 << 46} bytes\), {limit}"):

@@ -294,17 +294,18 @@ def test_golden_digests_of_every_dtype_distribution_and_stream(dtype, kind, stre
     dt = _fill_dtype(dtype)
     if kind == "constant":  # every place that makes a constant tensor
         from vsconf import Constant, engine, slices, tasks
+        from vsconf import draw as drawing
 
         assert digest(Constant(0.1)(_MATRIX_SHAPE, dtype=dt)) == expected
         entry = engine.PlanEntry(f"golden.{dtype}.constant", _MATRIX_SHAPE, dtype, "constant", value=0.1, stream=stream)
-        assert digest(engine.generate(entry)) == expected
+        assert digest(drawing.generate(entry)) == expected
         assert digest(slices.slice_values(entry)) == expected
-        chunks = engine.generate_chunks(entry, step=3 * BLOCK_SIZE // 2)
+        chunks = drawing.generate_chunks(entry, step=3 * BLOCK_SIZE // 2)
         assert hashlib.sha256(b"".join(chunk.tobytes() for chunk in chunks)).hexdigest() == expected
         target = tmp_path / "constant.bin"
         target.write_bytes(b"\0" * (2 * 70_000 * dt.itemsize))
         total = 2 * 70_000
-        tasks.run_task(tasks.Task((tasks.Fill(entry.name, 0, total, 0, total, dtype, "constant", 0.1, str(target), 0, stream),)))
+        tasks.run_task(tasks.Task((tasks.Fill(entry.name, drawing.draw_of(entry), 0, total, str(target), 0),)))
         assert hashlib.sha256(target.read_bytes()).hexdigest() == expected
         return
     name = f"golden.{dtype}.{kind}"

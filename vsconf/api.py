@@ -16,111 +16,25 @@ import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
-from vsconf import manifest, outputs, sharded, statedict, streams, tasks
+from vsconf import arguments, manifest, outputs, record, sharded, statedict, streams
 from vsconf.adapters import Adapter, Layout, Progress
-from vsconf.engine import Plan, PlanEntry, auto_fans, consumer_labels, generate, generate_chunks, make_plan
+from vsconf.arguments import SpecLike
+from vsconf.draw import generate, generate_chunks
+from vsconf.engine import Plan, PlanEntry, auto_fans, consumer_labels, make_plan
+from vsconf.schedule import Scheduler
 from vsconf.errors import ModelError, Problem
 from vsconf.files import Transaction, default_output, describe_os_error, is_data_name, little_endian_bytes, parent_folder, regular_file
 from vsconf.initializers import array_limit, check_array_size, float_dtype
 from vsconf.lock import build_lock, compare_lock, read_lock, write_lock
-from vsconf.schedule import available_cores
-from vsconf.spec import Spec, load_spec
-from vsconf.streams import MAX_SEED
+from vsconf.spec import Spec
 
-SpecLike = Union[Spec, str, os.PathLike]
-# Threads beyond this only cost memory: the values never depend on the count.
-MAX_JOBS = 1024
-
-
-# --------------------------------------------------------------------------- argument checks
-
-
-def _path_argument(value: Any, name: str, *, optional: bool = False) -> Path | None:
-    if value is None and optional:
-        return None
-    if isinstance(value, (str, os.PathLike)) and not isinstance(value, bytes):
-        text = os.fspath(value)
-        if isinstance(text, str):
-            if not text or "\0" in text:
-                raise ValueError(f"Argument `{name}` must be a non-empty path without NUL characters. Received: {value!r}")
-            return Path(text)
-    expected = "a path (str or os.PathLike)" + (" or None" if optional else "")
-    raise TypeError(f"Argument `{name}` must be {expected}. Received: {_type_name(value)}")
-
-
-def _spec_argument(spec: Any, seed: int | None) -> Spec:
-    if not isinstance(spec, Spec):
-        spec = load_spec(_path_argument(spec, "spec"))
-    return spec if seed is None else spec.with_seed(seed)
-
-
-def _spec_file(spec: Spec) -> Path | None:
-    """The file a spec was loaded from, if it still exists (a parsed string has none)."""
-    return Path(spec.source) if os.path.isfile(spec.source) else None
-
-
-def _seed_argument(seed: Any) -> int | None:
-    if seed is None:
-        return None
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"Argument `seed` must be an integer or None. Received: {_type_name(seed)}")
-    if not 0 <= int(seed) < MAX_SEED:
-        raise ValueError(f"Argument `seed` must satisfy 0 <= seed < 2**63. Received: {_short(int(seed))}")
-    return int(seed)
-
-
-def _jobs_argument(jobs: Any) -> int:
-    if jobs is None:
-        return default_jobs()
-    if isinstance(jobs, bool) or not isinstance(jobs, (int, np.integer)):
-        raise TypeError(f"Argument `jobs` must be a positive integer or None. Received: {_type_name(jobs)}")
-    if not 1 <= jobs <= MAX_JOBS:
-        raise ValueError(f"Argument `jobs` must be from 1 to {MAX_JOBS}, or None. Received: {_short(int(jobs))}")
-    return int(jobs)
-
-
-def _flag_argument(value: Any, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"Argument `{name}` must be True or False. Received: {_type_name(value)}")
-    return bool(value)
-
-
-def _type_name(value: Any) -> str:
-    return "None" if value is None else f"{type(value).__name__} {_short(value)}"
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**30:
-        return f"an integer of {len(str(abs(value))) if abs(value) < 10**4000 else 'thousands of'} digits"
-    text = repr(value) if not isinstance(value, int) or abs(value) < 10**4000 else "a huge integer"
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def default_jobs() -> int:
-    """Every core this process may use."""
-    return available_cores()
 
 
 # --------------------------------------------------------------------------- opening models
-
-
-UNTIE_MODES = ("all", "conflicts")
-
-
-def _untie_argument(value: Any) -> bool | str:
-    """``untie``: False, True (= "all": every shared float tensor), "all" or "conflicts"
-    (only the shared tensors whose consumers disagree)."""
-    if isinstance(value, str):
-        if value not in UNTIE_MODES:
-            raise ValueError(f"Argument `untie` must be True, False, 'all' or 'conflicts'. Received: {_short(value)}")
-        return value
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"Argument `untie` must be True, False, 'all' or 'conflicts'. Received: {_type_name(value)}")
-    return "all" if value else False
 
 
 @contextlib.contextmanager
@@ -132,8 +46,8 @@ def open_model(
     ``untie`` (the caller's) wins over ``spec_untie`` (the spec's ``untie:``), which only
     applies to ONNX models: a state dict has no shared tensors.
     """
-    materialize = _flag_argument(materialize, "materialize")
-    untie = _untie_argument(untie)
+    materialize = arguments.flag(materialize, "materialize")
+    untie = arguments.untie(untie)
     if isinstance(model, Mapping):
         if materialize or untie:
             raise ValueError("Arguments `materialize` and `untie` apply to ONNX models only")
@@ -159,7 +73,7 @@ def open_model(
 
 def _model_path(model: Any) -> Path:
     """A model file, or a shapes manifest or sharded checkpoint folder (checked on opening)."""
-    path = _path_argument(model, "model")
+    path = arguments.path(model, "model")
     return path if _is_checkpoint_model(path) else regular_file(path, "model")
 
 
@@ -218,7 +132,7 @@ def plan(
         >>> vsconf.plan("model.onnx", "init.yaml").entry("fc.weight").fans_from   # layout: torch
         'torch'
     """
-    spec = _spec_argument(spec, _seed_argument(seed))
+    spec = arguments.spec(spec, arguments.seed(seed))
     with open_model(model, materialize=materialize, untie=untie, spec_untie=spec.untie) as adapter:
         return _plan_of(adapter, spec)
 
@@ -357,34 +271,6 @@ def _check_lock(lock: Path, reads: outputs.Reads, output: Path, *, force: bool, 
             f"{lock}: exists; pass force=True to overwrite it",
             cli_message=f"{lock}: exists; use --force to overwrite it",
         )
-
-
-def _checkpoint_options(
-    scheduler: Any, dask_workers: Any, shard_size: Any, task_size: Any, jobs: int
-) -> tuple[tasks.Scheduler, int | None, int]:
-    """(where tasks run, shard bytes or None for the default, task bytes) from ``apply``'s arguments, checked."""
-    if not isinstance(scheduler, str):
-        raise TypeError(f"Argument `scheduler` must be a string. Received: {type(scheduler).__name__}")
-    if dask_workers is not None and (isinstance(dask_workers, bool) or not isinstance(dask_workers, int) or dask_workers < 1):
-        raise ValueError(f"Argument `dask_workers` must be a positive integer or None. Received: {dask_workers!r}")
-    try:
-        where = tasks.parse_scheduler(scheduler, jobs, dask_workers)
-    except ValueError as exc:
-        raise ValueError(f"Argument `scheduler`: {exc}") from None
-    sizes: list[int | None] = []
-    for name, value in (("shard_size", shard_size), ("task_size", task_size)):
-        if value is None:
-            sizes.append(None)
-        elif isinstance(value, str):
-            try:
-                sizes.append(sharded.parse_size(value))
-            except ValueError as exc:
-                raise ValueError(f"Argument `{name}`: {exc}") from None
-        elif isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-            sizes.append(value)
-        else:
-            raise ValueError(f"Argument `{name}` must be a size in bytes or a string like '5GB'. Received: {value!r}")
-    return where, sizes[0], tasks.DEFAULT_TASK_BYTES if sizes[1] is None else sizes[1]
 
 
 @dataclass(frozen=True)
@@ -541,14 +427,13 @@ def apply(
         []
     """
     path = _model_path(model)
-    output_path = _path_argument(output, "output", optional=True)
-    lock_path = _path_argument(lock, "lock", optional=True)
-    in_place, force = _flag_argument(in_place, "in_place"), _flag_argument(force, "force")
-    jobs = _jobs_argument(jobs)
-    if progress is not None and not callable(progress):
-        raise TypeError(f"Argument `progress` must be callable or None. Received: {_type_name(progress)}")
-    spec = _spec_argument(spec, _seed_argument(seed))
-    where, shard_bytes, task_bytes = _checkpoint_options(scheduler, dask_workers, shard_size, task_size, jobs)
+    output_path = arguments.path(output, "output", optional=True)
+    lock_path = arguments.path(lock, "lock", optional=True)
+    in_place, force = arguments.flag(in_place, "in_place"), arguments.flag(force, "force")
+    jobs = arguments.jobs(jobs)
+    progress = arguments.progress(progress)
+    spec = arguments.spec(spec, arguments.seed(seed))
+    where, shard_bytes, task_bytes = arguments.checkpoint_options(scheduler, dask_workers, shard_size, task_size, jobs)
     target = _output_target(path, output, in_place=in_place)
     if target.kind == "model":
         if (scheduler, dask_workers, shard_size, task_size) != ("threads", None, None, None):
@@ -589,7 +474,7 @@ class _Run:
     def reads(self, model: Path | None, adapter: Adapter | None = None) -> outputs.Reads:
         """What the run reads and never writes: the spec, ``model`` and the files of ``adapter``."""
         reads = outputs.Reads()
-        reads.add(_spec_file(self.spec), "the spec")
+        reads.add(arguments.spec_file(self.spec), "the spec")
         reads.add(model, "the input model")
         for file in adapter.files() if adapter is not None else ():
             reads.add(file, f"{file.name}, which the input model reads")
@@ -608,7 +493,7 @@ class _Run:
         return the_plan
 
     def metadata(self, adapter: Adapter) -> dict[str, str]:
-        return {**adapter.metadata, **_metadata(self.spec)}
+        return {**adapter.metadata, **record.metadata(self.spec)}
 
     def stage_lock(self, transaction: Transaction, the_plan: Plan, output: Path) -> dict[str, Any] | None:
         if self.lock is None:
@@ -618,7 +503,7 @@ class _Run:
         write_lock(transaction.stage(self.lock), lock_data, self.lock)
         return lock_data
 
-    def file(self, adapter: Adapter, model: Path, target: _Target, where: tasks.Scheduler, task_bytes: int) -> ApplyResult:
+    def file(self, adapter: Adapter, model: Path, target: _Target, where: Scheduler, task_bytes: int | None) -> ApplyResult:
         """A file output: the model's own format, a manifest's ``.npz``, or one ``.safetensors``."""
         path = target.path
         inputs = [(model, "the input model")] + [(file, f"{file.name}, which the input model reads") for file in adapter.files()]
@@ -631,7 +516,7 @@ class _Run:
         if self.lock is not None:
             _check_lock(self.lock, reads, path, force=self.force, taken=inputs)
         the_plan = self.plan(adapter, model)
-        metadata = self.metadata(adapter) if target.kind == "safetensors" else _metadata(self.spec)
+        metadata = self.metadata(adapter) if target.kind == "safetensors" else record.metadata(self.spec)
 
         def stale() -> tuple[list[Path], list[str]]:
             """The old output's data files, read again while the folder is locked."""
@@ -682,7 +567,7 @@ class _Run:
         outputs.guard_folder(folder, owned, (), outputs.Reads(), replace=self.force)
 
     def folder(
-        self, adapter: Adapter, model: Path, target: _Target, where: tasks.Scheduler, shard_bytes: int | None, task_bytes: int
+        self, adapter: Adapter, model: Path, target: _Target, where: Scheduler, shard_bytes: int | None, task_bytes: int | None
     ) -> ApplyResult:
         """A sharded checkpoint written into a folder, beside whatever else the folder holds."""
         folder, prefix = target.path, target.prefix
@@ -777,17 +662,6 @@ def _hashed(chunks: Iterator[np.ndarray], name: str, digests: dict[str, str]) ->
     digests[name] = digest.hexdigest()
 
 
-def _metadata(spec: Spec) -> dict[str, str]:
-    from vsconf._version import __version__
-
-    return {
-        "vsconf.version": __version__,
-        "vsconf.seed": str(spec.seed),
-        "vsconf.spec_sha256": spec.sha256,
-        "vsconf.stream": str(spec.stream or streams.DEFAULT_STREAM),
-    }
-
-
 def apply_state_dict(
     mapping: Mapping[str, np.ndarray], spec: SpecLike, *, seed: int | None = None, jobs: int | None = None
 ) -> dict[str, np.ndarray]:
@@ -825,9 +699,9 @@ def apply_state_dict(
         ((16, 64), 'float32', True, 0.0)
     """
     if not isinstance(mapping, Mapping):
-        raise TypeError(f"Argument `mapping` must be a mapping of names to arrays. Received: {_type_name(mapping)}")
-    spec = _spec_argument(spec, _seed_argument(seed))
-    jobs = _jobs_argument(jobs)
+        raise TypeError(f"Argument `mapping` must be a mapping of names to arrays. Received: {arguments.type_name(mapping)}")
+    spec = arguments.spec(spec, arguments.seed(seed))
+    jobs = arguments.jobs(jobs)
     adapter = statedict.DictStateDict(mapping)
     the_plan = _plan_of(adapter, spec)
     for entry in the_plan:  # every array of the new dict is made whole: none may pass the limit
@@ -885,13 +759,13 @@ def verify(
         >>> problem.tensor, problem.message.startswith("1 of 12 elements differ from what the spec produces")
         ('fc.weight', True)
     """
-    seed = _seed_argument(seed)
-    jobs = _jobs_argument(jobs)
-    lock_path = _path_argument(lock, "lock", optional=True)
+    seed = arguments.seed(seed)
+    jobs = arguments.jobs(jobs)
+    lock_path = arguments.path(lock, "lock", optional=True)
     lock_data = read_lock(lock_path) if lock_path is not None else None
     if seed is None and lock_data is not None:
         seed = lock_data.get("seed")
-    spec = _spec_argument(spec, seed)
+    spec = arguments.spec(spec, seed)
     problems: list[Problem] = []
     digests: dict[str, str] = {}
     with open_model(model, untie=untie, spec_untie=spec.untie) as adapter:
@@ -900,7 +774,7 @@ def verify(
         if seed is None and adapter.recorded_seed is not None:
             spec = spec.with_seed(adapter.recorded_seed)
         source = "" if adapter.path is None else str(adapter.path)
-        stream, stream_problem = _verified_stream(spec, lock_data, adapter.recorded_stream, lock_path, source)
+        stream, stream_problem = record.verified_stream(spec, lock_data, adapter.recorded_stream, lock_path, source)
         if stream_problem is not None:
             problems.append(stream_problem)
         unrecorded = spec.stream is None and lock_data is None and adapter.recorded_stream is None
@@ -931,30 +805,6 @@ def verify(
     if lock_data is not None:
         problems.extend(compare_lock(lock_data, the_plan, digests, source=str(lock_path)))
     return problems
-
-
-def _verified_stream(
-    spec: Spec, lock: Mapping[str, Any] | None, recorded: int | None, lock_path: Path | None, source: str
-) -> tuple[int | None, Problem | None]:
-    """The stream version to regenerate with (None: the spec's), and a problem when the records disagree.
-
-    The version is, in order: the spec's own ``stream``, the lock's (a lock without one
-    was made by vsconf 0.1: stream 1), the one the model recorded, the default.
-    """
-    from_lock = None if lock is None else lock.get("stream", 1)
-    if spec.stream is not None:
-        if from_lock is not None and from_lock != spec.stream:
-            message = f"the lock was made with stream {from_lock}, the spec pins stream {spec.stream}"
-            return None, Problem(str(lock_path), 0, 0, "", message)
-        return None, None
-    version = from_lock if from_lock is not None else recorded
-    if version is None:
-        return None, None
-    if version not in streams.STREAMS:
-        known = ", ".join(map(str, streams.STREAMS))
-        where = f"{lock_path}: the lock" if from_lock is not None else f"{source}: the model's metadata"
-        raise ModelError(f"{where} says the weights were drawn by stream {version}; this vsconf draws streams {known}")
-    return version, None
 
 
 def _compare(entry: PlanEntry, actual: np.ndarray, jobs: int) -> tuple[str, str | None]:

@@ -11,8 +11,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from vsconf import api
-from vsconf.api import MAX_JOBS
+from vsconf import api, arguments
 from vsconf._version import __version__
 from vsconf.engine import Plan, PlanEntry
 from vsconf.errors import Problem, SpecError, printable
@@ -287,47 +286,6 @@ def _schema(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- parser
 
 
-def _integer(text: str, expected: str) -> int:
-    digits = text.strip().lstrip("+-")
-    if len(digits) > 30 or not digits.isdigit():
-        shown = text if len(text) <= 40 else f"{text[:20]}... ({len(text)} characters)"
-        raise argparse.ArgumentTypeError(f"expected {expected}, got {shown!r}")
-    return int(text)
-
-
-def _seed(text: str) -> int:
-    value = _integer(text, "an integer, 0 <= seed < 2**63")
-    if not 0 <= value < 2**63:
-        raise argparse.ArgumentTypeError(f"must satisfy 0 <= seed < 2**63, got {value}")
-    return value
-
-
-def _positive(text: str) -> int:
-    value = _integer(text, f"an integer from 1 to {MAX_JOBS}")
-    if not 1 <= value <= MAX_JOBS:
-        raise argparse.ArgumentTypeError(f"expected an integer from 1 to {MAX_JOBS}, got {value}")
-    return value
-
-
-def _size(text: str) -> int:
-    from vsconf.sharded import parse_size
-
-    try:
-        return parse_size(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _scheduler(text: str) -> str:
-    from vsconf.tasks import parse_scheduler
-
-    try:
-        parse_scheduler(text, 1)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
-
-
 # --untie alone unties every shared float tensor; --untie conflicts only those whose
 # consumers disagree (as `untie: conflicts` in the spec).
 _UNTIE = {"nargs": "?", "const": "all", "default": False, "choices": ("all", "conflicts"), "metavar": "all|conflicts"}
@@ -353,8 +311,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     where.add_argument("--in-place", action="store_true", help="replace MODEL (atomically)")
     apply.add_argument("--force", action="store_true", help="overwrite an existing output")
-    apply.add_argument("--seed", type=_seed, help="use this seed instead of the spec's")
-    apply.add_argument("--jobs", type=_positive, help="threads generating values (the values do not depend on it)")
+    apply.add_argument("--seed", type=arguments.cli_seed, help="use this seed instead of the spec's")
+    apply.add_argument("--jobs", type=arguments.cli_jobs, help="threads generating values (the values do not depend on it)")
     apply.add_argument("--lock", type=Path, help="write a lock file: per tensor config, fans, std/limit, SHA-256")
     apply.add_argument("--materialize", action="store_true", help="ONNX: turn ConstantOfShape weights into initializers")
     apply.add_argument(
@@ -363,19 +321,19 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--dry-run", action="store_true", help="print the plan; write nothing")
     apply.add_argument("--quiet", action="store_true", help="no progress bar and no summary (warnings still print)")
     seeding = apply.add_argument_group("sharded checkpoints (a folder output, a manifest or a sharded MODEL)")
-    seeding.add_argument("--shard-size", type=_size, metavar="SIZE", help="largest shard, e.g. 5GB (the default), 500MB, 2GiB or bytes")
+    seeding.add_argument("--shard-size", type=arguments.cli_size, metavar="SIZE", help="largest shard, e.g. 5GB (the default), 500MB, 2GiB or bytes")
     seeding.add_argument(
-        "--scheduler", default="threads", type=_scheduler,
+        "--scheduler", default="threads", type=arguments.cli_scheduler,
         help="where tasks run: threads (default), processes, or a Dask scheduler's address tcp://HOST:PORT",
     )
-    seeding.add_argument("--dask-workers", type=_positive, metavar="N", help="start a local Dask cluster of N workers")
-    seeding.add_argument("--task-size", type=_size, metavar="SIZE", help="bytes one task writes at most (default 64MiB)")
+    seeding.add_argument("--dask-workers", type=arguments.cli_jobs, metavar="N", help="start a local Dask cluster of N workers")
+    seeding.add_argument("--task-size", type=arguments.cli_size, metavar="SIZE", help="bytes one task writes at most (default 64MiB)")
     apply.set_defaults(run=_apply)
 
     plan = commands.add_parser("plan", help="which rule fills which tensor, with fans and std/limit")
     model_and_spec(plan)
     plan.add_argument("--format", choices=("table", "json"), default="table")
-    plan.add_argument("--seed", type=_seed, help="use this seed instead of the spec's")
+    plan.add_argument("--seed", type=arguments.cli_seed, help="use this seed instead of the spec's")
     plan.add_argument("--materialize", action="store_true", help="ONNX: include ConstantOfShape weights")
     plan.add_argument(
         "--untie", **_UNTIE, help="ONNX: plan each consumer of a shared tensor apart (conflicts: only where they disagree)"
@@ -385,8 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify = commands.add_parser("verify", help="check that a model's weights are what the spec produces")
     model_and_spec(verify)
     verify.add_argument("--lock", type=Path, help="also compare with this lock file (its seed is used)")
-    verify.add_argument("--seed", type=_seed, help="the seed the model was made with, if not the spec's")
-    verify.add_argument("--jobs", type=_positive)
+    verify.add_argument("--seed", type=arguments.cli_seed, help="the seed the model was made with, if not the spec's")
+    verify.add_argument("--jobs", type=arguments.cli_jobs)
     verify.add_argument("--untie", **_UNTIE, help="ONNX: the model was made with --untie")
     verify.set_defaults(run=_verify)
 

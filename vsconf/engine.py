@@ -14,12 +14,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
-from vsconf import narrow, streams
+from vsconf import streams
 from vsconf.errors import MatchError, Problem, rule_problem
 from vsconf.fans import Axes, axes_fans, compute_fans, scaled_variance
-from vsconf.initializers import check_array_size, float_dtype, sampling
+from vsconf.initializers import sampling
 from vsconf.matching import TensorInfo, dtype_name, match_tensors
 from vsconf.spec import ConstantInit, KeepInit, Rule, Spec, VarianceScalingInit
 
@@ -434,49 +432,4 @@ def make_plan(
     return Plan(
         tuple(entries), spec.sha256, spec.seed, tuple(warnings), untied=untied_copies,
         stream=spec.stream or streams.DEFAULT_STREAM, aliases=dict(aliases or {}),
-    )
-
-
-def generate(entry: PlanEntry, *, jobs: int = 1) -> np.ndarray | None:
-    """The new values of ``entry``'s tensor, or None when it keeps its values.
-
-    Raises ValueError naming ``entry`` when the tensor would pass
-    :func:`~vsconf.initializers.array_limit` (this machine's memory): writers stream big
-    tensors with :func:`generate_chunks` instead.
-    """
-    if not entry.changes:
-        return None
-    dtype = float_dtype(entry.dtype)
-    check_array_size("entry", entry.shape, dtype, f"{entry.name!r} {list(entry.shape)}")
-    if entry.action == "constant":
-        return narrow.full(entry.shape, entry.value, dtype)
-    total = math.prod(entry.shape)
-    kind, param = sampling(entry.distribution, entry.variance)
-    key = streams.stream_key(entry.seed, entry.name)
-    stream = entry.stream or streams.DEFAULT_STREAM
-    return streams.draw_flat(key, total, 0, total, dtype, kind, param, jobs=jobs, stream=stream).reshape(entry.shape)
-
-
-def chunk_elements(jobs: int, itemsize: int) -> int:
-    """How many elements a chunk holds: 16 MiB, or more so that every thread has blocks."""
-    per_round = jobs * streams.BLOCKS_PER_TASK * streams.BLOCK_SIZE
-    return max((16 << 20) // itemsize, 2 * per_round)
-
-
-def generate_chunks(entry: PlanEntry, *, jobs: int = 1, step: int | None = None) -> Iterator[np.ndarray] | None:
-    """The new values of ``entry``'s tensor as flat C-order chunks of ``step`` elements, or
-    None when it keeps its values.  Writers stream these; any ``step`` gives the same values."""
-    if not entry.changes:
-        return None
-    dtype = float_dtype(entry.dtype)
-    total = math.prod(entry.shape)
-    step = step or chunk_elements(jobs, dtype.itemsize)
-    if entry.action == "constant":
-        return (narrow.full(min(step, total - lo), entry.value, dtype) for lo in range(0, total, step))
-    kind, param = sampling(entry.distribution, entry.variance)
-    key = streams.stream_key(entry.seed, entry.name)
-    stream = entry.stream or streams.DEFAULT_STREAM
-    return (
-        streams.draw_flat(key, total, lo, min(total, lo + step), dtype, kind, param, jobs=jobs, stream=stream)
-        for lo in range(0, total, step)
     )

@@ -1,87 +1,239 @@
-"""Where work runs and how it overlaps: producing the next chunk while the last is written.
+"""Where tasks run: threads of this process, a pool of fresh processes, or a Dask cluster.
 
-:func:`prefetch` runs an iterator in a background thread, ``depth`` items ahead of its
-consumer, so that generating values (NumPy, which releases the GIL) and writing bytes
-(the file system) proceed at the same time with at most ``depth + 1`` items in memory.
+A :class:`Scheduler` names the place; :func:`run` runs a list of
+:class:`~vsconf.tasks.Task`\ s there and raises the first failure, after the scheduler's
+retries.  The bytes never depend on the choice: a task's bytes are a function of its
+description alone (see :mod:`vsconf.tasks`).
 """
 
 from __future__ import annotations
 
-import itertools
+import contextlib
+import logging
 import os
-import queue
-import threading
-from collections.abc import Iterable, Iterator
-from typing import TypeVar
+import re
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 
-T = TypeVar("T")
+from typing import TYPE_CHECKING
 
+from vsconf.errors import ModelError
 
-def available_cores() -> int:
-    """The cores this process may run on (its CPU affinity where the OS says, else all)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-_DONE = object()
+if TYPE_CHECKING:
+    from vsconf.tasks import Task
 
-
-class _Failed:
-    def __init__(self, error: BaseException):
-        self.error = error
+# How many times a failed task runs again before the run fails (Dask's ``retries=``,
+# and a broken process pool's resubmissions).
+RETRIES = 3
+SCHEDULERS = ("threads", "processes")
+_ADDRESS = re.compile(r"^[a-z][a-z0-9+.-]*://\S+$")
 
 
-def prefetch(items: Iterable[T], depth: int = 1) -> Iterator[T]:
-    """The items of ``items``, produced by a background thread up to ``depth`` ahead.
+@dataclass(frozen=True)
+class Scheduler:
+    """Where tasks run: ``"threads"`` or ``"processes"`` (``workers`` of them, on this
+    machine), or a Dask scheduler's ``address`` (``tcp://host:8786``), or a local Dask
+    cluster of ``workers`` processes started for the run (``kind="dask"`` without address)."""
 
-    An exception in the producer is raised in the consumer at the same point; closing
-    the returned generator early (or an interrupt in the consumer) stops the producer.
-    The first two items are made here, without a thread: most tensors are one chunk, and
-    a thread per tensor (started, handed to, joined) costs a millisecond -- minutes for a
-    model of a million tiny tensors.  Longer runs overlap from the third item on.
-    """
-    items = iter(items)
-    head = list(itertools.islice(items, 2))
-    if len(head) < 2:
-        yield from head
+    kind: str = "threads"
+    workers: int = 1
+    address: str | None = None
+
+    @property
+    def remote(self) -> bool:
+        """Whether workers may run on other machines (they fsync what they write)."""
+        return self.kind == "dask" and self.address is not None
+
+
+def parse_scheduler(text: str, workers: int, dask_workers: int | None = None) -> Scheduler:
+    """``threads``, ``processes``, or a Dask scheduler address; ``dask_workers`` starts a
+    local Dask cluster instead.  ValueError names what is wrong."""
+    if dask_workers is not None:
+        if text not in ("threads", "dask"):
+            raise ValueError(f"give either a scheduler ({text!r}) or a number of local Dask workers, not both")
+        return Scheduler("dask", dask_workers)
+    if text in SCHEDULERS:
+        return Scheduler(text, workers)
+    if _ADDRESS.match(text):
+        return Scheduler("dask", workers, text)
+    raise ValueError(f"expected threads, processes or a Dask scheduler address like tcp://host:8786, got {text!r}")
+
+
+Progress = Callable[[int, int, str], None]
+
+
+def run(tasks: Sequence[Task], scheduler: Scheduler, progress: Progress | None = None) -> None:
+    """Run every task; raises the first failure (after the scheduler's retries)."""
+    if not tasks:
         return
-    yield head[0]
-    yield from _prefetch_rest(head[1], items, depth)
+    from vsconf._version import __version__
+
+    from vsconf.tasks import Task  # what runs tasks is light to import: the command line checks --scheduler with it
+
+    tasks = [Task(task.pieces, sync=scheduler.remote, version=__version__) for task in tasks]
+    if scheduler.kind == "threads":
+        _run_threads(tasks, scheduler.workers, progress)
+    elif scheduler.kind == "processes":
+        _run_processes(tasks, scheduler.workers, progress)
+    else:
+        _run_dask(tasks, scheduler, progress)
 
 
-def _prefetch_rest(second: T, items: Iterator[T], depth: int) -> Iterator[T]:
-    handoff: queue.Queue = queue.Queue(maxsize=max(1, depth))
-    stop = threading.Event()
+def _label(task: Task) -> str:
+    names = dict.fromkeys(piece.name for piece in task.pieces)
+    first = next(iter(names))
+    return first if len(names) == 1 else f"{first} and {len(names) - 1} more"
 
-    def put(item) -> bool:
-        while not stop.is_set():
-            try:
-                handoff.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
 
-    def produce() -> None:
-        try:
-            for item in items:
-                if not put(item):
-                    return
-            put(_DONE)
-        except BaseException as error:  # handed to the consumer, which re-raises it
-            put(_Failed(error))
+def _run_threads(tasks: Sequence[Task], workers: int, progress: Progress | None) -> None:
+    from vsconf.tasks import run_task
 
-    producer = threading.Thread(target=produce, name="vsconf-prefetch", daemon=True)
-    producer.start()
+    if workers <= 1:
+        for done, task in enumerate(tasks, 1):
+            run_task(task)
+            if progress:
+                progress(done, len(tasks), _label(task))
+        return
+    pool = ThreadPoolExecutor(max_workers=min(workers, len(tasks)), thread_name_prefix="vsconf-task")
     try:
-        yield second
-        while True:
-            item = handoff.get()
-            if item is _DONE:
-                return
-            if isinstance(item, _Failed):
-                raise item.error
-            yield item
-    finally:
-        stop.set()
-        producer.join()
+        _drain(pool.submit, tasks, progress, retries=0)
+    finally:  # on an error or interrupt, drop the tasks not started yet
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _drain(submit: Callable[..., Future], tasks: Sequence[Task], progress: Progress | None, retries: int) -> None:
+    """Submit every task, then wait; a failed task is submitted again up to ``retries`` times."""
+    from vsconf.tasks import run_task
+
+    attempts = {index: 0 for index in range(len(tasks))}
+    pending = {submit(run_task, task): index for index, task in enumerate(tasks)}
+    done_count = 0
+    while pending:
+        finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+        for future in finished:
+            index = pending.pop(future)
+            error = future.exception()
+            if error is not None:
+                if attempts[index] >= retries or not _retryable(error):
+                    raise error
+                attempts[index] += 1
+                pending[submit(run_task, tasks[index])] = index
+                continue
+            done_count += 1
+            if progress:
+                progress(done_count, len(tasks), _label(tasks[index]))
+
+
+def _retryable(error: BaseException) -> bool:
+    from concurrent.futures.process import BrokenProcessPool
+
+    return isinstance(error, (BrokenProcessPool, OSError)) and not isinstance(error, FileNotFoundError)
+
+
+def _run_processes(tasks: Sequence[Task], workers: int, progress: Progress | None) -> None:
+    """A local process pool (started fresh: ``spawn``, never a fork of this threaded process).
+
+    A worker that dies breaks the whole pool; the pool is then started again and every
+    unfinished task resubmitted, each at most :data:`RETRIES` times.  Workers die with
+    this process (:func:`vsconf.tasks.die_with`): a killed coordinator leaves no orphan writing.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    from vsconf.tasks import die_with, run_task
+
+    context = multiprocessing.get_context("spawn")
+    remaining = list(range(len(tasks)))
+    attempts = dict.fromkeys(remaining, 0)
+    done_count = 0
+    while remaining:
+        pool = ProcessPoolExecutor(
+            max_workers=max(1, min(workers, len(remaining))), mp_context=context, initializer=die_with, initargs=(os.getpid(),)
+        )
+        broken = False
+        finished_before = done_count
+        try:
+            futures = {pool.submit(run_task, tasks[index]): index for index in remaining}
+            pending = set(futures)
+            while pending:
+                finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    index = futures[future]
+                    error = future.exception()
+                    if error is None:
+                        remaining.remove(index)
+                        done_count += 1
+                        if progress:
+                            progress(done_count, len(tasks), _label(tasks[index]))
+                    elif isinstance(error, BrokenProcessPool):
+                        broken = True
+                    else:
+                        raise error
+                if broken:
+                    break
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        if broken:
+            for index in remaining:
+                attempts[index] += 1
+                if attempts[index] > RETRIES:
+                    hint = (
+                        "; its processes died before running a task (a script using the processes scheduler "
+                        "must guard its code with `if __name__ == '__main__':`)"
+                        if done_count == finished_before
+                        else ""
+                    )
+                    raise ModelError(
+                        f"a worker process died {RETRIES + 1} times while writing {_label(tasks[index])!r}; giving up{hint}"
+                    )
+
+
+def _dask():
+    try:
+        import distributed
+    except ImportError:
+        raise ModelError("the Dask scheduler needs the optional extra: pip install 'vsconf[dask]'") from None
+    return distributed
+
+
+def _run_dask(tasks: Sequence[Task], scheduler: Scheduler, progress: Progress | None) -> None:
+    from vsconf.tasks import run_task
+
+    distributed = _dask()
+    with contextlib.ExitStack() as stack:
+        if scheduler.address is None:
+            try:
+                cluster = stack.enter_context(
+                    distributed.LocalCluster(
+                        n_workers=scheduler.workers,
+                        threads_per_worker=1,
+                        processes=True,
+                        dashboard_address=None,
+                        silence_logs=logging.ERROR,
+                    )
+                )
+            except (RuntimeError, OSError) as exc:
+                raise ModelError(
+                    f"cannot start a local Dask cluster: {exc} (a script starting one must guard its code "
+                    "with `if __name__ == '__main__':`)"
+                ) from None
+            client = stack.enter_context(distributed.Client(cluster))
+        else:
+            try:
+                client = stack.enter_context(distributed.Client(scheduler.address, timeout="20s"))
+            except (OSError, TimeoutError, ValueError) as exc:
+                raise ModelError(f"cannot reach the Dask scheduler at {scheduler.address}: {exc}") from None
+        futures = client.map(run_task, list(tasks), retries=RETRIES, pure=False)
+        index_of = {future.key: index for index, future in enumerate(futures)}
+        try:
+            for done_count, future in enumerate(distributed.as_completed(futures), 1):
+                try:
+                    future.result()
+                except distributed.KilledWorker as exc:
+                    raise ModelError(f"Dask workers died running the task for {_label(tasks[index_of[future.key]])!r}: {exc}") from None
+                if progress:
+                    progress(done_count, len(tasks), _label(tasks[index_of[future.key]]))
+        finally:
+            client.cancel(futures)

@@ -11,9 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from vsconf import narrow, streams
+from vsconf.draw import draw_of
+from vsconf.draw import part as box
 from vsconf.engine import PlanEntry
-from vsconf.initializers import check_array_size, float_dtype, sampling
+from vsconf.initializers import check_array_size
 
 
 def _bounds(index: Any, shape: tuple[int, ...]) -> tuple[list[int], list[int], list[int]]:
@@ -51,7 +52,7 @@ def _bounds(index: Any, shape: tuple[int, ...]) -> tuple[list[int], list[int], l
 def slice_values(plan_entry: PlanEntry, index: Any = ()) -> np.ndarray | None:
     """The values of a planned tensor at ``index``, computed without the rest of the tensor.
 
-    Equal, bit for bit, to ``vsconf.engine.generate(plan_entry)[index]``: this is what lets
+    Equal, bit for bit, to ``vsconf.draw.generate(plan_entry)[index]``: this is what lets
     each rank of a sharded training job fill only its own shard and still get the weights a
     single device would (``jax.make_array_from_callback``, a torch ``DTensor``'s local shard).
 
@@ -63,7 +64,7 @@ def slice_values(plan_entry: PlanEntry, index: Any = ()) -> np.ndarray | None:
     Returns:
         The slice's values (ints drop their axis, as in NumPy), in the tensor's dtype; None
         for a tensor that keeps its stored values (``keep``, unmatched, not float), as
-        :func:`vsconf.engine.generate` returns.
+        :func:`vsconf.draw.generate` returns.
 
     Raises:
         TypeError: ``plan_entry`` is not a PlanEntry, or ``index`` holds something other than
@@ -91,14 +92,7 @@ def slice_values(plan_entry: PlanEntry, index: Any = ()) -> np.ndarray | None:
         return None
     shape = tuple(plan_entry.shape)
     offset, sizes, drop = _bounds(index, shape)
-    dtype = float_dtype(plan_entry.dtype)
-    check_array_size("index", sizes, dtype, f"{index!r} of {plan_entry.name!r} {list(shape)}")
-    if plan_entry.action == "constant":
-        values = narrow.full(sizes, plan_entry.value, dtype)
-    else:
-        kind, param = sampling(plan_entry.distribution, plan_entry.variance)
-        values = streams.draw(
-            plan_entry.seed, plan_entry.name, sizes, dtype, kind, param, full_shape=shape, offset=offset,
-            stream=plan_entry.stream or streams.DEFAULT_STREAM,
-        )
+    draw = draw_of(plan_entry)
+    check_array_size("index", sizes, draw.numpy_dtype, f"{index!r} of {plan_entry.name!r} {list(shape)}")
+    values = box(draw, shape, offset, sizes)
     return values.reshape([size for axis, size in enumerate(sizes) if axis not in drop])

@@ -27,8 +27,8 @@ from vsconf.engine import FanHint, Plan, PlanEntry, state_dict_hints
 from vsconf.errors import ModelError
 from vsconf.files import Transaction, describe_os_error, little_endian_bytes, pread_range
 from vsconf.initializers import float_dtype
-from vsconf.schedule import prefetch
-from vsconf.streams import recorded_stream
+from vsconf.threads import prefetch
+from vsconf.record import recorded_stream
 from vsconf.matching import TensorInfo
 
 # Fixed member timestamps make an .npz a function of its contents alone.

@@ -34,14 +34,14 @@ from __future__ import annotations
 import hashlib
 import secrets
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from vsconf import narrow
 from vsconf.boxmuller import normal_pairs
-from vsconf.schedule import available_cores
+from vsconf.threads import available_cores
 
 BLOCK_SIZE = 1 << 16
 KINDS = ("truncated_normal", "untruncated_normal", "uniform")
@@ -167,28 +167,6 @@ def _seeded(key: int, block: int, state: np.ndarray | None, reuse: np.random.Gen
         gen = _SCRATCH.generator = np.random.Generator(np.random.SFC64(0))
     gen.bit_generator.state = {"bit_generator": "SFC64", "state": {"state": state}, "has_uint32": 0, "uinteger": 0}
     return gen
-
-
-def recorded_stream(metadata: Mapping[str, str]) -> int | None:
-    """The stream version an earlier ``apply`` recorded in a model's metadata.
-
-    ``vsconf.stream`` when it is a number (a version this vsconf may not know is still
-    returned, for :func:`check_stream` to explain); 1 when the metadata is vsconf's but
-    names no version (vsconf 0.1 recorded none); None when vsconf did not write it.
-    """
-    if "vsconf.stream" in metadata:
-        value = metadata["vsconf.stream"]
-        return int(value) if value.isascii() and value.isdigit() and len(value) <= 6 else None
-    return 1 if "vsconf.version" in metadata else None
-
-
-def seed_from_text(text: str) -> int | None:
-    """A seed written in metadata (``vsconf.seed``): ASCII decimal digits for 0 <= seed <
-    2**63, else None -- never ``int()`` on thousands of digits."""
-    if not text.isascii() or not text.isdigit():
-        return None
-    digits = text.lstrip("0") or "0"
-    return int(digits) if len(digits) <= 19 and int(digits) < MAX_SEED else None
 
 
 def check_stream(stream: object) -> int:
@@ -481,6 +459,25 @@ def draw(
     ``kind`` is one of :data:`KINDS`; ``param`` is the standard deviation of the
     (underlying) normal, or the uniform limit.
     """
+    return draw_part(
+        stream_key(seed, name), shape, dtype, kind, param, full_shape=full_shape, offset=offset, jobs=jobs, stream=stream
+    )
+
+
+def draw_part(
+    key: int,
+    shape: Sequence[int],
+    dtype: np.dtype,
+    kind: str,
+    param: float,
+    *,
+    full_shape: Sequence[int] | None = None,
+    offset: Sequence[int] | None = None,
+    jobs: int = 1,
+    stream: int = DEFAULT_STREAM,
+) -> np.ndarray:
+    """:func:`draw` of the tensor whose stream key is ``key``: the values of its partition
+    of ``shape`` at ``offset`` within ``full_shape`` (default: the whole tensor)."""
     if kind not in KINDS:
         raise ValueError(f"Unknown distribution kind {kind!r}; expected one of {KINDS}")
     shape = tuple(int(d) for d in shape)
@@ -491,7 +488,6 @@ def draw(
     for size, total, first in zip(shape, full, start):
         if size < 0 or first < 0 or first + size > total:
             raise ValueError(f"Partition of shape {shape} at offset {start} does not fit in {full}")
-    key = stream_key(seed, name)
     total = int(np.prod(full, dtype=np.int64))
     out = np.empty(int(np.prod(shape, dtype=np.int64)), dtype=dtype)
     segments = _segments(shape, full, start)

@@ -39,7 +39,7 @@ from vsconf.errors import ModelError
 from vsconf.files import Transaction, describe_os_error, is_data_name
 from vsconf.matching import TensorInfo
 from vsconf.onnx import rewrite, writer
-from vsconf.streams import recorded_stream, seed_from_text
+from vsconf.record import recorded_stream, seed_from_text
 from vsconf.onnx.checks import INT_TYPES, data_problem, element_count, layout_problem, plain, shown
 from vsconf.onnx.graph import (
     MAX_RANK,

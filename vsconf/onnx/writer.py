@@ -5,7 +5,7 @@ stored tensor at the source of its bytes -- new values, a materialized fill, or 
 the input copied by range -- serializes that small skeleton, and lays the file out with
 :func:`vsconf.onnx.wire.splice`: literal bytes between sources, every length prefix known
 up front from the tensors' dims.  Then it writes sequentially, new values generated in a
-background thread a chunk or two ahead (:func:`vsconf.schedule.prefetch`).  The contract:
+background thread a chunk or two ahead (:func:`vsconf.threads.prefetch`).  The contract:
 
 * **The bytes are protobuf's.**  The file is exactly what ``SerializeToString()`` of the
   whole edited model gives (and what vsconf wrote before it streamed).
@@ -50,7 +50,7 @@ from vsconf.onnx.checks import TYPED_FIELDS, data_bytes, element_count, movable,
 from vsconf.onnx.graph import Stored, all_tensors, stored_tensors
 from vsconf.onnx.reader import PROTOBUF_LIMIT, FileRange, ModelFile, resolved
 from vsconf.onnx.wire import splice
-from vsconf.schedule import prefetch
+from vsconf.threads import prefetch
 
 # Tensors past this many bytes in all go to a data file (protobuf refuses 2 GiB; room for the graph).
 _INLINE_LIMIT = 1_800_000_000

@@ -1,0 +1,109 @@
+"""From a plan entry to its values: the one step every writer, slice and task takes.
+
+A :class:`~vsconf.engine.PlanEntry` says *what* a tensor gets -- an init with its seed,
+fans and stream version.  A :class:`Draw` says it the way the streams take it: a constant,
+or a stream kind with its parameter (std or limit) on the tensor's own stream key, its
+dtype and size.  It is small and picklable, so a task carries it to a worker on another
+machine; and any range or box of a tensor's values comes from it alone, equal to that part
+of the whole (:mod:`vsconf.streams`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from vsconf import narrow, streams
+from vsconf.engine import PlanEntry
+from vsconf.initializers import check_array_size, float_dtype, sampling
+
+
+@dataclass(frozen=True, slots=True)
+class Draw:
+    """Everything a tensor's new values depend on.
+
+    ``kind``: a stream kind of :mod:`vsconf.streams`, or ``"constant"``; ``param``: the
+    normal's std or the uniform limit, or the constant; ``key`` and ``stream``: the stream
+    key and version (0 for a constant); ``dtype``: the tensor's dtype name; ``total``: its
+    number of elements.
+    """
+
+    kind: str
+    param: float
+    key: int
+    stream: int
+    dtype: str
+    total: int
+
+    @property
+    def numpy_dtype(self) -> np.dtype:
+        return float_dtype(self.dtype)
+
+    @property
+    def itemsize(self) -> int:
+        return self.numpy_dtype.itemsize
+
+
+def draw_of(entry: PlanEntry) -> Draw | None:
+    """What ``entry``'s tensor is drawn from; None when it keeps its stored values."""
+    if not entry.changes:
+        return None
+    total = math.prod(entry.shape)
+    if entry.action == "constant":
+        return Draw("constant", float(entry.value), 0, 0, entry.dtype, total)
+    kind, param = sampling(entry.distribution, entry.variance)
+    key = streams.stream_key(entry.seed, entry.name)
+    return Draw(kind, param, key, entry.stream or streams.DEFAULT_STREAM, entry.dtype, total)
+
+
+def values(draw: Draw, start: int, stop: int, *, jobs: int = 1, out: np.ndarray | None = None) -> np.ndarray:
+    """Elements ``start:stop`` (C order) of the tensor, into ``out`` when given."""
+    dtype = draw.numpy_dtype
+    if draw.kind == "constant":
+        out = np.empty(stop - start, dtype) if out is None else out[: stop - start]
+        narrow.fill(out, draw.param)
+        return out
+    return streams.draw_flat(draw.key, draw.total, start, stop, dtype, draw.kind, draw.param, jobs=jobs, out=out, stream=draw.stream)
+
+
+def part(draw: Draw, full_shape: Sequence[int], offset: Sequence[int], shape: Sequence[int], *, jobs: int = 1) -> np.ndarray:
+    """The box of ``shape`` at ``offset`` of the tensor of ``full_shape``."""
+    dtype = draw.numpy_dtype
+    if draw.kind == "constant":
+        return narrow.full(tuple(shape), draw.param, dtype)
+    return streams.draw_part(
+        draw.key, shape, dtype, draw.kind, draw.param, full_shape=full_shape, offset=offset, jobs=jobs, stream=draw.stream
+    )
+
+
+def generate(entry: PlanEntry, *, jobs: int = 1) -> np.ndarray | None:
+    """The new values of ``entry``'s tensor, or None when it keeps its values.
+
+    Raises ValueError naming ``entry`` when the tensor would pass
+    :func:`~vsconf.initializers.array_limit` (this machine's memory): writers stream big
+    tensors with :func:`generate_chunks` instead.
+    """
+    draw = draw_of(entry)
+    if draw is None:
+        return None
+    check_array_size("entry", entry.shape, draw.numpy_dtype, f"{entry.name!r} {list(entry.shape)}")
+    return values(draw, 0, draw.total, jobs=jobs).reshape(entry.shape)
+
+
+def chunk_elements(jobs: int, itemsize: int) -> int:
+    """How many elements a chunk holds: 16 MiB, or more so that every thread has blocks."""
+    per_round = jobs * streams.BLOCKS_PER_TASK * streams.BLOCK_SIZE
+    return max((16 << 20) // itemsize, 2 * per_round)
+
+
+def generate_chunks(entry: PlanEntry, *, jobs: int = 1, step: int | None = None) -> Iterator[np.ndarray] | None:
+    """The new values of ``entry``'s tensor as flat C-order chunks of ``step`` elements, or
+    None when it keeps its values.  Writers stream these; any ``step`` gives the same values."""
+    draw = draw_of(entry)
+    if draw is None:
+        return None
+    step = step or chunk_elements(jobs, draw.itemsize)
+    return (values(draw, lo, min(draw.total, lo + step), jobs=jobs) for lo in range(0, draw.total, step))
