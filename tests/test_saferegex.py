@@ -54,8 +54,9 @@ def pattern_from(choices: bytes) -> str:
 # Every name of up to two characters, and some longer ones: the same names for each pattern.
 NAMES = ["", *ALPHABET, *(a + b for a in ALPHABET for b in ALPHABET)]
 NAMES += ["".join(random.Random(seed).choices(ALPHABET, k=seed % 6 + 3)) for seed in range(60)]
-# Longer names of dotted segments that repeat, as a model's do.
-DOTTED = [".".join(random.Random(seed).choices(["a", "ab", "k1", "", "s_A", "\n"], k=seed % 5 + 2)) for seed in range(40)]
+# Names of dotted segments that repeat, as a model's do; short, as re.fullmatch (the oracle)
+# backtracks exponentially in a name's length on some random patterns.
+DOTTED = [".".join(random.Random(seed).choices(["a", "ab", "k1", "", "s", "\n"], k=seed % 4 + 2))[:8] for seed in range(40)]
 
 
 @settings(max_examples=2000, deadline=None)
