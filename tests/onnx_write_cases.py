@@ -23,7 +23,7 @@ from bad_inputs.onnx_cases_util import field
 from onnx_builders import make_model
 from onnx import AttributeProto, TensorProto, helper, numpy_helper
 
-from vsconf.onnx.wire import encode_varint as varint
+from vsconf.formats.onnx.wire import encode_varint as varint
 
 FIXTURES = Path(__file__).parent / "fixtures"
 EXAMPLES = Path(__file__).parent.parent / "examples"

@@ -1,4 +1,4 @@
-"""Every model format implements the whole adapter contract (``vsconf.adapters.Adapter``), so
+"""Every model format implements the whole adapter contract (``vsconf.formats.protocol.Adapter``), so
 that the API calls its methods and never probes for them."""
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 import vsconf
-from vsconf.adapters import Adapter, AdapterBase
-from vsconf.api import open_model
+from vsconf.formats.protocol import Adapter, AdapterBase
+from vsconf.formats import open_model
 from vsconf.files import Transaction
 from vsconf.spec import parse_spec
-from vsconf.statedict import DictStateDict
+from vsconf.formats.statedict import DictStateDict
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -108,7 +108,7 @@ def test_the_api_never_probes_adapters():
 
 
 def test_a_shapes_manifest_is_an_adapter_too(tmp_path):
-    manifest = pytest.importorskip("vsconf.manifest")
+    manifest = pytest.importorskip("vsconf.formats.manifest")
     path = tmp_path / "m.shapes.json"
     path.write_text(json.dumps({"tensors": {"fc.weight": {"shape": [3, 4]}}}))
     adapter = manifest.ShapesManifest(path)

@@ -7,7 +7,8 @@ import pytest
 
 import vsconf
 from vsconf.draw import generate, generate_chunks
-from vsconf.engine import FanHint, make_plan, state_dict_hints
+from vsconf.engine import FanHint, make_plan
+from vsconf.formats.names import state_dict_hints
 from vsconf.errors import MatchError
 from vsconf.fans import Axes
 from vsconf.matching import Consumer, TensorInfo
@@ -74,7 +75,7 @@ def test_fans_from_weight_uses_the_sibling_weight_in_state_dicts():
     assert bias.fans_from == "weight fc.weight (torch)"
     assert bias.limit == pytest.approx(1 / math.sqrt(300), rel=1e-15)  # PyTorch's bias bound
     with pytest.raises(MatchError, match=r"tensor 'head.bias': it takes `fans_from: weight`, but no weight reads alongside it \(expected 'head.weight'\)"):
-        make_plan([t("head.bias", (3,))], spec, {})
+        make_plan([t("head.bias", (3,))], spec, state_dict_hints([t("head.bias", (3,))]))
 
 
 def test_consumer_hints_and_conflicts():

@@ -12,8 +12,9 @@ import pytest
 import vsconf
 from vsconf.cli import main
 from vsconf.draw import generate
+from vsconf import formats
 from vsconf.errors import MatchError, ModelError
-from vsconf.manifest import ShapesManifest
+from vsconf.formats.manifest import ShapesManifest
 from vsconf.spec import parse_spec
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -103,7 +104,7 @@ def test_a_manifest_can_become_one_file(tmp_path, suffix):
         model = manifest(tmp_path, {"tensors": {**TENSORS, "fc2.weight": {"shape": [4, 32], "dtype": "float64"}}})
     result = vsconf.apply(model, SPEC, tmp_path / f"out{suffix}", lock=tmp_path / "init.lock")
     assert not vsconf.verify(tmp_path / f"out{suffix}", SPEC, lock=tmp_path / "init.lock")
-    with vsconf.api.open_model(tmp_path / f"out{suffix}") as adapter:
+    with formats.open_model(tmp_path / f"out{suffix}") as adapter:
         stored = adapter.read("fc2.weight")
     assert stored.tobytes() == generate(result.plan.entry("fc2.weight")).tobytes()
 

@@ -1,4 +1,4 @@
-"""vsconf.onnx.proto: onnx's messages and schemas without ``import onnx``, and a later
+"""vsconf.formats.onnx.proto: onnx's messages and schemas without ``import onnx``, and a later
 ``import onnx`` that shares them."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import sys
 import onnx
 import onnx.defs
 
-from vsconf.onnx import proto
+from vsconf.formats.onnx import proto
 
 
 def _run(code: str) -> str:
@@ -19,7 +19,7 @@ def _run(code: str) -> str:
 def test_alone_it_loads_neither_onnx_nor_ml_dtypes_and_import_onnx_then_shares_its_classes():
     out = _run(
         "import sys\n"
-        "from vsconf.onnx import proto\n"
+        "from vsconf.formats.onnx import proto\n"
         "schema = proto.defs.get_schema('Conv', 13, '')\n"
         "count = len(proto.defs.get_all_schemas_with_history())\n"
         "model = proto.ModelProto(ir_version=8)\n"

@@ -1,4 +1,4 @@
-"""The reader (``vsconf.onnx.reader``): a model opens as a skeleton without its weights'
+"""The reader (``vsconf.formats.onnx.reader``): a model opens as a skeleton without its weights'
 bytes, reads one tensor on demand, refuses what is not a model, and lets its file go."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from onnx_builders import model, save, tensor, value
 
 import vsconf
 from vsconf.errors import ModelError
-from vsconf.onnx import OnnxModel
-from vsconf.onnx.reader import ModelFile
+from vsconf.formats.onnx import OnnxModel
+from vsconf.formats.onnx.reader import ModelFile
 from vsconf.spec import parse_spec
 
 SPEC = parse_spec("vsconf: 1\nseed: 3\nrules:\n  - match: '*'\n    init: he_normal\n", source="spec.yaml")
@@ -141,8 +141,8 @@ def test_a_weight_in_a_subgraph_and_a_constant_are_read_from_the_file(tmp_path):
 
 @pytest.mark.parametrize("type_name", ["FLOAT16", "BFLOAT16"])
 def test_16_bit_floats_in_int32_data_are_their_bits(tmp_path, type_name):
-    from vsconf.onnx.checks import np_dtype
-    from vsconf.onnx.reader import typed_values
+    from vsconf.formats.onnx.checks import np_dtype
+    from vsconf.formats.onnx.reader import typed_values
 
     # every sign, exponent and NaN corner; int32_data entries as onnx writes them (0..65535)
     bits = np.array([0x0000, 0x8000, 0x0001, 0x3C00, 0x7BFF, 0x7C00, 0xFC00, 0x7E01, 0xFFFF, 0x3F80, 0x7F7F], np.uint16)
@@ -166,7 +166,7 @@ def test_16_bit_floats_in_int32_data_are_their_bits(tmp_path, type_name):
 
 
 def test_float32_and_float64_typed_fields_are_exact():
-    from vsconf.onnx.reader import typed_values
+    from vsconf.formats.onnx.reader import typed_values
 
     values = [0.1, -3.5, 1e-45, 3.4028234663852886e38]
     single = typed_values(TensorProto(name="a", data_type=TensorProto.FLOAT, dims=[2, 2], float_data=values))

@@ -1,4 +1,4 @@
-"""The wire-format walk (``vsconf.onnx.wire``): a skeleton parses to the message protobuf
+"""The wire-format walk (``vsconf.formats.onnx.wire``): a skeleton parses to the message protobuf
 parses from the whole file, markers aside, on real models and on mutated bytes; splicing
 a skeleton back gives exactly ``SerializeToString()`` of the whole model."""
 
@@ -16,9 +16,9 @@ from hypothesis import event, given
 from onnx import TensorProto, numpy_helper
 from onnx_write_cases import CASES
 
-from vsconf.onnx import reader, wire
-from vsconf.onnx.reader import ModelFile
-from vsconf.onnx.wire import PAYLOAD_MIN, References, WireError, encode_varint, skeleton, splice
+from vsconf.formats.onnx import reader, wire
+from vsconf.formats.onnx.reader import ModelFile
+from vsconf.formats.onnx.wire import PAYLOAD_MIN, References, WireError, encode_varint, skeleton, splice
 
 
 @dataclass(frozen=True)

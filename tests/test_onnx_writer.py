@@ -24,7 +24,7 @@ from onnx_builders import model, save, value
 from onnx_write_cases import CASES, plan_of, write_case
 
 from vsconf.files import Transaction
-from vsconf.onnx import OnnxModel, writer
+from vsconf.formats.onnx import OnnxModel, writer
 
 EXPECTED = json.loads((Path(__file__).parent / "fixtures" / "onnx_writer_digests.json").read_text())
 

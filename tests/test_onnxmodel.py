@@ -20,8 +20,8 @@ from onnx_builders import make_model, model, run, save, tensor, value
 import vsconf
 from vsconf.errors import MatchError, ModelError
 from vsconf.files import Transaction
-from vsconf.onnx import OnnxModel, writer
-from vsconf.onnx.reader import ModelFile
+from vsconf.formats.onnx import OnnxModel, writer
+from vsconf.formats.onnx.reader import ModelFile
 from vsconf.spec import parse_spec
 
 

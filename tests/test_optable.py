@@ -8,7 +8,7 @@ import onnx.defs
 import pytest
 
 from vsconf.matching import ROLES
-from vsconf.onnx.optable import (
+from vsconf.formats.onnx.optable import (
     _CONTRIB_INPUTS,
     FIXED_INPUTS,
     INPUT_ROWS,

@@ -17,7 +17,7 @@ from vsconf.cli import main
 from vsconf.errors import MatchError, SpecError
 from vsconf.matching import TensorInfo
 from vsconf.spec import parse_spec
-from vsconf.statedict import guess_roles
+from vsconf.formats.names import guess_roles
 
 ROOT = Path(__file__).resolve().parent.parent
 F32 = np.float32

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import vsconf
-from vsconf import arguments, schedule, sharded, tasks
+from vsconf import arguments, schedule, tasks
+from vsconf.formats import sharded
 from vsconf.cli import main
 from vsconf.draw import generate
 from vsconf.errors import ModelError

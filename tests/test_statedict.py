@@ -254,7 +254,7 @@ def test_npy_headers_read_as_numpy_reads_them(shape, descr, fortran, version):
     import ast
     import io
 
-    from vsconf.statedict import _npy_header
+    from vsconf.formats.npz import _npy_header
 
     dtype = np.dtype(ast.literal_eval(descr) if descr.startswith("[") else descr)
     buffer = io.BytesIO()
@@ -274,7 +274,7 @@ def test_npy_headers_read_as_numpy_reads_them(shape, descr, fortran, version):
 def test_npy_header_errors_are_numpy_s():
     import io
 
-    from vsconf.statedict import _npy_header
+    from vsconf.formats.npz import _npy_header
 
     bad = b"\x93NUMPY\x01\x00" + (20).to_bytes(2, "little") + b"{'descr': 7}       \n"
     with pytest.raises(ValueError, match="Header does not contain the correct keys"):

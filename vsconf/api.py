@@ -8,7 +8,6 @@ starts, and writes the output, its data file and the lock in one transaction.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import math
@@ -20,75 +19,25 @@ from typing import Any
 
 import numpy as np
 
-from vsconf import arguments, manifest, outputs, record, sharded, statedict, streams
-from vsconf.adapters import Adapter, Layout, Progress
+from vsconf import arguments, formats, outputs, record, streams
 from vsconf.arguments import SpecLike
 from vsconf.draw import generate, generate_chunks
 from vsconf.engine import Plan, PlanEntry, auto_fans, consumer_labels, make_plan
-from vsconf.schedule import Scheduler
 from vsconf.errors import ModelError, Problem
-from vsconf.files import Transaction, default_output, describe_os_error, is_data_name, little_endian_bytes, parent_folder, regular_file
+from vsconf.files import Transaction, default_output, describe_os_error, is_data_name, little_endian_bytes, parent_folder
+from vsconf.formats import sharded
+from vsconf.formats.manifest import ShapesManifest, require_filled
+from vsconf.formats.npz import write_state_npz
+from vsconf.formats.protocol import Adapter, Layout, Progress
+from vsconf.formats.statedict import DictStateDict
 from vsconf.initializers import array_limit, check_array_size, float_dtype
 from vsconf.lock import build_lock, compare_lock, read_lock, write_lock
+from vsconf.schedule import Scheduler
 from vsconf.spec import Spec
 
 
 
 # --------------------------------------------------------------------------- opening models
-
-
-@contextlib.contextmanager
-def open_model(
-    model: Any, *, materialize: bool = False, untie: bool | str = False, spec_untie: str | None = None
-) -> Iterator[Adapter]:
-    """The adapter for ``model``: a ``.onnx``/``.npz``/``.safetensors`` path or a dict of arrays.
-
-    ``untie`` (the caller's) wins over ``spec_untie`` (the spec's ``untie:``), which only
-    applies to ONNX models: a state dict has no shared tensors.
-    """
-    materialize = arguments.flag(materialize, "materialize")
-    untie = arguments.untie(untie)
-    if isinstance(model, Mapping):
-        if materialize or untie:
-            raise ValueError("Arguments `materialize` and `untie` apply to ONNX models only")
-        adapter = statedict.DictStateDict(model)
-    else:
-        path = _model_path(model)
-        if path.suffix == ".onnx":
-            from vsconf.onnx import OnnxModel
-
-            adapter = OnnxModel(path, materialize=materialize, untie=untie or spec_untie or False)
-        else:
-            if materialize or untie:
-                raise ModelError(
-                    f"{path}: materialize and untie apply to ONNX models only",
-                    cli_message=f"{path}: --materialize and --untie apply to ONNX models only",
-                )
-            adapter = _open_checkpoint(path) if _is_checkpoint_model(path) else statedict.open_state_dict(path)
-    try:
-        yield adapter
-    finally:
-        adapter.close()
-
-
-def _model_path(model: Any) -> Path:
-    """A model file, or a shapes manifest or sharded checkpoint folder (checked on opening)."""
-    path = arguments.path(model, "model")
-    return path if _is_checkpoint_model(path) else regular_file(path, "model")
-
-
-def _is_checkpoint_model(path: Path) -> bool:
-    """A manifest, or a sharded checkpoint's index or folder (or a folder of one model.safetensors)."""
-    return manifest.is_manifest(path) or path.name.endswith(sharded.INDEX_SUFFIX) or path.is_dir()
-
-
-def _open_checkpoint(path: Path) -> Any:
-    """The adapter of a manifest or a sharded checkpoint."""
-    if not os.path.lexists(path):
-        raise ModelError(f"{path}: no such file")
-    if manifest.is_manifest(path):
-        return manifest.ShapesManifest(path)
-    return sharded.open_sharded(path)
 
 
 def _plan_of(adapter: Adapter, spec: Spec) -> Plan:
@@ -133,7 +82,7 @@ def plan(
         'torch'
     """
     spec = arguments.spec(spec, arguments.seed(seed))
-    with open_model(model, materialize=materialize, untie=untie, spec_untie=spec.untie) as adapter:
+    with formats.open_model(model, materialize=materialize, untie=untie, spec_untie=spec.untie) as adapter:
         return _plan_of(adapter, spec)
 
 
@@ -164,7 +113,7 @@ def inspect(model: Any, *, materialize: bool = False) -> list[dict[str, Any]]:
         fc.bias [4] ['Gemm.C (fc)'] 4 4
     """
     records = []
-    with open_model(model, materialize=materialize) as adapter:
+    with formats.open_model(model, materialize=materialize) as adapter:
         hints = adapter.hints()
         for tensor in adapter.tensors():
             hint = hints.get(tensor.name)
@@ -273,77 +222,6 @@ def _check_lock(lock: Path, reads: outputs.Reads, output: Path, *, force: bool, 
         )
 
 
-@dataclass(frozen=True)
-class _Target:
-    """Where and how ``apply`` writes: ``kind`` ``model`` (the model's own format, by its
-    adapter), ``npz`` (a manifest's), ``safetensors`` (one file of a checkpoint) or
-    ``folder`` (a sharded checkpoint named ``prefix``, its index named by ``-o`` when
-    ``index_named``)."""
-
-    kind: str
-    path: Path | None
-    prefix: str = "model"
-    index_named: bool = False
-
-
-def _folder_of(model: Path) -> Path:
-    """The folder a sharded checkpoint lives in (its own path when given as a folder)."""
-    return model if model.is_dir() else parent_folder(model)
-
-
-def _output_target(model: Path, output: str | os.PathLike | None, *, in_place: bool) -> _Target:
-    """What kind of output ``apply`` writes for ``model`` and ``output`` (``in_place`` checked)."""
-    if in_place and output is not None:
-        raise ValueError("Give either `output` or `in_place=True`, not both")
-    checkpoint = _is_checkpoint_model(model)
-    if not checkpoint and (output is None or not sharded.is_folder_output(output)):
-        return _file_target(model, output)
-    if model.suffix == ".onnx":
-        raise ModelError(f"{output}: {model.name} is an ONNX model, written as .onnx, not as a sharded checkpoint")
-    is_manifest = manifest.is_manifest(model)
-    if in_place:
-        if is_manifest:
-            raise ModelError(
-                f"{model}: a shapes manifest cannot be replaced by its checkpoint; pass output=",
-                cli_message=f"{model}: a shapes manifest cannot be replaced by its checkpoint; use -o",
-            )
-        if not model.is_dir() and not model.name.endswith(sharded.INDEX_SUFFIX):
-            raise ModelError(f"{model}: in-place applies to sharded checkpoints in a folder")
-        index = sharded.index_file(model)
-        prefix = index.name[: -len(sharded.INDEX_SUFFIX)] if index is not None else "model"
-        return _Target("folder", _folder_of(model), prefix)
-    if output is None:
-        if is_manifest:
-            return _Target("folder", manifest.default_output(model))
-        folder = _folder_of(model)
-        folder = folder if folder.name else folder.resolve()
-        return _Target("folder", folder.with_name(folder.name + ".init"))
-    if sharded.is_folder_output(output):
-        folder, prefix = sharded.folder_and_prefix(output)
-        return _Target("folder", folder, prefix, index_named=Path(os.fspath(output)).name.endswith(sharded.INDEX_SUFFIX))
-    target = Path(os.fspath(output))
-    if target.suffix == ".safetensors":
-        return _Target("safetensors", target)
-    if target.suffix == ".npz":
-        return _Target("npz", target)
-    raise ModelError(f"{target}: the output of {model.name} is a folder, a .safetensors or an .npz file")
-
-
-def _file_target(model: Path, output: str | os.PathLike | None) -> _Target:
-    """A file output of a model file: the model's own format, or the other state-dict format."""
-    if output is None or Path(os.fspath(output)).suffix == model.suffix:
-        return _Target("model", None)
-    target = Path(os.fspath(output))
-    if model.suffix != ".onnx" and target.suffix in (".npz", ".safetensors"):
-        return _Target(target.suffix[1:], target)
-    return _Target("unknown", target)  # refused once the path's own checks have run
-
-
-def _refuse_format(model: Path, target: Path) -> None:
-    expected = "an .onnx file" if model.suffix == ".onnx" else "an .npz or a .safetensors file, or a folder"
-    raise ModelError(f"{target}: the output of {model.name} is {expected}")
-
-
 def apply(
     model: str | os.PathLike,
     spec: SpecLike,
@@ -426,7 +304,7 @@ def apply(
         >>> vsconf.verify("model.init.npz", "init.yaml", lock="model.lock.json")
         []
     """
-    path = _model_path(model)
+    path = formats.model_path(model)
     output_path = arguments.path(output, "output", optional=True)
     lock_path = arguments.path(lock, "lock", optional=True)
     in_place, force = arguments.flag(in_place, "in_place"), arguments.flag(force, "force")
@@ -434,7 +312,7 @@ def apply(
     progress = arguments.progress(progress)
     spec = arguments.spec(spec, arguments.seed(seed))
     where, shard_bytes, task_bytes = arguments.checkpoint_options(scheduler, dask_workers, shard_size, task_size, jobs)
-    target = _output_target(path, output, in_place=in_place)
+    target = formats.output_target(path, output, in_place=in_place)
     if target.kind == "model":
         if (scheduler, dask_workers, shard_size, task_size) != ("threads", None, None, None):
             where = output_path or path  # the output is what these options cannot shape
@@ -456,8 +334,8 @@ def apply(
             target, path=_resolve_output(path, target.path or output_path, in_place=in_place, force=force, reads=reads)
         )
         if target.kind == "unknown":
-            _refuse_format(path, target.path)
-    with open_model(path, materialize=materialize, untie=untie, spec_untie=spec.untie) as adapter:
+            formats.refuse_format(path, target.path)
+    with formats.open_model(path, materialize=materialize, untie=untie, spec_untie=spec.untie) as adapter:
         if target.kind == "folder":
             return run.folder(adapter, path, target, where, shard_bytes, task_bytes)
         return run.file(adapter, path, target, where, task_bytes)
@@ -488,8 +366,8 @@ class _Run:
 
     def plan(self, adapter: Adapter, model: Path) -> Plan:
         the_plan = _plan_of(adapter, self.spec)
-        if isinstance(adapter, manifest.ShapesManifest):
-            manifest.require_filled(the_plan, model)
+        if isinstance(adapter, ShapesManifest):
+            require_filled(the_plan, model)
         return the_plan
 
     def metadata(self, adapter: Adapter) -> dict[str, str]:
@@ -503,7 +381,7 @@ class _Run:
         write_lock(transaction.stage(self.lock), lock_data, self.lock)
         return lock_data
 
-    def file(self, adapter: Adapter, model: Path, target: _Target, where: Scheduler, task_bytes: int | None) -> ApplyResult:
+    def file(self, adapter: Adapter, model: Path, target: formats.Target, where: Scheduler, task_bytes: int | None) -> ApplyResult:
         """A file output: the model's own format, a manifest's ``.npz``, or one ``.safetensors``."""
         path = target.path
         inputs = [(model, "the input model")] + [(file, f"{file.name}, which the input model reads") for file in adapter.files()]
@@ -542,14 +420,14 @@ class _Run:
                     digests=self.digests if self.lock is not None else None, where=path,
                 )
             elif target.kind == "npz":
-                statedict.write_state_npz(adapter, path, the_plan, self.values, transaction, self.progress)
+                write_state_npz(adapter, path, the_plan, self.values, transaction, self.progress)
             else:
                 adapter.write(path, the_plan, self.values, metadata, self.progress, transaction)
             lock_data = self.stage_lock(transaction, the_plan, path)
             transaction.commit(stale)
         return ApplyResult(path, the_plan, lock_data, tuple(transaction.notes))
 
-    def check_folder(self, target: _Target, model: Path) -> None:
+    def check_folder(self, target: formats.Target, model: Path) -> None:
         """What a folder output can be refused for before the model is opened."""
         folder = target.path
         outputs.writable_folder(parent_folder(folder), folder, "output")
@@ -567,7 +445,7 @@ class _Run:
         outputs.guard_folder(folder, owned, (), outputs.Reads(), replace=self.force)
 
     def folder(
-        self, adapter: Adapter, model: Path, target: _Target, where: Scheduler, shard_bytes: int | None, task_bytes: int | None
+        self, adapter: Adapter, model: Path, target: formats.Target, where: Scheduler, shard_bytes: int | None, task_bytes: int | None
     ) -> ApplyResult:
         """A sharded checkpoint written into a folder, beside whatever else the folder holds."""
         folder, prefix = target.path, target.prefix
@@ -702,7 +580,7 @@ def apply_state_dict(
         raise TypeError(f"Argument `mapping` must be a mapping of names to arrays. Received: {arguments.type_name(mapping)}")
     spec = arguments.spec(spec, arguments.seed(seed))
     jobs = arguments.jobs(jobs)
-    adapter = statedict.DictStateDict(mapping)
+    adapter = DictStateDict(mapping)
     the_plan = _plan_of(adapter, spec)
     for entry in the_plan:  # every array of the new dict is made whole: none may pass the limit
         dtype = np.dtype(float_dtype(entry.dtype)) if entry.changes else adapter.read(entry.name).dtype
@@ -768,7 +646,7 @@ def verify(
     spec = arguments.spec(spec, seed)
     problems: list[Problem] = []
     digests: dict[str, str] = {}
-    with open_model(model, untie=untie, spec_untie=spec.untie) as adapter:
+    with formats.open_model(model, untie=untie, spec_untie=spec.untie) as adapter:
         if seed is None and adapter.recorded_seed_problem is not None:
             raise ModelError(adapter.recorded_seed_problem)
         if seed is None and adapter.recorded_seed is not None:

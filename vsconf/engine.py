@@ -30,7 +30,9 @@ class FanHint:
     says which, e.g. ``"Conv W"``).  ``weight``: the weight tensor of the node that reads
     this one (for ``fans_from: weight``); ``weights``: each consumer's (label, weight) when
     there are several.  ``conflict``: why the consumers disagree on fans;
-    ``role_conflict``: why they disagree on what the tensor is.
+    ``role_conflict``: why they disagree on what the tensor is.  ``weight_expected``: where
+    the format looks for a weight that is not there (a state dict's sibling ``.weight``),
+    for the message of ``fans_from: weight``.
     """
 
     axes: Axes | None = None
@@ -39,6 +41,7 @@ class FanHint:
     conflict: str | None = None
     weights: tuple[tuple[str, str], ...] = ()
     role_conflict: str | None = None
+    weight_expected: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,7 +246,7 @@ class _Planner:
                         self.spec.source,
                         rule,
                         "it takes `fans_from: weight`, but no weight reads alongside it"
-                        + (f" (expected {_sibling_weight(tensor.name)!r})" if self.target == "state_dict" else ""),
+                        + (f" (expected {hint.weight_expected!r})" if hint is not None and hint.weight_expected else ""),
                         tensor=tensor.name,
                     )
                 )
@@ -341,41 +344,6 @@ def auto_fans(tensor: TensorInfo, hint: FanHint | None, target: str) -> tuple[in
         return (*compute_fans(tensor.shape, "tf"), hint.source)
     source = "tf (auto)" if target == "state_dict" else "tf (auto: no known consumer)"
     return (*compute_fans(tensor.shape, "tf"), source)
-
-
-def _sibling_weight(name: str) -> str:
-    stem, _, _ = name.rpartition(".")
-    return f"{stem}.weight" if stem else "weight"
-
-
-class _SiblingHints(Mapping[str, FanHint]):
-    """The hints of a state dict, made when asked for: a model may have a million tensors,
-    and most never need theirs."""
-
-    def __init__(self, names: set[str]):
-        self._names = names
-
-    def __getitem__(self, name: str) -> FanHint:
-        hint = self.get(name)
-        if hint is None:
-            raise KeyError(name)
-        return hint
-
-    def get(self, name: str, default: Any = None) -> Any:
-        weight = _sibling_weight(name)
-        return FanHint(weight=weight) if name in self._names and weight in self._names else default
-
-    def __iter__(self) -> Iterator[str]:
-        return (name for name in self._names if _sibling_weight(name) in self._names)
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
-
-
-def state_dict_hints(tensors: Sequence[TensorInfo]) -> Mapping[str, FanHint]:
-    """For state dicts, a bias's weight is its sibling: ``fc.bias`` -> ``fc.weight`` (and a
-    weight is its own)."""
-    return _SiblingHints({t.name for t in tensors})
 
 
 def make_plan(

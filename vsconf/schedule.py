@@ -1,8 +1,8 @@
 """Where tasks run: threads of this process, a pool of fresh processes, or a Dask cluster.
 
 A :class:`Scheduler` names the place; :func:`run` runs a list of
-:class:`~vsconf.tasks.Task`\ s there and raises the first failure, after the scheduler's
-retries.  The bytes never depend on the choice: a task's bytes are a function of its
+tasks (:class:`~vsconf.tasks.Task`) there and raises the first failure, after the
+scheduler's retries.  The bytes never depend on the choice: a task's bytes are a function of its
 description alone (see :mod:`vsconf.tasks`).
 """
 

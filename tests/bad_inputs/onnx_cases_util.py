@@ -15,7 +15,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from bad_inputs.common import onnx_model
-from vsconf.onnx.wire import encode_varint as varint
+from vsconf.formats.onnx.wire import encode_varint as varint
 
 Edit = Callable[[onnx.ModelProto], None]
 

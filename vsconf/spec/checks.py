@@ -31,7 +31,7 @@ def meaning_problems(doc: Document, data: Mapping[str, Any]) -> tuple[list[Probl
 @functools.lru_cache(maxsize=1)
 def _onnx_ops() -> dict[str, list[list[str]]]:
     """Formal input names of every operator the installed onnx knows, per op type."""
-    from vsconf.onnx import proto
+    from vsconf.formats.onnx import proto
 
     ops: dict[str, list[list[str]]] = {}
     for schema in proto.defs.get_all_schemas_with_history():

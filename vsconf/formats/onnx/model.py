@@ -1,9 +1,9 @@
 """The ONNX adapter: an ONNX file's float tensors, their consumers, and a writer.
 
-:class:`OnnxModel` ties the rooms together -- :mod:`~vsconf.onnx.reader` opens the file as a
-skeleton, :mod:`~vsconf.onnx.checks` and :mod:`~vsconf.onnx.graph` refuse what cannot be
-used, :mod:`~vsconf.onnx.rewrite` applies ``--materialize`` and ``--untie``,
-:mod:`~vsconf.onnx.graph` reads fans and roles from consumers, :mod:`~vsconf.onnx.writer` writes.
+:class:`OnnxModel` ties the rooms together -- :mod:`~vsconf.formats.onnx.reader` opens the file as a
+skeleton, :mod:`~vsconf.formats.onnx.checks` and :mod:`~vsconf.formats.onnx.graph` refuse what cannot be
+used, :mod:`~vsconf.formats.onnx.rewrite` applies ``--materialize`` and ``--untie``,
+:mod:`~vsconf.formats.onnx.graph` reads fans and roles from consumers, :mod:`~vsconf.formats.onnx.writer` writes.
 ``untie="conflicts"`` unties only the shared tensors whose consumers disagree (on fans, on
 the weights ``fans_from: weight`` would read, or on role); ``untied`` says which.
 All I/O and graph reading; the values come from the engine.  The contracts:
@@ -30,18 +30,18 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-from vsconf.onnx import proto
-from vsconf.onnx.proto import TensorProto
+from vsconf.formats.onnx import proto
+from vsconf.formats.onnx.proto import TensorProto
 
-from vsconf.adapters import AdapterBase, Progress, Values
+from vsconf.formats.protocol import AdapterBase, Progress, Values
 from vsconf.engine import FanHint, Plan
 from vsconf.errors import ModelError
 from vsconf.files import Transaction, describe_os_error, is_data_name
 from vsconf.matching import TensorInfo
-from vsconf.onnx import rewrite, writer
+from vsconf.formats.onnx import rewrite, writer
 from vsconf.record import recorded_stream, seed_from_text
-from vsconf.onnx.checks import INT_TYPES, data_problem, element_count, layout_problem, plain, shown
-from vsconf.onnx.graph import (
+from vsconf.formats.onnx.checks import INT_TYPES, data_problem, element_count, layout_problem, plain, shown
+from vsconf.formats.onnx.graph import (
     MAX_RANK,
     Stored,
     TooTangled,
@@ -53,7 +53,7 @@ from vsconf.onnx.graph import (
     order_problem,
     stored_tensors,
 )
-from vsconf.onnx.reader import ModelFile, resolved
+from vsconf.formats.onnx.reader import ModelFile, resolved
 
 
 class OnnxModel(AdapterBase):
@@ -169,7 +169,7 @@ class OnnxModel(AdapterBase):
         """Stage the model with new values as ``output`` in ``transaction`` (not committed).
 
         ``values(entry)``: the entry's new values as flat chunks, or None to keep them
-        (see :mod:`vsconf.onnx.writer`).
+        (see :mod:`vsconf.formats.onnx.writer`).
         """
         writer.write(self._file, self._model, self._fills, self.files(), output, plan, values, metadata, progress, transaction)
 

@@ -31,14 +31,13 @@ from typing import Any
 import numpy as np
 import yaml
 
-from vsconf.adapters import AdapterBase
-from vsconf.engine import FanHint, Plan, state_dict_hints
+from vsconf.engine import Plan
 from vsconf.errors import MatchError, ModelError
 from vsconf.files import Transaction, load_json, read_text
 from vsconf.initializers import FLOAT_DTYPES, float_dtype
 from vsconf.matching import TensorInfo
 from vsconf.spec import format_path
-from vsconf.statedict import is_unicode
+from vsconf.formats.names import NamedTensors, is_unicode
 
 SUFFIXES = (".shapes.json", ".shapes.yaml", ".shapes.yml")
 MAX_MANIFEST_BYTES = 64 << 20
@@ -221,7 +220,7 @@ def _tensor(path: Path, name: Any, entry: Any) -> TensorInfo:
     return TensorInfo(name, tuple(shape), dtype)
 
 
-class ShapesManifest(AdapterBase):
+class ShapesManifest(NamedTensors):
     """A shapes manifest as a model: tensors with no values yet."""
 
     target = "state_dict"
@@ -233,15 +232,6 @@ class ShapesManifest(AdapterBase):
     def __init__(self, path: Path):
         self.path = path
         self._infos, self.metadata, self.aliases = parse_manifest(path, _load(path))
-
-    def tensors(self) -> list[TensorInfo]:
-        """Every tensor, with the role its name suggests (as for any state dict)."""
-        from vsconf.statedict import guess_roles
-
-        return guess_roles(self._infos)
-
-    def hints(self) -> dict[str, FanHint]:
-        return state_dict_hints(self._infos)
 
     def read(self, name: str) -> np.ndarray:
         raise ModelError(f"{self.path}: a shapes manifest holds no values (tensor {name!r}); verify the checkpoint made from it")
@@ -259,7 +249,7 @@ class ShapesManifest(AdapterBase):
         self, output: Path, plan: Plan, values, metadata: Mapping[str, str], progress, transaction: Transaction
     ) -> None:
         """An ``.npz`` output: members in name order, each streamed chunk by chunk."""
-        from vsconf.statedict import write_state_npz
+        from vsconf.formats.npz import write_state_npz
 
         if output.suffix != ".npz":
             raise ModelError(f"{output}: a manifest's checkpoint is a folder, a .safetensors or an .npz file")

@@ -20,13 +20,13 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 
 import numpy as np
-from vsconf.onnx import proto
-from vsconf.onnx.proto import AttributeProto, TensorProto
+from vsconf.formats.onnx import proto
+from vsconf.formats.onnx.proto import AttributeProto, TensorProto
 
 from vsconf.errors import ModelError
-from vsconf.onnx.checks import DATA_TYPES, FLOAT_TYPES, data_bytes, data_problem, element_count, is_sub_byte, layout_problem, shown
-from vsconf.onnx.graph import MAX_RANK, CannotFollow, ConstantInts, Edge, attribute, build_index, graphs, node_labels, stored_tensors
-from vsconf.onnx.reader import ModelFile
+from vsconf.formats.onnx.checks import DATA_TYPES, FLOAT_TYPES, data_bytes, data_problem, element_count, is_sub_byte, layout_problem, shown
+from vsconf.formats.onnx.graph import MAX_RANK, CannotFollow, ConstantInts, Edge, attribute, build_index, graphs, node_labels, stored_tensors
+from vsconf.formats.onnx.reader import ModelFile
 
 # --materialize refuses to build a tensor larger than this (1 TiB) instead of trying.
 MATERIALIZE_LIMIT = 2**40

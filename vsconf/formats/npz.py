@@ -1,12 +1,11 @@
-"""State dicts: ``.npz`` and ``.safetensors`` files, one tensor in memory at a time where the
-format allows it.  All I/O; the values come from the engine.
+"""``.npz`` files: read member by member without trusting a declared size, written as
+NumPy would, members streamed, every name checked against what the archive can hold.
 """
 
 from __future__ import annotations
 
 import functools
 import io
-import json
 import os
 import re
 import shutil
@@ -14,22 +13,21 @@ import struct
 import tokenize
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
-from vsconf.adapters import AdapterBase, Values
-from vsconf.dtypes import DtypeTable
-from vsconf.engine import FanHint, Plan, PlanEntry, state_dict_hints
+from vsconf.engine import Plan, PlanEntry
 from vsconf.errors import ModelError
-from vsconf.files import Transaction, describe_os_error, little_endian_bytes, pread_range
+from vsconf.files import Transaction, describe_os_error, little_endian_bytes
+from vsconf.formats.names import NamedTensors, is_unicode
+from vsconf.formats.protocol import Values
 from vsconf.initializers import float_dtype
-from vsconf.threads import prefetch
-from vsconf.record import recorded_stream
 from vsconf.matching import TensorInfo
+from vsconf.threads import prefetch
 
 # Fixed member timestamps make an .npz a function of its contents alone.
 _ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
@@ -111,80 +109,7 @@ def _nbytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
     return total
 
 
-class _StateDict(AdapterBase):
-    """What every state dict tells the engine: names, shapes and dtypes; biases' weights by name.
-    One file each (the defaults of :class:`~vsconf.adapters.AdapterBase`)."""
-
-    target = "state_dict"
-    _infos: list[TensorInfo]
-
-    def tensors(self) -> list[TensorInfo]:
-        return guess_roles(self._infos)
-
-    def listing(self) -> list[TensorInfo]:
-        """Names, shapes and dtypes alone, in the file's order (no roles guessed)."""
-        return self._infos
-
-    def hints(self) -> dict[str, FanHint]:
-        return state_dict_hints(self._infos)
-
-
-# --------------------------------------------------------------------------- roles by name
-
-# Buffers that PyTorch and Keras name the same way everywhere.
-_RUNNING_STATS = frozenset({"running_mean", "running_var", "num_batches_tracked", "moving_mean", "moving_variance"})
-_CONSTANT_BUFFERS = frozenset({"masked_bias", "inv_freq", "position_ids", "token_type_ids"})
-# A module whose last name part says "norm": bn1, ln_f, norm2, layer_norm, LayerNorm, gn...
-_NORM_MODULE = re.compile(r"(?i)^(?:bn|ln|gn|rms|norm|batchnorm|batch_norm|layernorm|layer_norm|groupnorm|rmsnorm)(?:_?\w*?\d*)$|norm")
-_EMBEDDING_MODULE = re.compile(r"(?i)embed|^wte$|^wpe$|^emb$|^tok_embeddings$")
-
-
-def _split(name: str) -> tuple[str, str]:
-    """(module path, last part) of a parameter name: ``layer1.0.bn1``, ``running_mean``."""
-    for separator in (".", "/"):
-        if separator in name:
-            module, _, leaf = name.rpartition(separator)
-            return module, leaf
-    return "", name
-
-
-def guess_roles(infos: list[TensorInfo]) -> list[TensorInfo]:
-    """Each tensor with the role its name says under PyTorch's and Keras's conventions
-    (marked as a guess: a state dict has no consumers to ask)."""
-    splits = [_split(info.name) for info in infos]
-    modules_with_stats = {module for module, leaf in splits if leaf in _RUNNING_STATS}
-    reasons: dict[str, str] = {}  # one string per reason, shared by every tensor it explains
-    out = []
-    for info, (module, leaf) in zip(infos, splits):
-        role, why = _role_by_name(info, module, leaf, modules_with_stats)
-        role_from = reasons.get(why)
-        if role_from is None:
-            role_from = reasons[why] = f"name: {why}"
-        out.append(TensorInfo(info.name, info.shape, info.dtype, info.consumers, role, role_from, True))
-    return out
-
-
-def _role_by_name(info: TensorInfo, module: str, leaf: str, modules_with_stats: set[str]) -> tuple[str, str]:
-    last_module = _split(module)[1] if module else ""
-    if leaf in _RUNNING_STATS:
-        return "running_stat", f"{leaf!r} is a normalization's running statistic"
-    if leaf in _CONSTANT_BUFFERS:
-        return "constant", f"{leaf!r} is a buffer, not a parameter"
-    normish = module in modules_with_stats or bool(last_module and _NORM_MODULE.search(last_module))
-    if leaf in ("gamma", "beta") or (normish and leaf in ("weight", "scale", "bias")):
-        why = "a sibling running statistic" if module in modules_with_stats else f"module {last_module or module!r}"
-        return ("norm_bias" if leaf in ("beta", "bias") else "norm_scale"), f"{leaf!r} of a normalization ({why})"
-    if "bias" in leaf:
-        return "bias", f"{leaf!r}"
-    if leaf == "embeddings" or ("weight" in leaf and len(info.shape) == 2 and _EMBEDDING_MODULE.search(last_module or "")):
-        return "embedding", f"{leaf!r} of an embedding ({last_module or leaf!r})"
-    if leaf == "kernel" or ("weight" in leaf and len(info.shape) >= 2):
-        return "weight", f"{leaf!r} of rank {len(info.shape)}"
-    return "other", f"{leaf!r} follows no convention vsconf knows"
-
-
-
-class NpzStateDict(_StateDict):
+class NpzStateDict(NamedTensors):
     """An ``.npz`` file: members ``<name>.npy``, read lazily, written member by member."""
 
     def __init__(self, path: Path):
@@ -408,204 +333,9 @@ def check_npz_members(output: Path, members: Sequence[NpzMember]) -> None:
             raise ModelError(f"{output}: {what} would load from an .npz file as the member {key!r}, which holds {owner}")
 
 
-def is_unicode(text: str) -> bool:
-    """Whether ``text`` is valid Unicode (no lone surrogate, which no file format can hold)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 def _reason(exc: BaseException) -> str:
     if isinstance(exc, OSError):
         return describe_os_error(exc)
     return str(exc) or type(exc).__name__
 
-
-def _safetensors():
-    try:
-        import safetensors
-        import safetensors.numpy
-    except ImportError:
-        raise ModelError(
-            ".safetensors files need the optional extra: pip install 'vsconf[safetensors]'"
-        ) from None
-    return safetensors
-
-
-class SafetensorsStateDict(_StateDict):
-    """A ``.safetensors`` file: checked and read through the safetensors library, written
-    tensor by tensor (header first: every size is known from the plan)."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        self._lib = _safetensors()
-        try:
-            self._file = self._lib.safe_open(str(path), framework="numpy")
-            self.metadata = dict(self._file.metadata() or {})
-        except Exception as exc:  # safetensors raises its own error types
-            raise ModelError(f"{path}: cannot read as .safetensors: {exc}") from None
-        self.recorded_stream = recorded_stream(self.metadata)
-        # The library has checked the header; read it again for the byte ranges, which
-        # copying a tensor of a type NumPy cannot hold (float8...) needs.
-        with open(path, "rb") as handle:
-            size = struct.unpack("<Q", handle.read(8))[0]
-            header = json.loads(handle.read(size))
-        self._data_start = 8 + size
-        self._header = {name: info for name, info in header.items() if name != "__metadata__"}
-        self._infos = []
-        for name in self._file.keys():
-            info = self._header[name]
-            # Types NumPy cannot hold show as raw bytes: never filled, copied through.
-            dtype = np.dtype(SAFETENSORS_DTYPES.get(info["dtype"], "V1"))
-            self._infos.append(TensorInfo(name, tuple(info["shape"]), dtype))
-
-    def close(self) -> None:
-        self._file = None
-
-    def read(self, name: str) -> np.ndarray:
-        try:
-            return self._file.get_tensor(name)
-        except Exception as exc:  # safetensors raises its own error types
-            raise ModelError(f"{self.path}: tensor {name!r}: cannot read: {exc}") from None
-
-    def stored(self, name: str) -> tuple[str, str, int, int]:
-        """(safetensors dtype, file, offset, length) of a tensor's bytes, for copying them."""
-        info = self._header[name]
-        begin, end = info["data_offsets"]
-        return info["dtype"], str(self.path), self._data_start + begin, end - begin
-
-    def write(
-        self, output: Path, plan: Plan, values: Values, metadata: Mapping[str, str], progress, transaction: Transaction
-    ) -> None:
-        """Tensors go out in name order; untouched ones are copied byte for byte."""
-        names = sorted(self._header)
-        described = []
-        for name in names:
-            begin, end = self._header[name]["data_offsets"]
-            described.append((name, self._header[name]["dtype"], self._header[name]["shape"], end - begin))
-        header = safetensors_header(described, {**self.metadata, **metadata}, output)
-        entries = {entry.name: entry for entry in plan}
-        temp = transaction.stage(output)
-        try:
-            with open(temp, "wb") as sink, open(self.path, "rb") as source:
-                sink.write(header)
-                for done, name in enumerate(names, 1):
-                    chunks = values(entries[name]) if name in entries else None
-                    if chunks is None:
-                        begin, end = self._header[name]["data_offsets"]
-                        _copy_range(source, sink, self._data_start + begin, end - begin)
-                    else:
-                        for chunk in prefetch(chunks):
-                            sink.write(little_endian_bytes(chunk))
-                    if progress:
-                        progress(done, len(names), name)
-        except OSError as exc:
-            raise ModelError(f"{output}: cannot write: {describe_os_error(exc)}") from None
-
-
-# The safetensors library refuses a longer header ("header too large"; MAX_HEADER_SIZE in
-# its Rust crate, checked here against the installed library: 100,000,000 reads, +8 does not).
-MAX_SAFETENSORS_HEADER = 100_000_000
-
-
-def safetensors_name_problem(name: str) -> str | None:
-    """Why a tensor called ``name`` cannot be in a safetensors file, or None."""
-    if name == "__metadata__":
-        return "its name is the key a safetensors header keeps for its metadata"
-    if not is_unicode(name):
-        return "its name is not valid Unicode text (a lone surrogate), which a safetensors header cannot hold"
-    return None
-
-
-def safetensors_header(tensors: Sequence[tuple[str, str, Sequence[int], int]], metadata: Mapping[str, str], where: Path) -> bytes:
-    """A safetensors header for ``(name, dtype code, shape, bytes)`` in data order: 8-byte
-    length, then JSON padded with spaces so that the data starts 8-byte aligned, as the
-    library writes it.  A name or a size the library would refuse is an error naming it."""
-    header: dict[str, Any] = {"__metadata__": dict(metadata)} if metadata else {}
-    offset = 0
-    for name, code, shape, nbytes in tensors:
-        problem = safetensors_name_problem(name)
-        if problem is not None:
-            raise ModelError(f"{where}: tensor {name!r}: {problem}")
-        header[name] = {"dtype": code, "shape": list(shape), "data_offsets": [offset, offset + nbytes]}
-        offset += nbytes
-    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    text += b" " * (-len(text) % 8)
-    if len(text) > MAX_SAFETENSORS_HEADER:
-        raise ModelError(
-            f"{where}: the safetensors header would take {len(text):,} bytes; the safetensors library reads at most "
-            f"{MAX_SAFETENSORS_HEADER:,} (write more, smaller shards: --shard-size)"
-        )
-    return struct.pack("<Q", len(text)) + text
-
-
-def _copy_range(source, sink, offset: int, length: int) -> None:
-    for piece in pread_range(source.fileno(), offset, length, source.name):
-        sink.write(piece)
-
-
-SAFETENSORS_DTYPES = DtypeTable({
-    "BF16": "bfloat16", "F64": "float64", "F32": "float32", "F16": "float16",
-    "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8",
-    "U64": "uint64", "U32": "uint32", "U16": "uint16", "U8": "uint8", "BOOL": "bool",
-})  # fmt: skip
-
-
-class DictStateDict(_StateDict):
-    """An in-memory ``dict[str, ndarray]`` (the Python API)."""
-
-    path = None
-
-    def __init__(self, mapping: Mapping[str, np.ndarray]):
-        self._arrays = {}
-        for name, value in mapping.items():
-            if not isinstance(name, str):
-                raise TypeError(f"State dict keys must be strings. Received: {type(name).__name__}")
-            if not is_unicode(name):
-                raise ValueError(f"State dict key {name!r} is not valid Unicode text (it holds a lone surrogate)")
-            try:
-                array = np.asarray(value)
-            except (ValueError, TypeError) as exc:
-                raise TypeError(f"State dict value {name!r} is not an array: {exc}") from None
-            if array.dtype.hasobject:
-                raise TypeError(f"State dict value {name!r} is not an array of numbers (dtype object)")
-            self._arrays[name] = array
-        self._infos = [TensorInfo(name, a.shape, a.dtype) for name, a in self._arrays.items()]
-
-    def read(self, name: str) -> np.ndarray:
-        return self._arrays[name]
-
-    def write(
-        self, output: Path, plan: Plan, values: Values, metadata: Mapping[str, str], progress, transaction: Transaction
-    ) -> None:
-        """Stage the dict as an ``.npz`` file: members in name order, stored, fixed timestamps."""
-        entries = {entry.name: entry for entry in plan}
-        members = []
-        for name in sorted(self._arrays):
-            chunks = values(entries[name]) if name in entries else None
-            if chunks is None:
-                write = functools.partial(_write_array, array=self._arrays[name])
-            else:
-                write = functools.partial(write_npy, entry=entries[name], chunks=chunks)
-            members.append(NpzMember(name + ".npy", name, zipfile.ZIP_STORED, write))
-        write_npz(output, members, transaction, progress)
-
-    def arrays(self, plan: Plan, generate: Callable[[PlanEntry], "np.ndarray | None"]) -> dict[str, np.ndarray]:
-        """Every tensor after ``plan``: new values where it changes, a copy of the input's
-        elsewhere (the new dict never shares memory with the caller's arrays)."""
-        out = {}
-        for entry in plan:
-            array = generate(entry)
-            out[entry.name] = self._arrays[entry.name].copy() if array is None else array
-        return out
-
-
-def open_state_dict(path: Path):
-    if path.suffix == ".npz":
-        return NpzStateDict(path)
-    if path.suffix == ".safetensors":
-        return SafetensorsStateDict(path)
-    raise ModelError(f"{path}: unknown model format {path.suffix!r}; expected .onnx, .npz or .safetensors")
 

@@ -3,7 +3,7 @@
 The writer never holds the model.  It copies the (rewritten) skeleton, points each
 stored tensor at the source of its bytes -- new values, a materialized fill, or bytes of
 the input copied by range -- serializes that small skeleton, and lays the file out with
-:func:`vsconf.onnx.wire.splice`: literal bytes between sources, every length prefix known
+:func:`vsconf.formats.onnx.wire.splice`: literal bytes between sources, every length prefix known
 up front from the tensors' dims.  Then it writes sequentially, new values generated in a
 background thread a chunk or two ahead (:func:`vsconf.threads.prefetch`).  The contract:
 
@@ -41,15 +41,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from vsconf.onnx import proto
-from vsconf.onnx.proto import TensorProto
+from vsconf.formats.onnx import proto
+from vsconf.formats.onnx.proto import TensorProto
 
 from vsconf.errors import ModelError
 from vsconf.files import Transaction, describe_os_error, little_endian_bytes
-from vsconf.onnx.checks import TYPED_FIELDS, data_bytes, element_count, movable, stored_bytes
-from vsconf.onnx.graph import Stored, all_tensors, stored_tensors
-from vsconf.onnx.reader import PROTOBUF_LIMIT, FileRange, ModelFile, resolved
-from vsconf.onnx.wire import splice
+from vsconf.formats.onnx.checks import TYPED_FIELDS, data_bytes, element_count, movable, stored_bytes
+from vsconf.formats.onnx.graph import Stored, all_tensors, stored_tensors
+from vsconf.formats.onnx.reader import PROTOBUF_LIMIT, FileRange, ModelFile, resolved
+from vsconf.formats.onnx.wire import splice
 from vsconf.threads import prefetch
 
 # Tensors past this many bytes in all go to a data file (protobuf refuses 2 GiB; room for the graph).

@@ -30,7 +30,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from vsconf.onnx import proto
+from vsconf.formats.onnx import proto
 
 # raw_data shorter than this stays in the skeleton: a marker would not save anything.
 PAYLOAD_MIN = 256

@@ -8,15 +8,15 @@ meaning or name is read right at every version (BatchNormalization's ``mean``/``
 became ``input_mean``/``input_var`` at opset 14; ``Attention`` exists in the ONNX domain
 only from opset 23, where Q, K and V are activations).  Ops of other domains have rows of
 their own: ``com.microsoft.Attention``'s ``weights`` is a weight, ONNX ``Attention``'s K
-is not.  :mod:`vsconf.onnx.graph` turns these rows into roles and fans; the axes of each
-fan rule are in :func:`vsconf.onnx.graph.role`.
+is not.  :mod:`vsconf.formats.onnx.graph` turns these rows into roles and fans; the axes of each
+fan rule are in :func:`vsconf.formats.onnx.graph.role`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vsconf.onnx import proto
+from vsconf.formats.onnx import proto
 
 ONNX = ""  # ONNX's own domain ('ai.onnx' is read as '')
 MS = "com.microsoft"

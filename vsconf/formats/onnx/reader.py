@@ -1,7 +1,7 @@
 """An ONNX file's structure, and where each tensor's bytes lie, without loading them.
 
 :class:`ModelFile` memory-maps the model and walks protobuf's wire format
-(:mod:`vsconf.onnx.wire`) to a *skeleton*: the ``ModelProto`` with every large ``raw_data``
+(:mod:`vsconf.formats.onnx.wire`) to a *skeleton*: the ``ModelProto`` with every large ``raw_data``
 replaced by a marker that records its byte range in the file.  Opening a model therefore
 costs time and memory in proportion to its graph, not its weights; a tensor's bytes are
 read (``pread``, one tensor at a time) only when asked for.  The contract:
@@ -15,7 +15,7 @@ read (``pread``, one tensor at a time) only when asked for.  The contract:
   tensor's location (relative, no escape, a regular file), its offset and length (decimal,
   in int64) and that the bytes lie within the file, before anything reads them.
 * The skeleton is the file's message: protobuf would have parsed the same fields from the
-  whole file, with the markers' bytes in their place (:func:`vsconf.onnx.wire.skeleton`).
+  whole file, with the markers' bytes in their place (:func:`vsconf.formats.onnx.wire.skeleton`).
   Where the walk cannot follow the bytes, the file is parsed whole, as onnx would.
 """
 
@@ -33,10 +33,10 @@ from google.protobuf.message import Message
 
 from vsconf.errors import ModelError
 from vsconf.files import describe_os_error, little_endian_bytes, pread_range, regular_file
-from vsconf.onnx import proto
-from vsconf.onnx.checks import data_bytes, decimal, is_sub_byte, need_text, np_dtype, plain, shown
-from vsconf.onnx.proto import TensorProto
-from vsconf.onnx.wire import References, WireError, skeleton
+from vsconf.formats.onnx import proto
+from vsconf.formats.onnx.checks import data_bytes, decimal, is_sub_byte, need_text, np_dtype, plain, shown
+from vsconf.formats.onnx.proto import TensorProto
+from vsconf.formats.onnx.wire import References, WireError, skeleton
 
 # Protobuf refuses messages over 2 GiB.
 PROTOBUF_LIMIT = 2**31 - 1

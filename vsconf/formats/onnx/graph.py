@@ -21,14 +21,14 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from vsconf.onnx import proto
-from vsconf.onnx.proto import AttributeProto, TensorProto
+from vsconf.formats.onnx import proto
+from vsconf.formats.onnx.proto import AttributeProto, TensorProto
 
 from vsconf.engine import FanHint
 from vsconf.fans import Axes, axes_fans, tf_fans
 from vsconf.matching import PROTECTED_ROLES, Consumer, TensorInfo
-from vsconf.onnx.checks import np_dtype, plain, shown
-from vsconf.onnx.optable import FIXED_INPUTS, INDEX_INPUT_NAMES, PARAMETER_ROLES, ROLE_FAMILY, formal_inputs, input_row, looks_through, weight_positions
+from vsconf.formats.onnx.checks import np_dtype, plain, shown
+from vsconf.formats.onnx.optable import FIXED_INPUTS, INDEX_INPUT_NAMES, PARAMETER_ROLES, ROLE_FAMILY, formal_inputs, input_row, looks_through, weight_positions
 
 # Shapes, axes and perms are short: a constant with more elements is not read as one.
 MAX_RANK = 64

@@ -35,14 +35,15 @@ import numpy as np
 
 from vsconf import record, schedule, tasks
 from vsconf.draw import draw_of
-from vsconf.adapters import AdapterBase, Layout
-from vsconf.engine import FanHint, Plan, PlanEntry, state_dict_hints
+from vsconf.formats.protocol import Layout
+from vsconf.engine import Plan, PlanEntry
 from vsconf.errors import ModelError
 from vsconf.files import TEMP_SUFFIX, describe_os_error, load_json, pread_range, read_text
 from vsconf.initializers import float_dtype
 from vsconf.matching import TensorInfo
 from vsconf.outputs import Owned
-from vsconf.statedict import SAFETENSORS_DTYPES, SafetensorsStateDict, safetensors_header
+from vsconf.formats.names import NamedTensors
+from vsconf.formats.safetensors import SAFETENSORS_DTYPES, SafetensorsStateDict, safetensors_header
 
 INDEX_SUFFIX = ".safetensors.index.json"
 INDEX_NAME = "model" + INDEX_SUFFIX
@@ -219,7 +220,7 @@ def _json_type(value: Any) -> str:
     )
 
 
-class ShardedSafetensors(AdapterBase):
+class ShardedSafetensors(NamedTensors):
     """A sharded safetensors checkpoint: the index and every shard it names, checked together."""
 
     target = "state_dict"
@@ -306,7 +307,7 @@ class ShardedSafetensors(AdapterBase):
         self._infos: list[TensorInfo] = []
         total = 0
         for shard, reader in self._shards.items():
-            infos = sorted(reader._infos, key=lambda info: reader.stored(info.name)[2])
+            infos = sorted(reader.listing(), key=lambda info: reader.stored(info.name)[2])
             for info in infos:
                 self._infos.append(info)
                 self._where[info.name] = shard
@@ -327,15 +328,6 @@ class ShardedSafetensors(AdapterBase):
                 f"{self.path}: the shards record no single vsconf.seed ({', '.join(sorted(map(str, seeds)))}); "
                 "give the seed explicitly"
             )
-
-    def tensors(self) -> list[TensorInfo]:
-        """Every tensor, shard by shard in data order, with the role its name suggests."""
-        from vsconf.statedict import guess_roles
-
-        return guess_roles(self._infos)
-
-    def hints(self) -> dict[str, FanHint]:
-        return state_dict_hints(self._infos)
 
     def read(self, name: str) -> np.ndarray:
         return self._shards[self._where[name]].read(name)

@@ -13,14 +13,14 @@ __all__ = ["OnnxModel"]
 
 
 def __getattr__(name: str) -> Any:
-    # Loaded on first use, so that `from vsconf.onnx import proto` (spec checks need the
+    # Loaded on first use, so that `from vsconf.formats.onnx import proto` (spec checks need the
     # operator schemas) does not load the whole adapter.
     if name == "OnnxModel":
-        from vsconf.onnx.model import OnnxModel
+        from vsconf.formats.onnx.model import OnnxModel
 
         return OnnxModel
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if TYPE_CHECKING:
-    from vsconf.onnx.model import OnnxModel  # noqa: F401
+    from vsconf.formats.onnx.model import OnnxModel  # noqa: F401

@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 from vsconf.dtypes import DtypeTable
-from vsconf.onnx.proto import TensorProto
+from vsconf.formats.onnx.proto import TensorProto
 
 INT64_LIMIT = 2**63
 FLOAT_TYPES = frozenset({TensorProto.FLOAT16, TensorProto.BFLOAT16, TensorProto.FLOAT, TensorProto.DOUBLE})
