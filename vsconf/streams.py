@@ -441,27 +441,14 @@ def draw_flat(
     return out
 
 
-def draw(
-    seed: int,
-    name: str,
-    shape: Sequence[int],
-    dtype: np.dtype,
-    kind: str,
-    param: float,
-    *,
-    full_shape: Sequence[int] | None = None,
-    offset: Sequence[int] | None = None,
-    jobs: int = 1,
-    stream: int = DEFAULT_STREAM,
-) -> np.ndarray:
+def draw(seed: int, name: str, shape: Sequence[int], dtype: np.dtype, kind: str, param: float, **where) -> np.ndarray:
     """Values of tensor ``name`` (or of its partition at ``offset`` within ``full_shape``).
 
     ``kind`` is one of :data:`KINDS`; ``param`` is the standard deviation of the
-    (underlying) normal, or the uniform limit.
+    (underlying) normal, or the uniform limit; ``where``: ``full_shape``, ``offset``,
+    ``jobs`` and ``stream``, as :func:`draw_part` takes them.
     """
-    return draw_part(
-        stream_key(seed, name), shape, dtype, kind, param, full_shape=full_shape, offset=offset, jobs=jobs, stream=stream
-    )
+    return draw_part(stream_key(seed, name), shape, dtype, kind, param, **where)
 
 
 def draw_part(

@@ -27,7 +27,6 @@ import re
 import stat
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -52,26 +51,8 @@ DEFAULT_SHARD_BYTES = 5 * 10**9
 # An index lists names and file names: tens of thousands of tensors take a few MB.
 MAX_INDEX_BYTES = 64 << 20
 MAX_INDEX_TENSORS = 1_000_000
-_UNITS = {
-    "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-    "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40,
-}
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)\s*$", re.IGNORECASE)
 # safetensors' dtype codes by NumPy name, from the reader's table (one table for both ways).
 _ST_CODES = {name: code for code, name in SAFETENSORS_DTYPES.names.items()}
-
-
-def parse_size(text: str) -> int:
-    """``"5GB"`` -> 5*10**9, ``"2GiB"`` -> 2*2**30, ``"500MB"``, ``"1048576"`` (bytes); as
-    Hugging Face's ``max_shard_size``, decimal units are powers of 10.  ValueError if bad."""
-    match = _SIZE.match(text) if isinstance(text, str) and len(text) <= 40 else None
-    unit = match.group(2).lower() if match else None
-    if unit not in _UNITS and unit != "":
-        raise ValueError(f"expected a size like 5GB, 500MB, 2GiB or a number of bytes, got {text!r}")
-    size = int(Decimal(match.group(1)) * _UNITS.get(unit, 1))  # exact: "1.5GB" is 1500000000
-    if not 1 <= size < 2**63:
-        raise ValueError(f"expected a size from 1 byte to 2**63 bytes, got {text!r}")
-    return size
 
 
 # --------------------------------------------------------------------------- paths
