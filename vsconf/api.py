@@ -12,7 +12,7 @@ import dataclasses
 import hashlib
 import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,14 +24,14 @@ from vsconf.arguments import SpecLike
 from vsconf.draw import generate, generate_chunks
 from vsconf.engine import Plan, PlanEntry, auto_fans, consumer_labels, make_plan
 from vsconf.errors import ModelError, Problem
-from vsconf.files import Transaction, default_output, describe_os_error, is_data_name, little_endian_bytes, parent_folder
+from vsconf.files import Transaction, copy_file, little_endian_bytes, parent_folder, same_bytes
 from vsconf.formats import sharded
 from vsconf.formats.manifest import ShapesManifest, require_filled
 from vsconf.formats.npz import write_state_npz
 from vsconf.formats.protocol import Adapter, Layout, Progress
 from vsconf.formats.statedict import DictStateDict
 from vsconf.initializers import array_limit, check_array_size, float_dtype
-from vsconf.lock import build_lock, compare_lock, read_lock, write_lock
+from vsconf.lock import build_lock, compare_lock, hashed, read_lock, write_lock
 from vsconf.schedule import Scheduler
 from vsconf.spec import Spec
 
@@ -179,49 +179,6 @@ class ApplyResult:
     details: tuple[str, ...] = field(default=())
 
 
-def _resolve_output(model: Path, output: Path | None, *, in_place: bool, force: bool, reads: outputs.Reads) -> Path:
-    """Where ``apply`` writes a file, refusing to overwrite anything it was not asked to."""
-    if in_place:
-        return model
-    target = output if output is not None else default_output(model)
-    outputs.writable_target(target, "output")
-    if outputs.same_file(target, model):
-        raise ModelError(
-            f"{target}: the output is the input model; pass in_place=True to replace it",
-            cli_message=f"{target}: the output is the input model; use --in-place to replace it",
-        )
-    what = reads.what(target)
-    if what is not None:
-        raise ModelError(f"{target}: the output would replace {what}")
-    if os.path.lexists(target) and not force:
-        raise ModelError(
-            f"{target}: exists; pass force=True to overwrite it, or another output",
-            cli_message=f"{target}: exists; use --force to overwrite it, or -o to write elsewhere",
-        )
-    return target
-
-
-def _check_lock(lock: Path, reads: outputs.Reads, output: Path, *, force: bool, taken: Sequence[tuple[Path, str]] = ()) -> None:
-    """The lock never replaces a file that the run reads or writes, nor any file without ``force``.
-
-    ``taken``: other files the output consists of or replaces (a folder's), each with how
-    messages name it.
-    """
-    outputs.writable_target(lock, "lock")
-    what = reads.what(lock) or next((what for path, what in taken if outputs.same_file(lock, path)), None)
-    if what is None and outputs.same_file(lock, output):
-        what = "the output"
-    if what is not None:
-        raise ModelError(f"{lock}: the lock would replace {what}")
-    if os.path.realpath(parent_folder(lock)) == os.path.realpath(parent_folder(output)) and is_data_name(lock.name, output.name):
-        raise ModelError(f"{lock}: the lock would take the name of the output's data file")
-    if os.path.lexists(lock) and not force:
-        raise ModelError(
-            f"{lock}: exists; pass force=True to overwrite it",
-            cli_message=f"{lock}: exists; use --force to overwrite it",
-        )
-
-
 def apply(
     model: str | os.PathLike,
     spec: SpecLike,
@@ -331,7 +288,7 @@ def apply(
     else:
         reads = run.reads(path)
         target = dataclasses.replace(
-            target, path=_resolve_output(path, target.path or output_path, in_place=in_place, force=force, reads=reads)
+            target, path=outputs.resolve_file(path, target.path or output_path, in_place=in_place, force=force, reads=reads)
         )
         if target.kind == "unknown":
             formats.refuse_format(path, target.path)
@@ -362,7 +319,7 @@ class _Run:
         chunks = generate_chunks(entry, jobs=self.jobs)
         if chunks is None or self.lock is None:
             return chunks
-        return _hashed(chunks, entry.name, self.digests)
+        return hashed(chunks, entry.name, self.digests)
 
     def plan(self, adapter: Adapter, model: Path) -> Plan:
         the_plan = _plan_of(adapter, self.spec)
@@ -392,7 +349,7 @@ class _Run:
         # In place, the model's old data files are the output's own: they may go.
         reads = self.reads(None) if self.in_place else self.reads(model, adapter)
         if self.lock is not None:
-            _check_lock(self.lock, reads, path, force=self.force, taken=inputs)
+            outputs.check_lock(self.lock, reads, path, force=self.force, taken=inputs)
         the_plan = self.plan(adapter, model)
         metadata = self.metadata(adapter) if target.kind == "safetensors" else record.metadata(self.spec)
 
@@ -462,7 +419,7 @@ class _Run:
                 there = folder / file.name
                 if not os.path.lexists(there):
                     copies.append(file)
-                elif not _same_bytes(file, there):
+                elif not same_bytes(file, there):
                     notes.append(f"kept {there}: it differs from {file}, and vsconf replaces only the checkpoint's own files")
         names = [file.name for file in copies] + [name for name, _ in layout.files] + ([layout.index] if layout.index else [])
 
@@ -473,14 +430,14 @@ class _Run:
         if self.lock is not None:
             old = sharded.owned(folder, prefix)
             taken = [(folder / name, f"{name}, a file of the output") for name in sorted(set(names) | old.files)]
-            _check_lock(self.lock, reads, folder, force=self.force, taken=taken)
+            outputs.check_lock(self.lock, reads, folder, force=self.force, taken=taken)
         metadata = self.metadata(adapter)
         with Transaction(force=self.force) as transaction:
             transaction.make_parents(parent_folder(folder))
             step = outputs.FolderStep(folder, guard)
             transaction.add(step)
             for file in copies:
-                _copy_file(file, step.stage(file.name))
+                copy_file(file, step.stage(file.name))
             sharded.write_checkpoint(
                 adapter, the_plan, layout, step.stage, metadata=metadata, scheduler=where, task_bytes=task_bytes,
                 progress=self.progress, digests=self.digests if self.lock is not None else None, where=folder,
@@ -489,55 +446,11 @@ class _Run:
             transaction.commit()
         notes.extend(step.notes)
         notes.extend(transaction.notes)
-        details = [_layout_words(layout, shard_bytes, adapter)]
+        details = [sharded.layout_words(layout, shard_bytes, adapter.layout() is not None)]
         if copies:
             shown = ", ".join(file.name for file in copies[:4]) + (f" and {len(copies) - 4} more" if len(copies) > 4 else "")
             details.append(f"copied {len(copies)} other file{'s' if len(copies) != 1 else ''} of {source_folder}: {shown}")
         return ApplyResult(folder, the_plan, lock_data, tuple(notes), tuple(details))
-
-
-def _layout_words(layout: Any, shard_bytes: int | None, adapter: Adapter) -> str:
-    count = len(layout.files)
-    files = f"{count} shard{'s' if count != 1 else ''}" if layout.index else "one file"
-    if shard_bytes is None and adapter.layout() is not None:
-        return f"{files}, laid out as in the input"
-    return f"{files} of at most {shard_bytes or sharded.DEFAULT_SHARD_BYTES:,} bytes"
-
-
-def _same_bytes(a: Path, b: Path) -> bool:
-    """Whether two regular files hold the same bytes (read a piece at a time)."""
-    try:
-        if not os.path.isfile(b) or os.path.getsize(a) != os.path.getsize(b):
-            return False
-        with open(a, "rb") as first, open(b, "rb") as second:
-            while True:
-                x, y = first.read(1 << 20), second.read(1 << 20)
-                if x != y:
-                    return False
-                if not x:
-                    return True
-    except OSError:
-        return False
-
-
-def _copy_file(source: Path, temp: Path) -> None:
-    """The bytes of ``source`` into the staged ``temp``."""
-    import shutil
-
-    try:
-        with open(source, "rb") as reader, open(temp, "wb") as writer:
-            shutil.copyfileobj(reader, writer, 1 << 20)
-    except OSError as exc:
-        raise ModelError(f"{source}: cannot copy it beside the new checkpoint: {describe_os_error(exc)}") from None
-
-
-def _hashed(chunks: Iterator[np.ndarray], name: str, digests: dict[str, str]) -> Iterator[np.ndarray]:
-    """Pass ``chunks`` on; once all have passed, ``digests[name]`` is their SHA-256."""
-    digest = hashlib.sha256()
-    for chunk in chunks:
-        digest.update(little_endian_bytes(chunk))
-        yield chunk
-    digests[name] = digest.hexdigest()
 
 
 def apply_state_dict(

@@ -17,6 +17,7 @@ import errno
 import functools
 import os
 import re
+import shutil
 import signal
 import stat
 import tempfile
@@ -414,6 +415,31 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def same_bytes(a: Path, b: Path) -> bool:
+    """Whether two regular files hold the same bytes (read a piece at a time)."""
+    try:
+        if not os.path.isfile(b) or os.path.getsize(a) != os.path.getsize(b):
+            return False
+        with open(a, "rb") as first, open(b, "rb") as second:
+            while True:
+                x, y = first.read(1 << 20), second.read(1 << 20)
+                if x != y:
+                    return False
+                if not x:
+                    return True
+    except OSError:
+        return False
+
+
+def copy_file(source: Path, temp: Path) -> None:
+    """The bytes of ``source`` into the staged ``temp``."""
+    try:
+        with open(source, "rb") as reader, open(temp, "wb") as writer:
+            shutil.copyfileobj(reader, writer, 1 << 20)
+    except OSError as exc:
+        raise ModelError(f"{source}: cannot copy it beside the new checkpoint: {describe_os_error(exc)}") from None
 
 
 def regular_file(path: Path, what: str) -> Path:

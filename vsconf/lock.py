@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import numpy as np
 from vsconf._version import __version__
 from vsconf.engine import Plan
 from vsconf.errors import ModelError, Problem
-from vsconf.files import describe_os_error, regular_file
+from vsconf.files import describe_os_error, little_endian_bytes, regular_file
 from vsconf.streams import MAX_SEED
 
 LOCK_FORMAT = 1
@@ -40,6 +41,15 @@ def build_lock(plan: Plan, digests: Mapping[str, str], model: str) -> dict[str, 
         "tensors": tensors,
         "kept": [entry.name for entry in plan if not entry.changes],
     }
+
+
+def hashed(chunks: Iterator[np.ndarray], name: str, digests: dict[str, str]) -> Iterator[np.ndarray]:
+    """Pass ``chunks`` on; once all have passed, ``digests[name]`` is their SHA-256."""
+    digest = hashlib.sha256()
+    for chunk in chunks:
+        digest.update(little_endian_bytes(chunk))
+        yield chunk
+    digests[name] = digest.hexdigest()
 
 
 def write_lock(temp: Path, lock: Mapping[str, Any], target: Path) -> None:

@@ -23,7 +23,7 @@ import contextlib
 import os
 import shutil
 import stat
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,9 +31,11 @@ from vsconf.errors import ModelError
 from vsconf.files import (
     appeared,
     copy_mode,
+    default_output,
     describe_os_error,
     fsync_directory,
     fsync_path,
+    is_data_name,
     parent_folder,
     rename_new,
     temporary_file,
@@ -91,6 +93,49 @@ def writable_folder(folder: Path, target: Path, what: str) -> None:
         probe = probe.parent
     if os.path.lexists(probe) and not os.path.isdir(probe):
         raise ModelError(f"{target}: cannot write the {what}: {probe} is not a folder")
+
+
+def resolve_file(model: Path, output: Path | None, *, in_place: bool, force: bool, reads: Reads) -> Path:
+    """Where ``apply`` writes a file, refusing to overwrite anything it was not asked to."""
+    if in_place:
+        return model
+    target = output if output is not None else default_output(model)
+    writable_target(target, "output")
+    if same_file(target, model):
+        raise ModelError(
+            f"{target}: the output is the input model; pass in_place=True to replace it",
+            cli_message=f"{target}: the output is the input model; use --in-place to replace it",
+        )
+    what = reads.what(target)
+    if what is not None:
+        raise ModelError(f"{target}: the output would replace {what}")
+    if os.path.lexists(target) and not force:
+        raise ModelError(
+            f"{target}: exists; pass force=True to overwrite it, or another output",
+            cli_message=f"{target}: exists; use --force to overwrite it, or -o to write elsewhere",
+        )
+    return target
+
+
+def check_lock(lock: Path, reads: Reads, output: Path, *, force: bool, taken: Sequence[tuple[Path, str]] = ()) -> None:
+    """The lock never replaces a file that the run reads or writes, nor any file without ``force``.
+
+    ``taken``: other files the output consists of or replaces (a folder's), each with how
+    messages name it.
+    """
+    writable_target(lock, "lock")
+    what = reads.what(lock) or next((what for path, what in taken if same_file(lock, path)), None)
+    if what is None and same_file(lock, output):
+        what = "the output"
+    if what is not None:
+        raise ModelError(f"{lock}: the lock would replace {what}")
+    if os.path.realpath(parent_folder(lock)) == os.path.realpath(parent_folder(output)) and is_data_name(lock.name, output.name):
+        raise ModelError(f"{lock}: the lock would take the name of the output's data file")
+    if os.path.lexists(lock) and not force:
+        raise ModelError(
+            f"{lock}: exists; pass force=True to overwrite it",
+            cli_message=f"{lock}: exists; use --force to overwrite it",
+        )
 
 
 # --------------------------------------------------------------------------- folder outputs

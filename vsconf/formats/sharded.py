@@ -468,6 +468,15 @@ def describe(source: Any, plan: Plan, output: Path) -> list[tuple[str, int]]:
     return [(tensor.entry.name, tensor.nbytes) for tensor in (_describe(source, entry, output) for entry in plan)]
 
 
+def layout_words(layout: Layout, shard_bytes: int | None, kept: bool) -> str:
+    """How a summary line says where the shards came from."""
+    count = len(layout.files)
+    files = f"{count} shard{'s' if count != 1 else ''}" if layout.index else "one file"
+    if shard_bytes is None and kept:
+        return f"{files}, laid out as in the input"
+    return f"{files} of at most {shard_bytes or DEFAULT_SHARD_BYTES:,} bytes"
+
+
 def write_checkpoint(
     source: Any,
     plan: Plan,
