@@ -22,3 +22,10 @@ def test_the_corpus_is_wide_and_ids_are_unique():
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.id)
 def test_bad_input(case: Case, tmp_path: Path):
     run_case(case, tmp_path)
+
+
+def test_the_corpus_table_lists_every_case_as_it_is():
+    from bad_inputs.table import table
+
+    written = (Path(__file__).parent / "bad_inputs" / "CORPUS.md").read_text(encoding="utf-8")
+    assert written == table(), "regenerate it: python tests/bad_inputs/table.py > tests/bad_inputs/CORPUS.md"
