@@ -156,3 +156,12 @@ def test_one_list_of_public_names_and_each_is_what_its_module_defines():
     for name, module in listed.items():
         assert getattr(vsconf, name) is getattr(importlib.import_module(module), name), name
     assert set(vsconf.__all__) <= set(dir(vsconf))
+
+
+def test_every_package_of_the_tree_is_installed():
+    """A folder of modules that pyproject.toml does not list is missing from every install."""
+    import re
+
+    text = (PACKAGE.parent / "pyproject.toml").read_text(encoding="utf-8")  # tomllib is 3.11+: the line is enough
+    listed = set(ast.literal_eval(re.search(r"^packages = (\[.*\])$", text, re.M).group(1)))
+    assert listed == PACKAGES
