@@ -206,7 +206,12 @@ def _not_replaceable(path: Path, name: str, owned: Owned, reads: Reads) -> str |
     what = reads.what(path) if not os.path.islink(path) else None
     if what is not None:
         return f"it is {what}"
-    mode = os.lstat(path).st_mode
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return None  # gone meanwhile: nothing to keep
+    except OSError as exc:
+        return f"cannot look at it: {describe_os_error(exc)}"
     if not (stat.S_ISREG(mode) or stat.S_ISLNK(mode)):
         return "not a regular file"
     return None
