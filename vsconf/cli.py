@@ -27,8 +27,22 @@ class Terminated(BaseException):
         self.signum = signum
 
 
+# The signal that stopped the run, if one did.  An exception raised by a handler while an
+# extension module is loading (NumPy, onnx) comes out of the import as an ImportError: the
+# record tells that error from a real one.
+_received: int | None = None
+
+
 def _terminate(signum: int, frame) -> None:
+    global _received
+    _received = signum
     raise Terminated(signum)
+
+
+def _interrupt(signum: int, frame) -> None:
+    global _received
+    _received = signum
+    raise KeyboardInterrupt
 
 
 def _install_signal_handlers() -> None:
@@ -36,6 +50,18 @@ def _install_signal_handlers() -> None:
         number = getattr(signal, name, None)
         if number is not None and signal.getsignal(number) == signal.SIG_DFL:
             signal.signal(number, _terminate)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, _interrupt)
+
+
+def _stopped(signum: int) -> int:
+    """Exit as the signal asks: every temporary removed, one line, 128 + the signal's number."""
+    abort_all()
+    if signum == signal.SIGINT:
+        print("vsconf: interrupted", file=sys.stderr)
+    else:
+        print(f"vsconf: stopped by {signal.Signals(signum).name}", file=sys.stderr)
+    return 128 + signum
 
 
 def _quiet_stdout() -> None:
@@ -92,14 +118,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("vsconf: error: out of memory", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        abort_all()
-        print("vsconf: interrupted", file=sys.stderr)
-        return 130
+        return _stopped(signal.SIGINT)
     except Terminated as exc:
-        abort_all()
-        print(f"vsconf: stopped by {signal.Signals(exc.signum).name}", file=sys.stderr)
-        return 128 + exc.signum
+        return _stopped(exc.signum)
     except Exception as exc:  # a bug: one line, not a traceback, unless asked for
+        if _received is not None:  # a signal that an import turned into another error
+            return _stopped(_received)
         abort_all()
         if os.environ.get("VSCONF_TRACEBACK"):
             raise

@@ -176,7 +176,7 @@ class NpzStateDict(NamedTensors):
             return None
         name_size, extra_size = struct.unpack("<HH", local[26:30])
         name = local[30 : 30 + name_size]
-        encoding = "utf-8" if member.flag_bits & 0x800 else (self._zip.metadata_encoding or "cp437")
+        encoding = "utf-8" if member.flag_bits & 0x800 else (getattr(self._zip, "metadata_encoding", None) or "cp437")  # metadata_encoding: Python 3.11+
         if name.decode(encoding, "replace") != member.orig_filename:
             return None
         begin = 30 + name_size + extra_size
