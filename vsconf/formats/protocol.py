@@ -28,7 +28,7 @@ if TYPE_CHECKING:  # the engine imports nothing from here; these are for the sig
     from vsconf.matching import TensorInfo
 
 # The new values of a plan entry's tensor as flat C-order chunks, or None to keep its
-# stored values (see :func:`vsconf.engine.generate_chunks`).
+# stored values (see :func:`vsconf.draw.generate_chunks`).
 Values = Callable[["PlanEntry"], "Iterator[np.ndarray] | None"]
 # Called as progress(done, total, name) after each tensor is written.
 Progress = Callable[[int, int, str], None]
