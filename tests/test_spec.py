@@ -193,7 +193,7 @@ INVALID = [
     pytest.param(
         "vsconf: 1\nseed: 1\nrules:\n  - match: '*'\n    init: {class_name: HeNormall, config: {}}\n",
         [
-            "init.yaml:5:24: rules[0].init.class_name: 'HeNormall' is not one of 'VarianceScaling', 'GlorotUniform', 'GlorotNormal', 'HeNormal', 'HeUniform', 'LecunNormal', 'LecunUniform', 'Zeros', 'Ones', 'Constant'; did you mean 'HeNormal'?",
+            "init.yaml:5:24: rules[0].init.class_name: 'HeNormall' is not one of 'VarianceScaling', 'GlorotUniform', 'GlorotNormal', 'HeNormal', 'HeUniform', 'LecunNormal', 'LecunUniform', 'Zeros', 'Ones', 'Constant', 'RandomNormal', 'RandomUniform', 'TruncatedNormal'; did you mean 'HeNormal'?",
         ],
         id='keras_class_typo',
     ),

@@ -13,7 +13,7 @@ from vsconf.fans import MODES
 from vsconf.initializers import CONSTANTS, DISTRIBUTIONS, FLOAT_DTYPES, PRESETS
 from vsconf.matching import FILLABLE_DTYPES, ROLES
 from vsconf.streams import STREAMS
-from vsconf.spec import KERAS_PRESETS, schema_text
+from vsconf.spec import KERAS_PRESETS, KERAS_RANDOM, schema_text
 
 SCHEMA = json.loads(schema_text())
 DEFS = SCHEMA["$defs"]
@@ -26,7 +26,7 @@ def test_schema_enums_are_the_code_s_names():
     assert DEFS["varianceScalingPreset"]["enum"] == list(PRESETS)
     assert DEFS["presetName"]["enum"] == [*PRESETS, *CONSTANTS, "keep"]
     class_names = DEFS["kerasInit"]["properties"]["class_name"]["enum"]
-    assert class_names == ["VarianceScaling", *KERAS_PRESETS, "Zeros", "Ones", "Constant"]
+    assert class_names == ["VarianceScaling", *KERAS_PRESETS, "Zeros", "Ones", "Constant", *KERAS_RANDOM]
     assert sorted(KERAS_PRESETS.values()) == sorted(p for p in PRESETS if p != "torch_default")
     assert DEFS["roleName"]["enum"] == [*ROLES, "any"]
     assert SCHEMA["properties"]["stream"]["enum"] == list(STREAMS)

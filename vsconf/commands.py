@@ -36,6 +36,11 @@ def _warn_problems(problems: Sequence[Problem]) -> None:
 
 
 def _init_text(entry: PlanEntry) -> str:
+    if entry.action == "fill" and isinstance(entry.init, dict):
+        for kind in ("normal", "truncated_normal", "uniform"):
+            if kind in entry.init:
+                params = ", ".join(f"{key}={value:g}" for key, value in entry.init[kind].items())
+                return f"{kind}({params})"
     if entry.action == "fill":
         vs = entry.init
         axes = vs.get("axes") or ({"in": vs["input_axes"], "out": vs["output_axes"]} if "input_axes" in vs else None)

@@ -37,6 +37,8 @@ class Draw:
     stream: int
     dtype: str
     total: int
+    shift: float = 0.0  # added to every value: a normal's mean, a uniform's centre
+    bounds: tuple[float, float] = streams.TRUNCATION_BOUNDS  # a truncated normal's, in its std
 
     @property
     def numpy_dtype(self) -> np.dtype:
@@ -54,9 +56,12 @@ def draw_of(entry: PlanEntry) -> Draw | None:
     total = math.prod(entry.shape)
     if entry.action == "constant":
         return Draw("constant", float(entry.value), 0, 0, entry.dtype, total)
-    kind, param = sampling(entry.distribution, entry.variance)
+    kind, param = sampling(entry.distribution, entry.variance) if entry.param is None else (entry.distribution, entry.param)
     key = streams.stream_key(entry.seed, entry.name)
-    return Draw(kind, param, key, entry.stream or streams.DEFAULT_STREAM, entry.dtype, total)
+    return Draw(
+        kind, param, key, entry.stream or streams.DEFAULT_STREAM, entry.dtype, total,
+        shift=entry.mean or 0.0, bounds=entry.bounds or streams.TRUNCATION_BOUNDS,
+    )
 
 
 def values(draw: Draw, start: int, stop: int, *, jobs: int = 1, out: np.ndarray | None = None) -> np.ndarray:
@@ -66,7 +71,10 @@ def values(draw: Draw, start: int, stop: int, *, jobs: int = 1, out: np.ndarray 
         out = np.empty(stop - start, dtype) if out is None else out[: stop - start]
         narrow.fill(out, draw.param)
         return out
-    return streams.draw_flat(draw.key, draw.total, start, stop, dtype, draw.kind, draw.param, jobs=jobs, out=out, stream=draw.stream)
+    return streams.draw_flat(
+        draw.key, draw.total, start, stop, dtype, draw.kind, draw.param, jobs=jobs, out=out, stream=draw.stream,
+        shift=draw.shift, bounds=draw.bounds,
+    )
 
 
 def part(draw: Draw, full_shape: Sequence[int], offset: Sequence[int], shape: Sequence[int], *, jobs: int = 1) -> np.ndarray:
@@ -75,7 +83,8 @@ def part(draw: Draw, full_shape: Sequence[int], offset: Sequence[int], shape: Se
     if draw.kind == "constant":
         return narrow.full(tuple(shape), draw.param, dtype)
     return streams.draw_part(
-        draw.key, shape, dtype, draw.kind, draw.param, full_shape=full_shape, offset=offset, jobs=jobs, stream=draw.stream
+        draw.key, shape, dtype, draw.kind, draw.param, full_shape=full_shape, offset=offset, jobs=jobs, stream=draw.stream,
+        shift=draw.shift, bounds=draw.bounds,
     )
 
 

@@ -18,6 +18,7 @@ from vsconf import streams
 from vsconf.errors import MatchError, Problem, rule_problem
 from vsconf.fans import Axes, axes_fans, compute_fans, scaled_variance
 from vsconf.initializers import sampling
+from vsconf.inits.random import NormalInit, TruncatedNormalInit, UniformInit
 from vsconf.matching import TensorInfo, dtype_name, match_tensors
 from vsconf.spec import ConstantInit, KeepInit, Rule, Spec, VarianceScalingInit
 
@@ -95,6 +96,9 @@ class PlanEntry:
     value: float | None = None
     distribution: str | None = None  # the sampling rule: truncated_normal, untruncated_normal, uniform
     variance: float | None = None
+    param: float | None = None  # the draw's scale: the (underlying) normal's std, or the uniform's half-width
+    mean: float | None = None  # added to every draw: a normal's mean, a uniform's centre (None: 0)
+    bounds: tuple[float, float] | None = None  # a truncated normal's cut, in its std (None: VarianceScaling's +-2)
     consumers: tuple[str, ...] = ()
     role: str = ""  # what the tensor is (SPEC 3a), "" when the adapter does not say
     role_from: str = ""  # the consumer or naming convention that decided it
@@ -121,6 +125,10 @@ class PlanEntry:
             out["std"] = self.std
         if self.value is not None:
             out["value"] = self.value
+        if self.mean is not None:
+            out["mean"] = self.mean
+        if self.bounds is not None:  # an open side is null, not JSON's missing Infinity
+            out["bounds"] = [None if math.isinf(bound) else bound for bound in self.bounds]
         out["consumers"] = list(self.consumers)
         out["role"] = self.role or None
         out["role_from"] = self.role_from or None
@@ -311,19 +319,38 @@ class _Planner:
         self.check_role(tensor, rule)
         if isinstance(init, ConstantInit):
             return made("constant", label, canonical, value=init.value)
+        seed = self.spec.seed if init.seed is None else init.seed
+        stream = self.spec.stream or streams.DEFAULT_STREAM
+        if isinstance(init, NormalInit):
+            return made(
+                "fill", label, canonical, seed=seed, stream=stream, distribution="untruncated_normal",
+                variance=init.std**2, std=init.std, param=init.std, mean=init.mean or None,
+            )
+        if isinstance(init, TruncatedNormalInit):
+            return made(
+                "fill", label, canonical, seed=seed, stream=stream, distribution="truncated_normal",
+                variance=init.std**2, std=init.std, param=init.std, mean=init.mean or None, bounds=init.z_bounds(),
+            )
+        if isinstance(init, UniformInit):
+            half = init.half_width
+            return made(
+                "fill", label, canonical, seed=seed, stream=stream, distribution="uniform",
+                variance=half**2 / 3, limit=half, param=half, mean=init.centre or None,
+            )
         assert isinstance(init, VarianceScalingInit)
         fan_in, fan_out, source = self.fans(tensor, rule, init)
         variance = scaled_variance(init.scale, init.mode, fan_in, fan_out)
         kind, param = sampling(init.distribution, variance)
         return made(
             "fill", label, canonical,
-            seed=self.spec.seed if init.seed is None else init.seed,
-            stream=self.spec.stream or streams.DEFAULT_STREAM,
+            seed=seed,
+            stream=stream,
             fan_in=fan_in,
             fan_out=fan_out,
             fans_from=source,
             distribution=kind,
             variance=variance,
+            param=param,
             **({"limit": param} if kind == "uniform" else {"std": math.sqrt(variance)}),
         )
 

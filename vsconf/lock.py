@@ -19,7 +19,7 @@ from vsconf.streams import MAX_SEED
 LOCK_FORMAT = 1
 # A lock names every tensor of one model: far below this, whatever the model.
 MAX_LOCK_BYTES = 64 << 20
-_RECORDED = ("shape", "dtype", "rule", "init", "seed", "fan_in", "fan_out", "std", "limit", "value")
+_RECORDED = ("shape", "dtype", "rule", "init", "seed", "fan_in", "fan_out", "std", "limit", "value", "mean", "bounds")
 
 
 def build_lock(plan: Plan, digests: Mapping[str, str], model: str) -> dict[str, Any]:

@@ -180,11 +180,12 @@ def to_bits(values: np.ndarray, dtype: str | np.dtype) -> np.ndarray:
     return out
 
 
-def scale_into(values: np.ndarray, factor: float | None, out: np.ndarray, target: str | None = None) -> None:
+def scale_into(values: np.ndarray, factor: float | None, out: np.ndarray, target: str | None = None, *, shift: float = 0.0) -> None:
     """``out = values * factor`` -- the product in ``values``' precision (float64 or float32),
     then rounded by this module's rule to ``out``'s dtype (float16 or bfloat16; or to
     ``target`` when ``out`` holds uint16 patterns).  Both 1-D of one length; ``factor``
-    None leaves the values as they are.  Works in passes of a few thousand elements
+    None leaves the values as they are; ``shift``, when not 0, is added to the product
+    in the same precision before the rounding.  Works in passes of a few thousand elements
     through this thread's work arrays: no temporaries the size of ``values``."""
     width = _source_of(values)
     name = target or out.dtype.name
@@ -202,6 +203,8 @@ def scale_into(values: np.ndarray, factor: float | None, out: np.ndarray, target
             source = values[lo : lo + n]
             if scale is not None:
                 source = np.multiply(source, scale, out=wide[:n])
+            if shift:
+                source = np.add(source, values.dtype.type(shift), out=wide[:n])
             if via_float32:
                 np.copyto(product[:n], source, casting="same_kind")  # the IEEE cast to float32
                 source = product[:n]

@@ -49,6 +49,10 @@ KINDS = ("truncated_normal", "untruncated_normal", "uniform")
 _DOMAIN = b"vsconf/stream/v1\x00"
 # The truncated normal keeps |z| < 2 standard deviations of the underlying normal, as TF does.
 _TRUNCATION = 2.0
+# Truncation bounds in standard deviations of the underlying normal: VarianceScaling's, and
+# the default of every truncated draw.  Other bounds (a truncated_normal init's) resample
+# the positions outside them the same way, so these draw exactly what they always drew.
+TRUNCATION_BOUNDS = (-_TRUNCATION, _TRUNCATION)
 MAX_SEED = 2**63
 # The stream definitions vsconf can draw.  A spec that names none draws stream 1: stream 2
 # is ~1.5x as fast per thread for normals, but with several threads in one process the GIL
@@ -189,8 +193,10 @@ def _block_draws(
     state: np.ndarray | None = None,
     *,
     float32: bool = False,
+    bounds: tuple[float, float] = TRUNCATION_BOUNDS,
 ) -> np.ndarray:
-    """``count`` draws of block ``block``: standard normal, truncated, or U[-1/2, 1/2).
+    """``count`` draws of block ``block``: standard normal, truncated to ``bounds`` (open
+    at both ends; VarianceScaling's (-2, 2) by default), or U[-1/2, 1/2).
 
     float64 (NumPy's generators), or float32 Box-Muller normals when ``float32``.
     Written into ``out`` (of that dtype, at least ``count`` long) when given, so that a
@@ -199,7 +205,7 @@ def _block_draws(
     blocks at once.
     """
     if float32:
-        cosines, sines = _float32_batch(key, [(block, count, state)], kind)[0]
+        cosines, sines = _float32_batch(key, [(block, count, state)], kind, bounds)[0]
         values = np.empty(count, dtype=np.float32) if out is None else out[:count]
         values[: cosines.size] = cosines
         values[cosines.size :] = sines
@@ -214,11 +220,21 @@ def _block_draws(
         return values
     gen.standard_normal(out=values)
     if kind == "truncated_normal":
-        rejected = np.flatnonzero(np.abs(values) >= _TRUNCATION)
+        outside = _outside_of(bounds)
+        rejected = np.flatnonzero(outside(values))
         while rejected.size:
             values[rejected] = gen.standard_normal(rejected.size)
-            rejected = rejected[np.abs(values[rejected]) >= _TRUNCATION]
+            rejected = rejected[outside(values[rejected])]
     return values
+
+
+def _outside_of(bounds: tuple[float, float]):
+    """The test a truncated draw fails: ``|z| >= 2`` for VarianceScaling's bounds (the
+    positions every published stream resampled), ``z <= low or z >= high`` for others."""
+    low, high = bounds
+    if (low, high) == TRUNCATION_BOUNDS:
+        return lambda values: np.abs(values) >= _TRUNCATION
+    return lambda values: (values <= low) | (values >= high)
 
 
 # Blocks whose Box-Muller arithmetic runs as one set of NumPy calls.  Each of a set's ~55
@@ -239,7 +255,7 @@ def _generators(count: int) -> list[np.random.Generator]:
 
 
 def _float32_batch(
-    key: int, blocks: Sequence[tuple[int, int, np.ndarray | None]], kind: str
+    key: int, blocks: Sequence[tuple[int, int, np.ndarray | None]], kind: str, bounds: tuple[float, float] = TRUNCATION_BOUNDS
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Stream 2's float32 normals of several blocks ``(block, count, state)`` at once.
 
@@ -265,10 +281,8 @@ def _float32_batch(
         halves.append((x[offset : offset + pairs], y[offset : offset + count - pairs]))
         offset += pairs
     if kind == "truncated_normal":
-        _resample32(gens, halves)
+        _resample32(gens, halves, bounds)
     return halves
-
-
 
 
 def _resampling_words(left: int) -> int:
@@ -278,16 +292,24 @@ def _resampling_words(left: int) -> int:
     return (left + 1) // 2 + left // 16 + 32
 
 
-def _outside(values: np.ndarray, limit: np.float32) -> np.ndarray:
-    """``|values| >= limit``, through this thread's scratch arrays (no temporaries)."""
-    magnitude, mask = getattr(_SCRATCH, "outside", (np.empty(0, np.float32), np.empty(0, bool)))
-    if magnitude.size < values.size:
-        magnitude, mask = _SCRATCH.outside = (np.empty(values.size, np.float32), np.empty(values.size, bool))
-    np.abs(values, out=magnitude[: values.size])
-    return np.greater_equal(magnitude[: values.size], limit, out=mask[: values.size])
+def _outside(values: np.ndarray, bounds: tuple[float, float]) -> np.ndarray:
+    """Whether each float32 value lies outside the open interval ``bounds`` (``|values| >=
+    2`` for VarianceScaling's), through this thread's scratch arrays (no temporaries)."""
+    work, mask = getattr(_SCRATCH, "outside", (np.empty(0, np.float32), np.empty(0, bool)))
+    if work.size < values.size:
+        work, mask = _SCRATCH.outside = (np.empty(values.size, np.float32), np.empty(values.size, bool))
+    work, mask = work[: values.size], mask[: values.size]
+    low, high = bounds
+    if (low, high) == TRUNCATION_BOUNDS:
+        np.abs(values, out=work)
+        return np.greater_equal(work, np.float32(_TRUNCATION), out=mask)
+    np.greater_equal(values, np.float32(high), out=mask)
+    return np.logical_or(mask, np.less_equal(values, np.float32(low), out=np.empty(values.size, bool)), out=mask)
 
 
-def _resample32(gens: Sequence[np.random.Generator], halves: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
+def _resample32(
+    gens: Sequence[np.random.Generator], halves: Sequence[tuple[np.ndarray, np.ndarray]], bounds: tuple[float, float] = TRUNCATION_BOUNDS
+) -> None:
     """Stream 2's truncation, for each block (``gens[i]``, its ``halves[i]``) in place.
 
     The positions of a block with |z| >= 2, in ascending order (cosines, then sines),
@@ -296,10 +318,9 @@ def _resample32(gens: Sequence[np.random.Generator], halves: Sequence[tuple[np.n
     (cosines, then sines), and the ones inside 2 deviations fill the positions in order.
     Running rounds for several blocks through one Box-Muller call changes nothing.
     """
-    limit = np.float32(_TRUNCATION)
     pending = []
     for index, (first, second) in enumerate(halves):
-        rejected = np.concatenate([np.flatnonzero(_outside(first, limit)), first.size + np.flatnonzero(_outside(second, limit))])
+        rejected = np.concatenate([np.flatnonzero(_outside(first, bounds)), first.size + np.flatnonzero(_outside(second, bounds))])
         if rejected.size:
             pending.append((index, rejected))
     while pending:
@@ -311,7 +332,7 @@ def _resample32(gens: Sequence[np.random.Generator], halves: Sequence[tuple[np.n
         for (index, rejected), words in zip(pending, raws):
             candidates = np.concatenate([x[offset : offset + words.size], y[offset : offset + words.size]])
             offset += words.size
-            accepted = candidates[np.abs(candidates) < limit][: rejected.size]
+            accepted = candidates[~_outside(candidates, bounds)][: rejected.size]
             filled, rejected = rejected[: accepted.size], rejected[accepted.size :]
             first, second = halves[index]
             low = filled < first.size
@@ -322,14 +343,24 @@ def _resample32(gens: Sequence[np.random.Generator], halves: Sequence[tuple[np.n
         pending = still
 
 
-def _scale_into(values: np.ndarray, factor: float, out: np.ndarray) -> None:
-    """``out = values * factor``, computed in the draws' precision, then rounded to ``out``'s
-    dtype: float16 and bfloat16 by vsconf's own rule (:mod:`vsconf.narrow`), float32 and
-    float64 by the IEEE cast (round to nearest even, which no library version changes)."""
+def _scale_into(values: np.ndarray, factor: float, out: np.ndarray, shift: float = 0.0) -> None:
+    """``out = values * factor + shift``, computed in the draws' precision, then rounded
+    once to ``out``'s dtype: float16 and bfloat16 by vsconf's own rule (:mod:`vsconf.narrow`),
+    float32 and float64 by the IEEE cast (round to nearest even, which no library version
+    changes); with a shift, the product then the sum are each rounded in the draws'
+    precision first.  With no shift nothing is added: a centred draw is bit for bit what
+    it was."""
     if narrow.is_narrow(out.dtype):
-        narrow.scale_into(values, factor, out)
-    else:
+        narrow.scale_into(values, factor, out, shift=shift)
+    elif not shift:
         np.multiply(values, values.dtype.type(factor), out=out, casting="unsafe")
+    elif out.dtype == values.dtype:
+        np.multiply(values, values.dtype.type(factor), out=out)
+        np.add(out, values.dtype.type(shift), out=out)
+    else:
+        wide = np.multiply(values, values.dtype.type(factor))
+        np.add(wide, values.dtype.type(shift), out=wide)
+        np.copyto(out, wide, casting="unsafe")
 
 
 _SCRATCH = threading.local()
@@ -382,13 +413,16 @@ def draw_flat(
     jobs: int = 1,
     out: np.ndarray | None = None,
     stream: int = DEFAULT_STREAM,
+    shift: float = 0.0,
+    bounds: tuple[float, float] = TRUNCATION_BOUNDS,
 ) -> np.ndarray:
     """Elements ``start:stop`` (C order) of a tensor of ``total`` elements with stream ``key``.
 
     The values are those of the whole tensor, whatever the range and ``jobs``: this is
     what writers call to produce a big tensor chunk by chunk.  Blocks go to ``jobs``
     threads, ``BLOCKS_PER_TASK`` at a time; each thread draws into its own buffer and
-    scales and rounds straight into ``out``.
+    scales and rounds straight into ``out``.  ``shift`` is added to every value (a mean,
+    a uniform's centre); ``bounds`` are a truncated normal's, in its standard deviations.
     """
     if kind not in KINDS:
         raise ValueError(f"Unknown distribution kind {kind!r}; expected one of {KINDS}")
@@ -407,12 +441,12 @@ def draw_flat(
             for block in range(group, min(group + batch, task + BLOCKS_PER_TASK, last)):
                 count = min(BLOCK_SIZE, total - block * BLOCK_SIZE)
                 blocks.append((block, count, None if states is None else states[block - first]))
-            for (block, count, _), (cosines, sines) in zip(blocks, _float32_batch(key, blocks, kind)):
+            for (block, count, _), (cosines, sines) in zip(blocks, _float32_batch(key, blocks, kind, bounds)):
                 lo = block * BLOCK_SIZE
                 for part, base in ((cosines, lo), (sines, lo + cosines.size)):
                     a, b = max(start, base), min(stop, base + part.size)
                     if a < b:
-                        _scale_into(part[a - base : b - base], factor, out[a - start : b - start])
+                        _scale_into(part[a - base : b - base], factor, out[a - start : b - start], shift)
 
     def fill(task: int) -> None:
         if float32:
@@ -421,9 +455,9 @@ def draw_flat(
             lo = block * BLOCK_SIZE
             count = min(BLOCK_SIZE, total - lo)
             state = None if states is None else states[block - first]
-            values = _block_draws(key, block, count, kind, _scratch(), state)
+            values = _block_draws(key, block, count, kind, _scratch(), state, bounds=bounds)
             a, b = max(start, lo), min(stop, lo + count)
-            _scale_into(values[a - lo : b - lo], factor, out[a - start : b - start])
+            _scale_into(values[a - lo : b - lo], factor, out[a - start : b - start], shift)
 
     tasks = range(first, last, BLOCKS_PER_TASK)
     # More threads than cores only contend for them (the values never depend on the count).
@@ -462,6 +496,8 @@ def draw_part(
     offset: Sequence[int] | None = None,
     jobs: int = 1,
     stream: int = DEFAULT_STREAM,
+    shift: float = 0.0,
+    bounds: tuple[float, float] = TRUNCATION_BOUNDS,
 ) -> np.ndarray:
     """:func:`draw` of the tensor whose stream key is ``key``: the values of its partition
     of ``shape`` at ``offset`` within ``full_shape`` (default: the whole tensor)."""
@@ -480,7 +516,9 @@ def draw_part(
     segments = _segments(shape, full, start)
     if len(segments) == 1:  # the whole tensor, or a run of whole rows
         lo, hi = segments[0]
-        return draw_flat(key, total, lo, hi, dtype, kind, param, jobs=jobs, out=out, stream=stream).reshape(shape)
+        return draw_flat(
+            key, total, lo, hi, dtype, kind, param, jobs=jobs, out=out, stream=stream, shift=shift, bounds=bounds
+        ).reshape(shape)
     float32 = uses_float32_normals(check_stream(stream), out.dtype, kind)
     factor = _unit_scale(kind, param)
     # Many short runs (a column slice...): draw each block once, however many runs it feeds.
@@ -492,10 +530,10 @@ def draw_part(
             block = index // BLOCK_SIZE
             if cached is None or cached[0] != block:
                 count = min(BLOCK_SIZE, total - block * BLOCK_SIZE)
-                cached = (block, _block_draws(key, block, count, kind, float32=float32))
+                cached = (block, _block_draws(key, block, count, kind, float32=float32, bounds=bounds))
             stop = min(hi, (block + 1) * BLOCK_SIZE)
             piece = cached[1][index - block * BLOCK_SIZE : stop - block * BLOCK_SIZE]
-            _scale_into(piece, factor, out[position : position + piece.size])
+            _scale_into(piece, factor, out[position : position + piece.size], shift)
             position += piece.size
             index = stop
     return out.reshape(shape)

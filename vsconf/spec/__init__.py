@@ -49,7 +49,7 @@ from vsconf.spec.document import (
     PathKey,
     line_column,
 )
-from vsconf.spec.normalise import KERAS_PRESETS, normalise
+from vsconf.spec.normalise import KERAS_PRESETS, KERAS_RANDOM, normalise
 from vsconf.spec.reading import MAX_SPEC_BYTES, read_spec_text, too_large
 from vsconf.spec.rules import (
     REGEX_PREFIX,
@@ -65,6 +65,7 @@ from vsconf.spec.words import describe, format_path
 
 __all__ = [
     "KERAS_PRESETS",
+    "KERAS_RANDOM",
     "MAX_DEPTH",
     "MAX_INT_DIGITS",
     "MAX_NODES",

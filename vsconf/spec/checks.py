@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from vsconf.errors import Problem, did_you_mean
+from vsconf.inits.random import MIN_ACCEPTANCE, NEVER_REACHED, TruncatedNormalInit
 from vsconf.saferegex import RegexError, compile_pattern
 from vsconf.spec.document import Document, PathKey, as_list
 from vsconf.spec.rules import REGEX_PREFIX
@@ -114,10 +115,65 @@ class _Checker:
             if "class_name" in init:
                 if isinstance(init.get("config"), dict):
                     self.vs_mapping(init["config"], path + ("init", "config"))
-            elif "constant" not in init:
+            elif isinstance(init.get("truncated_normal"), dict):
+                self.truncation(init["truncated_normal"], path + ("init", "truncated_normal"))
+            elif isinstance(init.get("uniform"), dict):
+                self.uniform(init["uniform"], path + ("init", "uniform"))
+            elif not any(key in init for key in ("constant", "normal", "truncated_normal", "uniform")):
                 self.vs_mapping(init, path + ("init",))
 
+    def truncation(self, params: Mapping[str, Any], path: PathKey) -> None:
+        """Bounds that exclude almost every draw are an error; bounds no draw reaches, a warning."""
+        numbers = {k: params.get(k) for k in ("mean", "std", "a", "b", "cutoff")}
+        if not all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in numbers.values()):
+            return  # the schema says what is wrong
+        if params.get("cutoff") is not None and (params.get("a") is not None or params.get("b") is not None):
+            self.errors.append(self.doc.problem(path + ("cutoff",), "give either `cutoff` or the bounds `a`/`b`, not both"))
+            return
+        a, b = params.get("a"), params.get("b")
+        if a is not None and b is not None and a >= b:
+            self.errors.append(self.doc.problem(path + ("b",), f"the upper bound {show(b)} must be above the lower bound {show(a)}"))
+            return
+        std = params.get("std", 1.0)
+        if not std or std <= 0:
+            return
+        init = TruncatedNormalInit(params.get("mean", 0.0), std, a, b, params.get("cutoff"))
+        low, high = init.z_bounds()
+        key = next((k for k in ("a", "b", "cutoff") if params.get(k) is not None), None)
+        where = path + (key,) if key else path
+        if init.acceptance() < MIN_ACCEPTANCE:
+            self.errors.append(
+                self.doc.problem(
+                    where,
+                    f"the bounds keep {init.acceptance():.2g} of the normal (from {low:.3g} to {high:.3g} standard deviations); "
+                    f"vsconf draws a truncated normal by resampling, which needs at least {MIN_ACCEPTANCE:g}",
+                )
+            )
+        elif low <= -NEVER_REACHED and high >= NEVER_REACHED:
+            self.warnings.append(
+                self.doc.problem(
+                    where,
+                    f"the bounds lie {min(-low, high):.3g} standard deviations or more from the mean: this truncation "
+                    "never happens (a normal init says so plainly)",
+                )
+            )
+
+    def uniform(self, params: Mapping[str, Any], path: PathKey) -> None:
+        low, high = params.get("low"), params.get("high")
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (low, high)) and low >= high:
+            self.errors.append(self.doc.problem(path + ("high",), f"high ({show(high)}) must be above low ({show(low)})"))
+
     def vs_mapping(self, mapping: Mapping[str, Any], path: PathKey) -> None:
+        if "nonlinearity" in mapping and "scale" in mapping:
+            self.errors.append(
+                self.doc.problem(
+                    path + ("nonlinearity",), "give either `scale` or `nonlinearity` (whose gain squared is the scale), not both"
+                )
+            )
+        if "negative_slope" in mapping and mapping.get("nonlinearity") != "leaky_relu":
+            self.warnings.append(
+                self.doc.problem(path + ("negative_slope",), "`negative_slope` changes only leaky_relu's gain; it is ignored here")
+            )
         if mapping.get("distribution") == "normal":
             self.warnings.append(
                 self.doc.problem(

@@ -15,6 +15,8 @@ from typing import Any
 from vsconf.errors import Problem
 from vsconf.fans import axes_from_config
 from vsconf.initializers import CONSTANTS, PRESETS
+from vsconf.inits.gains import scale_of
+from vsconf.inits.random import NormalInit, TruncatedNormalInit, UniformInit
 from vsconf.spec.document import Document, as_list
 from vsconf.spec.words import format_path
 from vsconf.spec.rules import (
@@ -35,6 +37,8 @@ KERAS_PRESETS = {
     "LecunNormal": "lecun_normal",
     "LecunUniform": "lecun_uniform",
 }
+# Keras's random initializers given by their own numbers (vsconf.inits.random).
+KERAS_RANDOM = ("RandomNormal", "RandomUniform", "TruncatedNormal")
 _VS_DEFAULTS = {"scale": 1.0, "mode": "fan_in", "distribution": "truncated_normal"}
 
 
@@ -45,6 +49,8 @@ def _variance_scaling(mapping: Mapping[str, Any], preset: str | None, defaults: 
     if preset is not None:
         merged.update(zip(("scale", "mode", "distribution"), PRESETS[preset]))
     merged.update({k: v for k, v in mapping.items() if k not in ("preset", "dtype")})
+    if "nonlinearity" in mapping:  # the gain's square, in place of the preset's or the defaults' scale
+        merged["scale"] = scale_of(mapping["nonlinearity"], mapping.get("negative_slope"))
     return VarianceScalingInit(
         scale=float(merged["scale"]),
         mode=merged["mode"],
@@ -64,13 +70,36 @@ def _init(value: Any, defaults: Mapping[str, Any]) -> Init:
     if "constant" in value:
         return ConstantInit(float(value["constant"]))
     if "class_name" in value:
-        name, config = value["class_name"], value["config"]
-        if name in ("Zeros", "Ones"):
-            return ConstantInit(0.0 if name == "Zeros" else 1.0)
-        if name == "Constant":
-            return ConstantInit(float(config["value"]))
-        return _variance_scaling(config, KERAS_PRESETS.get(name), defaults)
+        return _keras(value["class_name"], value["config"], defaults)
+    seed = value.get("seed")
+    if "normal" in value:
+        params = value["normal"]
+        return NormalInit(float(params.get("mean", 0.0)), float(params.get("std", 1.0)), seed)
+    if "truncated_normal" in value:
+        params = value["truncated_normal"]
+        return TruncatedNormalInit(
+            float(params.get("mean", 0.0)), float(params.get("std", 1.0)),
+            *(None if params.get(key) is None else float(params[key]) for key in ("a", "b", "cutoff")), seed,
+        )
+    if "uniform" in value:
+        return UniformInit(float(value["uniform"]["low"]), float(value["uniform"]["high"]), seed)
     return _variance_scaling(value, value.get("preset"), defaults)
+
+
+def _keras(name: str, config: Mapping[str, Any], defaults: Mapping[str, Any]) -> Init:
+    """A Keras-serialised initializer, meaning what Keras means by it."""
+    if name in ("Zeros", "Ones"):
+        return ConstantInit(0.0 if name == "Zeros" else 1.0)
+    if name == "Constant":
+        return ConstantInit(float(config["value"]))
+    seed = config.get("seed")
+    if name == "RandomNormal":  # Keras's defaults: mean 0, stddev 0.05
+        return NormalInit(float(config.get("mean", 0.0)), float(config.get("stddev", 0.05)), seed)
+    if name == "TruncatedNormal":  # cut at 2 stddev, as Keras's
+        return TruncatedNormalInit(float(config.get("mean", 0.0)), float(config.get("stddev", 0.05)), cutoff=2.0, seed=seed)
+    if name == "RandomUniform":  # Keras's defaults: [-0.05, 0.05)
+        return UniformInit(float(config.get("minval", -0.05)), float(config.get("maxval", 0.05)), seed)
+    return _variance_scaling(config, KERAS_PRESETS.get(name), defaults)
 
 
 def _match_at(doc: Document, index: int, match: Any) -> tuple[tuple[str, int, int], ...]:

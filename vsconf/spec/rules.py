@@ -2,7 +2,8 @@
 
 These are frozen values, made by :func:`vsconf.spec.parse_spec` (never by hand in normal use)
 with every preset and default already expanded: a rule's init is one of
-:class:`VarianceScalingInit`, :class:`ConstantInit` or :class:`KeepInit`.  Each value's
+:class:`VarianceScalingInit`, :class:`ConstantInit`, :class:`KeepInit`, or a random init of
+:mod:`vsconf.inits.random` (``NormalInit``, ``TruncatedNormalInit``, ``UniformInit``).  Each value's
 ``canonical()`` is the spec mapping it came from, in its explicit form; the canonical form of
 a :class:`Spec` is itself a valid spec, and its SHA-256 identifies the spec.
 """
@@ -17,6 +18,7 @@ from typing import Any, Union
 
 from vsconf.errors import Problem
 from vsconf.fans import Axes
+from vsconf.inits.random import NormalInit, TruncatedNormalInit, UniformInit
 
 # A ``match`` pattern starting with this is a regular expression; any other is a glob.
 REGEX_PREFIX = "re:"
@@ -59,7 +61,7 @@ class KeepInit:
         return "keep"
 
 
-Init = Union[VarianceScalingInit, ConstantInit, KeepInit]
+Init = Union[VarianceScalingInit, ConstantInit, KeepInit, NormalInit, TruncatedNormalInit, UniformInit]
 
 
 @dataclass(frozen=True)
