@@ -39,6 +39,8 @@ class Draw:
     total: int
     shift: float = 0.0  # added to every value: a normal's mean, a uniform's centre
     bounds: tuple[float, float] = streams.TRUNCATION_BOUNDS  # a truncated normal's, in its std
+    zero_rows: tuple[int, ...] = ()  # rows (axis 0) set to zero after the draw
+    row: int = 1  # elements a row holds (the product of the other axes)
 
     @property
     def numpy_dtype(self) -> np.dtype:
@@ -54,13 +56,14 @@ def draw_of(entry: PlanEntry) -> Draw | None:
     if not entry.changes:
         return None
     total = math.prod(entry.shape)
+    rows = {"zero_rows": entry.zero_rows, "row": math.prod(entry.shape[1:])} if entry.zero_rows else {}
     if entry.action == "constant":
-        return Draw("constant", float(entry.value), 0, 0, entry.dtype, total)
+        return Draw("constant", float(entry.value), 0, 0, entry.dtype, total, **rows)
     kind, param = sampling(entry.distribution, entry.variance) if entry.param is None else (entry.distribution, entry.param)
-    key = streams.stream_key(entry.seed, entry.name)
+    key = streams.stream_key(entry.seed, entry.drawn_as or entry.name)
     return Draw(
         kind, param, key, entry.stream or streams.DEFAULT_STREAM, entry.dtype, total,
-        shift=entry.mean or 0.0, bounds=entry.bounds or streams.TRUNCATION_BOUNDS,
+        shift=entry.mean or 0.0, bounds=entry.bounds or streams.TRUNCATION_BOUNDS, **rows,
     )
 
 
@@ -70,22 +73,32 @@ def values(draw: Draw, start: int, stop: int, *, jobs: int = 1, out: np.ndarray 
     if draw.kind == "constant":
         out = np.empty(stop - start, dtype) if out is None else out[: stop - start]
         narrow.fill(out, draw.param)
-        return out
-    return streams.draw_flat(
-        draw.key, draw.total, start, stop, dtype, draw.kind, draw.param, jobs=jobs, out=out, stream=draw.stream,
-        shift=draw.shift, bounds=draw.bounds,
-    )
+    else:
+        out = streams.draw_flat(
+            draw.key, draw.total, start, stop, dtype, draw.kind, draw.param, jobs=jobs, out=out, stream=draw.stream,
+            shift=draw.shift, bounds=draw.bounds,
+        )
+    for row in draw.zero_rows:  # zero is exact in every dtype: no rounding rule involved
+        low, high = max(start, row * draw.row), min(stop, (row + 1) * draw.row)
+        if low < high:
+            out[low - start : high - start] = 0
+    return out
 
 
 def part(draw: Draw, full_shape: Sequence[int], offset: Sequence[int], shape: Sequence[int], *, jobs: int = 1) -> np.ndarray:
     """The box of ``shape`` at ``offset`` of the tensor of ``full_shape``."""
     dtype = draw.numpy_dtype
     if draw.kind == "constant":
-        return narrow.full(tuple(shape), draw.param, dtype)
-    return streams.draw_part(
-        draw.key, shape, dtype, draw.kind, draw.param, full_shape=full_shape, offset=offset, jobs=jobs, stream=draw.stream,
-        shift=draw.shift, bounds=draw.bounds,
-    )
+        box = narrow.full(tuple(shape), draw.param, dtype)
+    else:
+        box = streams.draw_part(
+            draw.key, shape, dtype, draw.kind, draw.param, full_shape=full_shape, offset=offset, jobs=jobs,
+            stream=draw.stream, shift=draw.shift, bounds=draw.bounds,
+        )
+    for row in draw.zero_rows:
+        if offset[0] <= row < offset[0] + shape[0]:
+            box[row - offset[0]] = 0
+    return box
 
 
 def generate(entry: PlanEntry, *, jobs: int = 1) -> np.ndarray | None:

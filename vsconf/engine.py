@@ -20,7 +20,7 @@ from vsconf.fans import Axes, axes_fans, compute_fans, scaled_variance
 from vsconf.initializers import sampling
 from vsconf.inits.random import NormalInit, TruncatedNormalInit, UniformInit
 from vsconf.matching import TensorInfo, dtype_name, match_tensors
-from vsconf.spec import ConstantInit, KeepInit, Rule, Spec, VarianceScalingInit
+from vsconf.spec import ConstantInit, KeepInit, Rule, SameAsInit, Spec, VarianceScalingInit
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +99,9 @@ class PlanEntry:
     param: float | None = None  # the draw's scale: the (underlying) normal's std, or the uniform's half-width
     mean: float | None = None  # added to every draw: a normal's mean, a uniform's centre (None: 0)
     bounds: tuple[float, float] | None = None  # a truncated normal's cut, in its std (None: VarianceScaling's +-2)
+    zero_rows: tuple[int, ...] = ()  # rows (axis 0, from 0) set to zero after the fill
+    same_as: str | None = None  # the tensor whose values this one holds (a `same_as` init)
+    drawn_as: str | None = None  # the name whose stream draws the values, when not this one's
     consumers: tuple[str, ...] = ()
     role: str = ""  # what the tensor is (SPEC 3a), "" when the adapter does not say
     role_from: str = ""  # the consumer or naming convention that decided it
@@ -129,6 +132,10 @@ class PlanEntry:
             out["mean"] = self.mean
         if self.bounds is not None:  # an open side is null, not JSON's missing Infinity
             out["bounds"] = [None if math.isinf(bound) else bound for bound in self.bounds]
+        if self.zero_rows:
+            out["zero_rows"] = list(self.zero_rows)
+        if self.same_as is not None:
+            out["same_as"] = self.same_as
         out["consumers"] = list(self.consumers)
         out["role"] = self.role or None
         out["role_from"] = self.role_from or None
@@ -221,6 +228,7 @@ class _Planner:
         self.target = target
         self.errors: list[Problem] = []
         self.auto_tf_rules: list[Rule] = []
+        self.ties: dict[str, Rule] = {}  # tensors a `same_as` init fills, and their rules
         self._rule_words: dict[int, tuple[str, Any]] = {}
 
     def layout_fans(self, tensor: TensorInfo, rule: Rule) -> tuple[int, int, str]:
@@ -292,6 +300,64 @@ class _Planner:
         if hint is not None and hint.role_conflict:
             self.errors.append(rule_problem(self.spec.source, rule, f"{hint.role_conflict}; {UNTIE_HINT}", tensor=tensor.name))
 
+    def zero_rows(self, tensor: TensorInfo, rule: Rule) -> tuple[int, ...]:
+        """The rule's ``zero_rows`` for ``tensor``, counted from 0, each checked against its rows."""
+        if not rule.zero_rows:
+            return ()
+        if not tensor.shape:
+            self.errors.append(rule_problem(self.spec.source, rule, "zero_rows: a scalar has no rows", tensor=tensor.name))
+            return ()
+        rows = tensor.shape[0]
+        out = []
+        for row in rule.zero_rows:
+            if not -rows <= row < rows:
+                message = f"zero_rows: row {row} is out of range for a tensor of {rows} rows (shape {list(tensor.shape)})"
+                self.errors.append(rule_problem(self.spec.source, rule, message, tensor=tensor.name))
+                continue
+            out.append(row % rows)
+        return tuple(sorted(set(out)))
+
+    def tie(self, entries: list[PlanEntry]) -> list[PlanEntry]:
+        """Each `same_as` entry made the tensor it names, drawn by that tensor's stream: its
+        values are that tensor's, exactly (a chain is followed; a circle is an error)."""
+        by_name = {entry.name: entry for entry in entries}
+        out = []
+        for entry in entries:
+            if entry.same_as is None:
+                out.append(entry)
+                continue
+            rule, seen, source = self.ties[entry.name], [entry.name], by_name.get(entry.same_as)
+            while source is not None and source.same_as is not None and source.name not in seen:
+                seen.append(source.name)
+                source = by_name.get(source.same_as)
+            problem = None
+            if source is None:
+                problem = f"same_as: the model has no tensor {seen[-1] if len(seen) > 1 else entry.same_as!r}"
+                if len(seen) > 1:
+                    problem = f"same_as: the model has no tensor {by_name[seen[-1]].same_as!r}"
+            elif source.name in seen:
+                problem = "same_as: the ties form a circle: " + " -> ".join(repr(name) for name in [*seen, source.name])
+            elif not source.changes:
+                problem = f"same_as: {source.name!r} is not filled by any rule ({source.action}), so it has no values to hold"
+            elif (source.shape, source.dtype) != (entry.shape, entry.dtype):
+                problem = (
+                    f"same_as: {source.name!r} is {source.dtype}{list(source.shape)}, "
+                    f"this tensor {entry.dtype}{list(entry.shape)}; a tie holds one tensor's values"
+                )
+            if problem is not None:
+                self.errors.append(rule_problem(self.spec.source, rule, problem, tensor=entry.name))
+                out.append(entry)
+                continue
+            out.append(
+                dataclasses.replace(
+                    source, name=entry.name, rule=entry.rule, init=entry.init, consumers=entry.consumers,
+                    role=entry.role, role_from=entry.role_from, role_guessed=entry.role_guessed,
+                    fans_from=f"same_as {source.name}", same_as=entry.same_as, drawn_as=source.drawn_as or source.name,
+                    zero_rows=tuple(sorted(set(source.zero_rows) | set(entry.zero_rows))),
+                )
+            )
+        return out
+
     def rule_words(self, rule: Rule) -> tuple[str, Any]:
         """(label, canonical init) of a rule, made once: a model may have a million tensors.
         Every entry of a rule shares its canonical init; treat it as read-only."""
@@ -317,6 +383,10 @@ class _Planner:
         if isinstance(init, KeepInit):
             return made("keep", label, canonical)
         self.check_role(tensor, rule)
+        made = functools.partial(made, zero_rows=self.zero_rows(tensor, rule))
+        if isinstance(init, SameAsInit):  # made whole once every tensor is planned (make_plan)
+            self.ties[tensor.name] = rule
+            return made("fill", label, canonical, same_as=init.name)
         if isinstance(init, ConstantInit):
             return made("constant", label, canonical, value=init.value)
         seed = self.spec.seed if init.seed is None else init.seed
@@ -409,6 +479,8 @@ def make_plan(
                 None if kept is None else (spec.rules[kept[0]], kept[1]),
             )
         )
+    if planner.ties:
+        entries = planner.tie(entries)
     if planner.errors:
         raise MatchError(planner.errors)
     warnings = [*spec.warnings, *matching.warnings]

@@ -119,8 +119,10 @@ class _Checker:
                 self.truncation(init["truncated_normal"], path + ("init", "truncated_normal"))
             elif isinstance(init.get("uniform"), dict):
                 self.uniform(init["uniform"], path + ("init", "uniform"))
-            elif not any(key in init for key in ("constant", "normal", "truncated_normal", "uniform")):
+            elif not any(key in init for key in ("constant", "normal", "truncated_normal", "uniform", "same_as")):
                 self.vs_mapping(init, path + ("init",))
+        if "zero_rows" in rule and init == "keep":
+            self.errors.append(self.doc.problem(path + ("zero_rows",), "zero_rows needs an init that fills the tensor; this rule keeps it"))
 
     def truncation(self, params: Mapping[str, Any], path: PathKey) -> None:
         """Bounds that exclude almost every draw are an error; bounds no draw reaches, a warning."""

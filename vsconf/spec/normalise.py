@@ -24,6 +24,7 @@ from vsconf.spec.rules import (
     Init,
     KeepInit,
     Rule,
+    SameAsInit,
     Spec,
     VarianceScalingInit,
 )
@@ -83,6 +84,8 @@ def _init(value: Any, defaults: Mapping[str, Any]) -> Init:
         )
     if "uniform" in value:
         return UniformInit(float(value["uniform"]["low"]), float(value["uniform"]["high"]), seed)
+    if "same_as" in value:
+        return SameAsInit(value["same_as"])
     return _variance_scaling(value, value.get("preset"), defaults)
 
 
@@ -123,6 +126,7 @@ def normalise(data: Mapping[str, Any], doc: Document, warnings: list[Problem]) -
                 fans_from=rule.get("fans_from"),
                 line=doc.values.get(("rules", index), (0, 0))[0],
                 role=tuple(as_list(rule.get("role", []))),
+                zero_rows=tuple(rule.get("zero_rows", ())),
                 match_at=_match_at(doc, index, rule.get("match", [])),
             )
         )

@@ -56,12 +56,22 @@ class ConstantInit:
 
 
 @dataclass(frozen=True)
+class SameAsInit:
+    """The tensor holds exactly the values of the tensor ``name`` (a tie a file keeps twice)."""
+
+    name: str
+
+    def canonical(self) -> dict[str, Any]:
+        return {"same_as": self.name}
+
+
+@dataclass(frozen=True)
 class KeepInit:
     def canonical(self) -> str:
         return "keep"
 
 
-Init = Union[VarianceScalingInit, ConstantInit, KeepInit, NormalInit, TruncatedNormalInit, UniformInit]
+Init = Union[VarianceScalingInit, ConstantInit, KeepInit, NormalInit, TruncatedNormalInit, UniformInit, SameAsInit]
 
 
 @dataclass(frozen=True)
@@ -76,6 +86,8 @@ class Rule:
     line: int = 0
     # The roles the rule selects; "any" opts in to running statistics and constants too.
     role: tuple[str, ...] = ()
+    # Rows (axis 0) set to zero after the fill; negative ones count from the end.
+    zero_rows: tuple[int, ...] = ()
     # Where each of `match` is written: (path, line, column), e.g. ("rules[2].match[1]", 14, 12).
     match_at: tuple[tuple[str, int, int], ...] = dataclasses.field(default=(), compare=False)
 
@@ -93,6 +105,8 @@ class Rule:
             out["optional"] = True
         if self.fans_from:
             out["fans_from"] = self.fans_from
+        if self.zero_rows:
+            out["zero_rows"] = list(self.zero_rows)
         return out
 
 
