@@ -752,9 +752,9 @@ def dirac(shape: Sequence[int], *, groups: int = 1, dtype: str | np.dtype) -> np
     Example:
         >>> dirac((4, 2, 3), groups=2, dtype="float32")[:, :, 1]
         array([[1., 0.],
-               [0., 0.],
+               [0., 1.],
                [1., 0.],
-               [0., 0.]], dtype=float32)
+               [0., 1.]], dtype=float32)
     """
     shape = _check_shape(shape)
     return dirac_part(shape, (0,) * len(shape), shape, groups=groups, dtype=dtype)
