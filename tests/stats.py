@@ -40,3 +40,24 @@ def assert_std(values: np.ndarray, expected_std: float, distribution: str) -> No
 def assert_mean_zero(values: np.ndarray, expected_std: float) -> None:
     x = values.astype(np.float64).ravel()
     assert abs(x.mean()) <= Z * expected_std / math.sqrt(x.size), (x.mean(), expected_std)
+
+
+# Two-sample Kolmogorov-Smirnov tests of an init against its framework's own function: the
+# statistic D is compared with c(alpha) * sqrt((n + m) / (n * m)), alpha = 0.001,
+# c(alpha) = sqrt(-ln(alpha / 2) / 2) (the asymptotic Kolmogorov distribution), so a correct
+# init fails one run in a thousand.
+ALPHA = 1e-3
+C_ALPHA = math.sqrt(-math.log(ALPHA / 2) / 2)  # 1.9495...
+
+
+def ks_statistic(x: np.ndarray, y: np.ndarray) -> float:
+    """The two-sample Kolmogorov-Smirnov statistic: the largest gap between the ECDFs."""
+    x, y = np.sort(np.ravel(x).astype(np.float64)), np.sort(np.ravel(y).astype(np.float64))
+    grid = np.concatenate([x, y])
+    return float(np.max(np.abs(np.searchsorted(x, grid, side="right") / x.size - np.searchsorted(y, grid, side="right") / y.size)))
+
+
+def same_distribution(x: np.ndarray, y: np.ndarray) -> tuple[bool, float, float]:
+    d = ks_statistic(x, y)
+    critical = C_ALPHA * math.sqrt((x.size + y.size) / (x.size * y.size))
+    return d <= critical, d, critical

@@ -21,21 +21,8 @@ from vsconf.errors import SpecError
 from vsconf.inits.gains import gain
 from vsconf.spec import parse_spec
 
-ALPHA = 1e-3
-C_ALPHA = math.sqrt(-math.log(ALPHA / 2) / 2)  # 1.9495...
+from tests.stats import same_distribution
 
-
-def ks_statistic(x: np.ndarray, y: np.ndarray) -> float:
-    """The two-sample Kolmogorov-Smirnov statistic: the largest gap between the ECDFs."""
-    x, y = np.sort(np.ravel(x).astype(np.float64)), np.sort(np.ravel(y).astype(np.float64))
-    grid = np.concatenate([x, y])
-    return float(np.max(np.abs(np.searchsorted(x, grid, side="right") / x.size - np.searchsorted(y, grid, side="right") / y.size)))
-
-
-def same_distribution(x: np.ndarray, y: np.ndarray) -> tuple[bool, float, float]:
-    d = ks_statistic(x, y)
-    critical = C_ALPHA * math.sqrt((x.size + y.size) / (x.size * y.size))
-    return d <= critical, d, critical
 
 
 def plan_of(init: str, shape=(64, 128), dtype=np.float32, stream: int | None = None, name: str = "w", layout: str = "torch"):
