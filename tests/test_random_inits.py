@@ -21,7 +21,7 @@ from vsconf.errors import SpecError
 from vsconf.inits.gains import gain
 from vsconf.spec import parse_spec
 
-from tests.stats import same_distribution
+from stats import same_distribution
 
 
 

@@ -121,8 +121,29 @@ class _Checker:
                 self.uniform(init["uniform"], path + ("init", "uniform"))
             elif not any(key in init for key in ("constant", "normal", "truncated_normal", "uniform", "same_as")):
                 self.vs_mapping(init, path + ("init",))
+        parts = rule.get("parts")
+        if isinstance(parts, dict):
+            self.parts(parts, path + ("parts",))
         if "zero_rows" in rule and init == "keep":
             self.errors.append(self.doc.problem(path + ("zero_rows",), "zero_rows needs an init that fills the tensor; this rule keeps it"))
+
+    def parts(self, parts: Mapping[str, Any], path: PathKey) -> None:
+        if "sizes" in parts and "count" in parts:
+            self.errors.append(self.doc.problem(path + ("count",), "give either `sizes` or `count`, not both"))
+        inits = parts.get("inits")
+        number = len(parts["sizes"]) if isinstance(parts.get("sizes"), list) else parts.get("count")
+        if isinstance(inits, list) and isinstance(number, int) and len(inits) not in (1, number):
+            self.errors.append(
+                self.doc.problem(path + ("inits",), f"{len(inits)} inits for {number} parts; give one for every part, or one for all")
+            )
+        for index, init in enumerate(inits if isinstance(inits, list) else []):
+            if init == "keep" or (isinstance(init, dict) and "same_as" in init):
+                what = "keep" if init == "keep" else "same_as"
+                self.errors.append(self.doc.problem(path + ("inits", index), f"a part is filled: `{what}` cannot fill one"))
+            elif isinstance(init, dict) and isinstance(init.get("truncated_normal"), dict):
+                self.truncation(init["truncated_normal"], path + ("inits", index, "truncated_normal"))
+            elif isinstance(init, dict) and isinstance(init.get("uniform"), dict):
+                self.uniform(init["uniform"], path + ("inits", index, "uniform"))
 
     def truncation(self, params: Mapping[str, Any], path: PathKey) -> None:
         """Bounds that exclude almost every draw are an error; bounds no draw reaches, a warning."""

@@ -23,6 +23,7 @@ from vsconf.spec.rules import (
     ConstantInit,
     Init,
     KeepInit,
+    Parts,
     Rule,
     SameAsInit,
     Spec,
@@ -105,6 +106,15 @@ def _keras(name: str, config: Mapping[str, Any], defaults: Mapping[str, Any]) ->
     return _variance_scaling(config, KERAS_PRESETS.get(name), defaults)
 
 
+def _parts(rule: Mapping[str, Any], defaults: Mapping[str, Any]) -> Parts | None:
+    parts = rule.get("parts")
+    if parts is None:
+        return None
+    inits = tuple(_init(init, defaults) for init in parts.get("inits", [rule["init"]]))
+    sizes = tuple(parts["sizes"]) if "sizes" in parts else None
+    return Parts(parts.get("axis", 0), inits, sizes, None if sizes is not None else parts.get("count", len(inits)))
+
+
 def _match_at(doc: Document, index: int, match: Any) -> tuple[tuple[str, int, int], ...]:
     """Where each pattern of rule ``index``'s ``match`` is written: (path, line, column)."""
     paths = [("rules", index, "match", j) for j in range(len(match))] if isinstance(match, list) else [("rules", index, "match")]
@@ -127,6 +137,7 @@ def normalise(data: Mapping[str, Any], doc: Document, warnings: list[Problem]) -
                 line=doc.values.get(("rules", index), (0, 0))[0],
                 role=tuple(as_list(rule.get("role", []))),
                 zero_rows=tuple(rule.get("zero_rows", ())),
+                parts=_parts(rule, defaults),
                 match_at=_match_at(doc, index, rule.get("match", [])),
             )
         )

@@ -75,6 +75,29 @@ Init = Union[VarianceScalingInit, ConstantInit, KeepInit, NormalInit, TruncatedN
 
 
 @dataclass(frozen=True)
+class Parts:
+    """A tensor cut along ``axis`` into parts of ``sizes`` (or ``count`` equal ones), part
+    ``k`` filled by ``inits[k]`` (one init: every part)."""
+
+    axis: int
+    inits: tuple[Init, ...]
+    sizes: tuple[int, ...] | None = None
+    count: int | None = None
+
+    def init_of(self, part: int) -> Init:
+        return self.inits[0] if len(self.inits) == 1 else self.inits[part]
+
+    def canonical(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"axis": self.axis}
+        if self.sizes is not None:
+            out["sizes"] = list(self.sizes)
+        else:
+            out["count"] = self.count
+        out["inits"] = [init.canonical() for init in self.inits]
+        return out
+
+
+@dataclass(frozen=True)
 class Rule:
     index: int
     init: Init
@@ -88,6 +111,8 @@ class Rule:
     role: tuple[str, ...] = ()
     # Rows (axis 0) set to zero after the fill; negative ones count from the end.
     zero_rows: tuple[int, ...] = ()
+    # The tensor cut along an axis, each part filled as its own tensor (None: whole).
+    parts: Parts | None = None
     # Where each of `match` is written: (path, line, column), e.g. ("rules[2].match[1]", 14, 12).
     match_at: tuple[tuple[str, int, int], ...] = dataclasses.field(default=(), compare=False)
 
@@ -107,6 +132,8 @@ class Rule:
             out["fans_from"] = self.fans_from
         if self.zero_rows:
             out["zero_rows"] = list(self.zero_rows)
+        if self.parts is not None:
+            out["parts"] = self.parts.canonical()
         return out
 
 
