@@ -643,7 +643,7 @@ class _Planner:
         path, line, column = param.where if isinstance(param, Param) else (f"rules[{rule.index}]", rule.line, 0)
         if offset is not None and column:
             column += offset + 1  # the text is quoted: a spec writes expressions as strings
-        text = f"{param.text!r}: " if isinstance(param, Param) else ""
+        text = f"{param.text!r}: " if isinstance(param, Param) and not message.startswith(repr(param.text)) else ""
         self.errors.append(Problem(self.spec.source, line, column, path, text + message, tensor=tensor.name, rule=rule.index))
 
     def bound(self, init: Any, names: dict[str, Any] | None, tensor: TensorInfo, rule: Rule) -> Any:
