@@ -408,3 +408,19 @@ def test_cli_vars_precedence_lock_and_verify(tmp_path):
     for bad in (["--var", "n_layer"], ["--var", "fan_in=3"], ["--var", "x=y"], ["--vars", "missing.json"]):
         done = run("validate", "init.yaml", *bad, cwd=tmp_path)
         assert done.returncode != 0 and "Traceback" not in done.stderr, (bad, done.stderr)
+
+
+def test_orthogonal_under_layout_auto_reads_the_onnx_consumer(tmp_path):
+    """A Conv's OIHW weight is seen as torch sees it ([out, in*k*k]); a Gemm's B (no
+    transB: [in, out]) as Keras sees a kernel; both orthogonal through that view."""
+    import onnx
+
+    light = onnx.__file__.rsplit("/", 1)[0] + "/backend/test/data/light/light_squeezenet.onnx"
+    (tmp_path / "init.yaml").write_text("vsconf: 1\nseed: 1\nrules:\n  - op: Conv\n    input: W\n    init: {orthogonal: {gain: 1}}\n")
+    plan = vsconf.plan(light, tmp_path / "init.yaml", materialize=True)
+    convs = [entry for entry in plan if entry.distribution == "orthogonal"]
+    assert convs and {entry.layout for entry in convs} == {"torch"}
+    entry = min(convs, key=lambda e: math.prod(e.shape))
+    w = generate(entry).astype(np.float64).reshape(entry.shape[0], -1)
+    gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
+    np.testing.assert_allclose(gram, np.eye(gram.shape[0]), atol=1e-5)
