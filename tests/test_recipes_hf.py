@@ -88,7 +88,7 @@ def _gpt2_law(name: str, c) -> Law:
     with std initializer_range / sqrt(2 n_layer)."""
     if name.endswith("bias"):
         return ZERO
-    if ".ln_" in name:
+    if ".ln_" in "." + name:
         return ONE
     if name == "lm_head.weight":
         return tied("transformer.wte.weight")
@@ -99,12 +99,14 @@ def _gpt2_law(name: str, c) -> Law:
 
 def _llama_law(name: str, c) -> Law:
     """PreTrainedModel._init_weights alone: Linear and Embedding N(0, initializer_range^2),
-    the padding_idx row of the embedding 0, RMSNorm 1."""
+    the padding_idx row of the embedding 0, RMSNorm 1, biases 0."""
+    if name.endswith("bias"):
+        return ZERO
     if name.endswith("norm.weight"):
         return ONE
     if name == "lm_head.weight" and c.tie_word_embeddings:
         return tied("model.embed_tokens.weight")
-    if name == "model.embed_tokens.weight" and c.pad_token_id is not None:
+    if name.endswith("embed_tokens.weight") and c.pad_token_id is not None:
         return normal(c.initializer_range, (c.pad_token_id,))
     return normal(c.initializer_range)
 
@@ -123,18 +125,22 @@ def _bert_law(name: str, c) -> Law:
 
 
 def _t5_law(name: str, c) -> Law:
-    """T5PreTrainedModel._init_weights, f = initializer_factor."""
+    """T5PreTrainedModel._init_weights, f = initializer_factor; T5ForSequenceClassification
+    and T5ForTokenClassification hold their T5 under ``transformer.``."""
     f = c.initializer_factor
+    prefix = "transformer." if name.startswith("transformer.") else ""
+    if name.endswith("bias"):
+        return ZERO
     if name.endswith("layer_norm.weight"):
         return const(f)
-    if name in ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "lm_head.weight"):
-        return tied("shared.weight")
-    if name == "shared.weight":
+    if name.removeprefix(prefix) in ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "lm_head.weight"):
+        return tied(prefix + "shared.weight")
+    if name in ("shared.weight", "transformer.shared.weight", "classifier.weight"):
         return normal(f)
     last = name.split(".")[-2]
     if last == "q":
         return normal(f * (c.d_model * c.d_kv) ** -0.5)
-    if last in ("k", "v", "relative_attention_bias", "wi", "wi_0", "wi_1"):
+    if last in ("k", "v", "relative_attention_bias", "wi", "wi_0", "wi_1", "dense", "out_proj", "qa_outputs"):
         return normal(f * c.d_model**-0.5)
     if last == "o":
         return normal(f * (c.num_heads * c.d_kv) ** -0.5)
@@ -172,8 +178,10 @@ def _auto(kind: str) -> Callable[[object], object]:
     return lambda config: getattr(transformers, kind).from_config(config)
 
 
-def _gpt2_config():
-    return transformers.GPT2Config(n_layer=4, n_embd=64, n_head=4, vocab_size=500, n_positions=64, bos_token_id=0, eos_token_id=0)
+def _gpt2_config(**extra):
+    return transformers.GPT2Config(
+        n_layer=4, n_embd=64, n_head=4, vocab_size=500, n_positions=64, bos_token_id=0, eos_token_id=0, **extra
+    )
 
 
 def _llama_config(**extra):
@@ -205,6 +213,10 @@ def _vit_config():
     )
 
 
+def _cls(name: str) -> Callable[[object], object]:
+    return lambda config: getattr(transformers, name)(config)
+
+
 FAMILIES = [
     Family("gpt2", "hf_gpt2.yaml", _gpt2_config, _auto("AutoModelForCausalLM"), _gpt2_law),
     # pad_token_id set: the padding row; untied lm_head (LlamaConfig's default)
@@ -219,10 +231,20 @@ FAMILIES = [
         _auto("AutoModelForSeq2SeqLM"), _t5_law,
     ),
     Family("vit", "hf_vit.yaml", _vit_config, _auto("AutoModelForImageClassification"), _vit_law),
-    Family(
-        "vit-mim", "hf_vit.yaml", _vit_config,
-        lambda config: transformers.ViTForMaskedImageModeling(config), _vit_law,
-    ),
+    # the other model classes of each family: their heads, prefixes and ties
+    Family("gpt2-cross-attention", "hf_gpt2.yaml", lambda: _gpt2_config(add_cross_attention=True), _cls("GPT2LMHeadModel"), _gpt2_law),
+    Family("gpt2-double-heads", "hf_gpt2.yaml", _gpt2_config, _cls("GPT2DoubleHeadsModel"), _gpt2_law),
+    Family("gpt2-sequence", "hf_gpt2.yaml", _gpt2_config, _cls("GPT2ForSequenceClassification"), _gpt2_law),
+    Family("gpt2-bare", "hf_gpt2.yaml", _gpt2_config, _cls("GPT2Model"), _gpt2_law),
+    Family("llama-qa", "hf_llama.yaml", _llama_config(pad_token_id=0), _cls("LlamaForQuestionAnswering"), _llama_law),
+    Family("llama-tokens", "hf_llama.yaml", _llama_config(), _cls("LlamaForTokenClassification"), _llama_law),
+    Family("bert-sequence", "hf_bert.yaml", _bert_config, _cls("BertForSequenceClassification"), _bert_law),
+    Family("bert-qa", "hf_bert.yaml", _bert_config, _cls("BertForQuestionAnswering"), _bert_law),
+    Family("t5-sequence", "hf_t5.yaml", _t5_config(), _cls("T5ForSequenceClassification"), _t5_law),
+    Family("t5-tokens", "hf_t5.yaml", _t5_config(), _cls("T5ForTokenClassification"), _t5_law),
+    Family("t5-qa", "hf_t5.yaml", _t5_config(), _cls("T5ForQuestionAnswering"), _t5_law),
+    Family("vit-model", "hf_vit.yaml", _vit_config, _cls("ViTModel"), _vit_law),
+    Family("vit-mim", "hf_vit.yaml", _vit_config, _cls("ViTForMaskedImageModeling"), _vit_law),
 ]
 
 
@@ -279,7 +301,7 @@ def _mup_gpt2_law(name: str, c) -> Law:
     width_mult = c.n_embd / MUP_BASE  # every hidden matrix: both dims are widths
     if name.endswith("bias"):
         return ZERO
-    if ".ln_" in name:
+    if ".ln_" in "." + name:
         return ONE
     if name == "lm_head.weight":
         return ZERO  # readout_zero_init
