@@ -55,7 +55,8 @@ class Law:
 
     ``kind``: "normal" (N(0, std^2)), "trunc" (N(0, std^2) cut to [a, b]), "const" (every
     element ``value``) or "tied" (the tensor ``source`` itself).  ``zero_rows``: rows set to
-    0 after a random fill (nn.Embedding's padding_idx).
+    0 after a random fill (nn.Embedding's padding_idx); ``zero_columns``: as many leading
+    columns set to 0 (μP's query_zero_init).
     """
 
     kind: str
@@ -65,6 +66,7 @@ class Law:
     b: float = math.inf
     source: str = ""
     zero_rows: tuple[int, ...] = ()
+    zero_columns: int = 0  # the first this many columns (axis 1) set to 0 after the fill
 
 
 def normal(std: float, zero_rows: tuple[int, ...] = ()) -> Law:
@@ -254,18 +256,25 @@ FAMILIES = [
 MUP_BASE, MUP_DELTA, MUP_WIDTH = 32, 48, 128
 
 
-def _mup_gpt2_config(width: int = MUP_WIDTH):
+def _mup_gpt2_config(width: int = MUP_WIDTH, **flags):
+    """``flags``: mutransformers' readout_zero_init (default True here) and query_zero_init
+    (default False), kept in the config so that its to_dict() hands them to the recipe."""
     return transformers.GPT2Config(
         n_layer=4, n_embd=width, n_head=4, vocab_size=500, n_positions=64, bos_token_id=0, eos_token_id=0,
-        tie_word_embeddings=False,
+        tie_word_embeddings=False, **flags,
     )
 
 
+def _readout_zero_init(config) -> bool:
+    return getattr(config, "readout_zero_init", True)
+
+
 def _mup_gpt2_model(config):
-    """A GPT-2 LM whose readout is mup's MuReadout (zero-initialized), as μP wants it."""
+    """A GPT-2 LM whose readout is mup's MuReadout, as μP wants it."""
     mup = pytest.importorskip("mup")
     model = transformers.GPT2LMHeadModel(config)
-    model.lm_head = mup.MuReadout(config.n_embd, config.vocab_size, bias=False, readout_zero_init=True)
+    zero = _readout_zero_init(config)
+    model.lm_head = mup.MuReadout(config.n_embd, config.vocab_size, bias=False, readout_zero_init=zero)
     return model
 
 
@@ -274,7 +283,8 @@ def _mup_gpt2_build(config):
     what microsoft/mutransformers' GPT2PreTrainedModel._init_weights does once infshapes are
     set -- mup.init.normal_(std=initializer_range) on every Conv1D weight, c_proj again with
     std initializer_range / sqrt(2 n_layer), embeddings torch's normal_, LayerNorm 1/0,
-    biases 0 -- with readout_zero_init (the MuReadout stays 0)."""
+    biases 0; the MuReadout 0 with readout_zero_init, else mup.init.normal_ too; with
+    query_zero_init, the query third of each self-attention's c_attn 0."""
     mup = pytest.importorskip("mup")
     from transformers.pytorch_utils import Conv1D
 
@@ -291,9 +301,15 @@ def _mup_gpt2_build(config):
             elif isinstance(module, torch.nn.LayerNorm):
                 module.weight.fill_(1.0)
                 module.bias.zero_()
+        if not _readout_zero_init(config):
+            mup.init.normal_(model.lm_head.weight, mean=0.0, std=std)
         for name, p in model.named_parameters():
             if name.endswith("c_proj.weight"):
                 mup.init.normal_(p, mean=0.0, std=std / math.sqrt(2 * config.n_layer))
+        if getattr(config, "query_zero_init", False):
+            for block in model.transformer.h:
+                fanout = block.attn.c_attn.weight.shape[1]
+                block.attn.c_attn.weight[:, : fanout // 3] = 0
     return model
 
 
@@ -303,16 +319,24 @@ def _mup_gpt2_law(name: str, c) -> Law:
         return ZERO
     if ".ln_" in "." + name:
         return ONE
-    if name == "lm_head.weight":
-        return ZERO  # readout_zero_init
+    if name == "lm_head.weight":  # one width dim: not scaled
+        return ZERO if _readout_zero_init(c) else normal(c.initializer_range)
     if name.endswith("c_proj.weight"):
         return normal(c.initializer_range / math.sqrt(2 * c.n_layer) / math.sqrt(width_mult))
+    if name.endswith("attn.c_attn.weight") and getattr(c, "query_zero_init", False):
+        return Law("normal", std=c.initializer_range / math.sqrt(width_mult), zero_columns=c.n_embd)
     if name.endswith(("c_attn.weight", "c_fc.weight")):
         return normal(c.initializer_range / math.sqrt(width_mult))
     return normal(c.initializer_range)  # wte, wpe: one width dim, not scaled
 
 
-FAMILIES.append(Family("mup-gpt2", "mup_gpt2.yaml", _mup_gpt2_config, _mup_gpt2_build, _mup_gpt2_law))
+FAMILIES += [
+    Family("mup-gpt2", "mup_gpt2.yaml", _mup_gpt2_config, _mup_gpt2_build, _mup_gpt2_law),
+    Family(
+        "mup-gpt2-query-zero-readout-normal", "mup_gpt2.yaml",
+        lambda: _mup_gpt2_config(query_zero_init=True, readout_zero_init=False), _mup_gpt2_build, _mup_gpt2_law,
+    ),
+]
 
 
 # --------------------------------------------------------------------------- the library side
@@ -343,10 +367,20 @@ def _zero_rows(array: np.ndarray) -> tuple[int, ...]:
 
 
 def _random_values(states: list[dict[str, np.ndarray]], name: str, law: Law) -> np.ndarray:
-    """The values of ``name`` outside its zero rows: seed 0's, or every seed's if small."""
+    """The values of ``name`` outside its zero rows and columns: seed 0's, or every seed's
+    if small."""
     pooled = states if states[0][name].size < SMALL else states[:1]
-    keep = [i for i in range(states[0][name].shape[0]) if i not in law.zero_rows] if law.zero_rows else slice(None)
-    return np.concatenate([s[name][keep].ravel() for s in pooled]).astype(np.float64)
+    rows = [i for i in range(states[0][name].shape[0]) if i not in law.zero_rows] if law.zero_rows else slice(None)
+    columns = (slice(None), slice(law.zero_columns, None)) if law.zero_columns else ()
+    return np.concatenate([s[name][rows][columns].ravel() for s in pooled]).astype(np.float64)
+
+
+def _check_zeros(array: np.ndarray, law: Law, name: str) -> None:
+    """Exactly the law's rows (and leading columns) are 0."""
+    assert _zero_rows(array) == law.zero_rows, name
+    if law.zero_columns:
+        assert not array[:, : law.zero_columns].any(), name
+        assert array[:, law.zero_columns :].all(), name
 
 
 @pytest.mark.parametrize("family", FAMILIES, ids=lambda f: f.id)
@@ -363,7 +397,7 @@ def test_the_library_initializes_as_read(family):
         elif law.kind == "tied":
             assert params[name].data_ptr() == params[law.source].data_ptr(), name
         else:
-            assert _zero_rows(array) == law.zero_rows, name
+            _check_zeros(array, law, name)
             values = _random_values(states, name, law)
             assert np.all((values >= law.a) & (values <= law.b)), name
             assert_mean_zero(values, law.std)
@@ -415,7 +449,7 @@ def test_the_recipe_reproduces_the_library(family):
         elif law.kind == "tied":
             assert np.array_equal(mine, out[law.source]), name
         else:
-            assert _zero_rows(mine) == law.zero_rows, name
+            _check_zeros(mine, law, name)
             ok, d, critical = same_distribution(_random_values(ours, name, law), _random_values(states, name, law))
             assert ok, f"{family.id}: {name}: KS D = {d:.4f} > {critical:.4f}"
     fresh = family.build(config)
