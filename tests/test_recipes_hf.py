@@ -505,3 +505,33 @@ def test_a_saved_checkpoint_with_vars_from_its_config_json(tmp_path, capsys, fam
         law = family.law(name, config)
         if law.kind == "tied":
             assert value.data_ptr() == params[law.source].data_ptr(), name
+
+
+@pytest.mark.parametrize("family_id", ["gpt2", "bert", "t5"])
+def test_a_meta_device_manifest_with_ties(tmp_path, family_id):
+    """A checkpoint made from nothing: shapes from the meta device, each tied parameter
+    listed once and ``same_as`` under its other names (as save_pretrained holds them);
+    from_pretrained loads it whole, with the values the state dict gets."""
+    import json
+
+    family = next(f for f in FAMILIES if f.id == family_id)
+    config, _, states = _library(family)
+    with torch.device("meta"):
+        model = family.build(config)
+    tensors, first = {}, {}
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        if id(tensor) in first:
+            tensors[name] = {"same_as": first[id(tensor)]}
+        else:
+            first[id(tensor)] = name
+            tensors[name] = {"shape": list(tensor.shape), "dtype": "float32"}
+    assert any("same_as" in entry for entry in tensors.values())
+    manifest, out = tmp_path / "model.shapes.json", tmp_path / "out"
+    manifest.write_text(json.dumps({"tensors": tensors}))
+    vsconf.apply(manifest, RECIPES / family.recipe, f"{out}/", vars=_config_vars(config))
+    config.save_pretrained(out)
+    loaded, info = type(model).from_pretrained(out, output_loading_info=True)
+    assert not any(info[k] for k in ("missing_keys", "unexpected_keys", "mismatched_keys")), info
+    expected = _vsconf(family, config, {k: np.zeros_like(v) for k, v in states[0].items()}, 0)
+    for name, value in loaded.state_dict().items():
+        assert np.array_equal(value.numpy(), expected[name]), name
