@@ -140,8 +140,8 @@ def test_torchtitan_init_is_what_the_recipe_restates(depth_init):
 def test_torchtitan_llama3_recipe(depth_init):
     variables = {"dim": LLAMA["dim"], "n_layers": LLAMA["n_layers"], "depth_init": depth_init}
     ours = compare("torchtitan_llama3.yaml", variables, lambda seed: _llama(bool(depth_init), seed, **LLAMA))
-    cut = 3 * LLAMA["dim"] ** -0.5
-    assert np.abs(ours["output.weight"]).max() <= cut
+    cut = 3 * LLAMA["dim"] ** -0.5  # cut at 3 std: 0.3% of a normal lies beyond, too little for the KS test to see
+    assert np.abs(ours["output.weight"]).max() <= cut * (1 + 1e-6)
 
 
 # --------------------------------------------------------------------------- torchvision ResNet
@@ -237,7 +237,12 @@ def test_timm_vit_recipe(weight_init, fix_init):
         "weight_init_nlhb": int("nlhb" in weight_init),
         "fix_init": fix_init,
     }
-    compare("timm_vit.yaml", variables, lambda seed: _vit(weight_init, bool(fix_init), seed))
+    ours = compare("timm_vit.yaml", variables, lambda seed: _vit(weight_init, bool(fix_init), seed))
+    if weight_init.startswith("jax"):
+        # lecun_normal_ cuts at 2 of its underlying std: at 12,288 elements the KS test alone
+        # cannot tell that from an untruncated normal of the same variance (D = 0.017 < 0.025).
+        cut = 2 * math.sqrt(1 / (3 * 8 * 8)) / 0.87962566103423978
+        assert np.abs(ours["patch_embed.proj.weight"]).max() <= cut * (1 + 1e-6)
 
 
 # --------------------------------------------------------------------------- Keras LSTM
