@@ -33,7 +33,7 @@ import __future__
 import ast
 import importlib.util
 import math
-from functools import partial
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any, Callable
 
@@ -70,6 +70,7 @@ def _compile_defs(path: Path, namespace: dict[str, Any], functions: tuple[str, .
     exec(compile(module, str(path), "exec", flags=__future__.annotations.compiler_flag, dont_inherit=True), namespace)
 
 
+@lru_cache(maxsize=1)
 def timm_source() -> dict[str, Any] | None:
     """timm's init functions compiled from its installed files, or None where timm is absent."""
     root = _timm_root()
