@@ -11,6 +11,7 @@ import pytest
 
 import vsconf
 from vsconf.initializers import PRESETS
+from vsconf.inits import FORMULA, KINDS
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC_DOC = (ROOT / "docs" / "spec.md").read_text(encoding="utf-8")
@@ -80,3 +81,19 @@ def test_ci_floors_are_the_floors_pyproject_declares():
     assert pinned and {name: release(v) for name, v in pinned.items()} == {name: release(declared[name]) for name in pinned}
     runtime = re.search(r"dependencies = \[(.*?)\]", (ROOT / "pyproject.toml").read_text(), re.S).group(1)
     assert set(re.findall(r'"([A-Za-z_]+)>=', runtime)) <= set(pinned), "every run-time dependency has its floor pinned"
+
+
+@pytest.mark.parametrize("kind", [*KINDS, FORMULA], ids=lambda kind: kind.key)
+def test_every_init_kind_is_in_the_schema_and_the_docs_as_the_table_says(kind):
+    """vsconf.inits.KINDS is the one table of init kinds: the schema's definition of each
+    kind takes exactly its parameters, the init chain reaches it, and docs/spec.md shows it."""
+    first, *rest = kind.key.split("_")
+    definition = SCHEMA["$defs"][first + "".join(word.title() for word in rest) + "Init"]
+    assert definition["required"] == [kind.key]
+    if kind is FORMULA:
+        assert definition["properties"]["formula"]["type"] == "string"
+    else:
+        assert set(definition["properties"][kind.key]["properties"]) == set(kind.params)
+        assert ("seed" in definition["properties"]) == kind.seeded
+    assert f'{{"required": ["{kind.key}"]}}' in json.dumps(SCHEMA["$defs"]["init"])
+    assert f"{{{kind.key}: " in SPEC_DOC and f"`{kind.key}`" in SPEC_DOC

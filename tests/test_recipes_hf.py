@@ -256,6 +256,17 @@ FAMILIES = [
 MUP_BASE, MUP_DELTA, MUP_WIDTH = 32, 48, 128
 
 
+def _mup():
+    """The mup package, or a skip: it is not in the test extra, since it requires torchvision,
+    whose wheels here break beside the CPU torch (see pyproject.toml); install it with
+    `pip install --no-deps mup` to run these tests."""
+    try:
+        import mup
+    except ImportError:
+        pytest.skip("mup is not installed (not in the test extra: it requires torchvision; pip install --no-deps mup)")
+    return mup
+
+
 def _mup_gpt2_config(width: int = MUP_WIDTH, **flags):
     """``flags``: mutransformers' readout_zero_init (default True here) and query_zero_init
     (default False), kept in the config so that its to_dict() hands them to the recipe."""
@@ -271,7 +282,7 @@ def _readout_zero_init(config) -> bool:
 
 def _mup_gpt2_model(config):
     """A GPT-2 LM whose readout is mup's MuReadout, as μP wants it."""
-    mup = pytest.importorskip("mup")
+    mup = _mup()
     model = transformers.GPT2LMHeadModel(config)
     zero = _readout_zero_init(config)
     model.lm_head = mup.MuReadout(config.n_embd, config.vocab_size, bias=False, readout_zero_init=zero)
@@ -285,7 +296,7 @@ def _mup_gpt2_build(config):
     std initializer_range / sqrt(2 n_layer), embeddings torch's normal_, LayerNorm 1/0,
     biases 0; the MuReadout 0 with readout_zero_init, else mup.init.normal_ too; with
     query_zero_init, the query third of each self-attention's c_attn 0."""
-    mup = pytest.importorskip("mup")
+    mup = _mup()
     from transformers.pytorch_utils import Conv1D
 
     model = _mup_gpt2_model(config)
@@ -406,7 +417,7 @@ def test_the_library_initializes_as_read(family):
 
 def test_the_shipped_bsh_is_what_mup_writes(tmp_path):
     """mup_gpt2.bsh is mup.make_base_shapes(base width 32, delta width 48) of the test model."""
-    mup = pytest.importorskip("mup")
+    mup = _mup()
     import yaml
 
     with torch.device("meta"):

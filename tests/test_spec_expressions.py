@@ -437,3 +437,36 @@ def test_a_per_tensor_truncation_that_never_happens_is_a_plan_warning():
     plan = plan_of(body, {"w": (3, 50)})  # std 0.02: torch's absolute +-2 is +-100 std
     assert any("never happens" in p.message for p in plan.warnings)
     assert not any("never happens" in p.message for p in plan_of(body, {"w": (3, 1)}).warnings)  # std 1: +-2 std
+
+
+def test_keras_orthogonal_and_identity_mean_what_keras_means():
+    """``{class_name: Orthogonal}`` is Keras's Orthogonal: the tf view [prod(shape[:-1]),
+    shape[-1]], its entries distributed as Keras's own (two-sample KS, pooled over seeds);
+    ``Identity`` is Keras's, exactly."""
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    keras = pytest.importorskip("keras")
+    from stats import same_distribution
+
+    body = """\
+    rules:
+      - match: k
+        init: {class_name: Orthogonal, config: {gain: 1.5, seed: null}}
+      - match: eye
+        init: {class_name: Identity, config: {gain: 3}}
+    """
+    shape = (2, 3, 16)  # tf view: 6 x 16, wide
+    ours, theirs = [], []
+    for seed in range(40):
+        model = [TensorInfo("k", shape, np.dtype(np.float32)), TensorInfo("eye", (4, 6), np.dtype(np.float32))]
+        entry = make_plan(model, spec(body).with_seed(seed)).entry("k")
+        assert entry.layout == "tf" and entry.gain == 1.5
+        w = generate(entry).astype(np.float64)
+        np.testing.assert_allclose(w.reshape(6, 16) @ w.reshape(6, 16).T, 2.25 * np.eye(6), atol=1e-5)
+        ours.append(w.ravel())
+        theirs.append(np.asarray(keras.initializers.Orthogonal(gain=1.5, seed=seed)(shape)).astype(np.float64).ravel())
+    ok, d, critical = same_distribution(np.concatenate(ours), np.concatenate(theirs))
+    assert ok, (d, critical)
+    eye = generate(plan_of(body, {"k": shape, "eye": (4, 6)}).entry("eye"))
+    np.testing.assert_array_equal(eye, np.asarray(keras.initializers.Identity(gain=3)((4, 6))))

@@ -654,8 +654,8 @@ class _Planner:
 
     def expression_problem(self, param: Any, message: str, offset: int | None, tensor: TensorInfo, rule: Rule) -> None:
         path, line, column = param.where if isinstance(param, Param) else (f"rules[{rule.index}]", rule.line, 0)
-        if offset is not None and column:
-            column += offset + 1  # the text is quoted: a spec writes expressions as strings
+        if offset is not None and column and isinstance(param, Param) and param.exact:
+            column += offset  # the column of the text's first character, plus the culprit's offset
         text = f"{param.text!r}: " if isinstance(param, Param) and not message.startswith(repr(param.text)) else ""
         self.errors.append(Problem(self.spec.source, line, column, path, text + message, tensor=tensor.name, rule=rule.index))
 

@@ -269,11 +269,17 @@ class Document:
         position = (self.keys.get(path) if at_key else None) or self._nearest(path)
         return Problem(self.source, position[0], position[1], format_path(path), message)
 
-    def quoted(self, line: int, column: int) -> bool:
-        """Whether the scalar at ``line``:``column`` (1-based) starts with a quote."""
+    def text_column(self, line: int, column: int, text: str) -> int | None:
+        """The column (1-based) where ``text`` starts in the file, when the scalar at
+        ``line``:``column`` holds it verbatim on that line (plain, or quoted without an
+        escape before its end); None otherwise (escapes, a folded or block scalar), where
+        only the scalar's own position is known."""
+        if not 0 < line or "\n" in text:
+            return None
         lines = _LINE_BREAK.split(self._text, maxsplit=line)
-        text = lines[line - 1] if 0 < line <= len(lines) else ""
-        return text[column - 1 : column] in ("'", '"')
+        raw = lines[line - 1] if line <= len(lines) else ""
+        start = column - 1 + (1 if raw[column - 1 : column] in ("'", '"') else 0)
+        return start + 1 if raw[start : start + len(text)] == text else None
 
     def _nearest(self, path: PathKey) -> tuple[int, int]:
         while path not in self.values and path:

@@ -31,6 +31,7 @@ from typing import Any
 
 from vsconf.errors import Problem
 from vsconf.expr import ExprError, Expr, parse
+from vsconf.inits import KINDS, NUMERIC_SLOTS
 from vsconf.spec.document import Document, PathKey, as_list
 from vsconf.spec.words import format_path
 
@@ -40,15 +41,10 @@ TENSOR_NAMES = ("fan_in", "fan_out", "numel", "ndim", "shape")
 BASE_NAMES = ("base_fan_in", "base_fan_out", "width_mult")
 _INDEX_NAME = re.compile(r"i(0|[1-9][0-9]?)")  # a formula's index names, i0 ... i99
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# The parameters that may be expressions, per kind of init: name -> slot (what it must be:
-# see `slot_problem`).
+# The parameters that may be expressions, per kind of init (vsconf.inits.KINDS): name -> slot
+# (what its value must be: see `slot_problem`).
 _PARAMS: Mapping[str, Mapping[str, str]] = {
-    "normal": {"mean": "number", "std": "positive"},
-    "truncated_normal": {"mean": "number", "std": "positive", "a": "number", "b": "number", "cutoff": "positive"},
-    "uniform": {"low": "number", "high": "number"},
-    "orthogonal": {"gain": "number"},
-    "identity": {"gain": "number"},
-    "dirac": {"groups": "count"},
+    kind.key: {name: slot for name, (slot, _) in kind.params.items() if slot in NUMERIC_SLOTS} for kind in KINDS
 }
 _VS_PARAMS = {"scale": "positive", "negative_slope": "number"}
 _KERAS_PARAMS = {
@@ -80,6 +76,9 @@ class Param:
     expr: Expr = field(repr=False, compare=False)
     where: tuple[str, int, int] = field(default=("", 0, 0), compare=False)
     slot: str = "number"
+    # `where`'s column is the text's first character (an error adds its offset), not only
+    # the scalar's (escapes or a folded scalar: the file does not hold the text verbatim).
+    exact: bool = field(default=False, compare=False)
 
     def canonical(self) -> str:
         return self.text
@@ -140,13 +139,25 @@ def given_vars(given: Mapping[Any, Any]) -> dict[str, int | float]:
 
 def numeric_entries(mapping: Mapping[Any, Any]) -> dict[str, int | float]:
     """The entries of a ``--vars`` file that can be vars: its numeric and boolean top-level
-    entries with names (a Hugging Face ``config.json`` as it is: strings, lists and
-    mappings are left out, as are names vsconf gives itself)."""
+    entries with names (a Hugging Face ``config.json`` as it is: strings, lists, mappings and
+    nulls are left out, as are names that are not names and names vsconf gives itself).
+
+    Raises:
+        ValueError: A number that cannot be a var (NaN, an infinity, an integer beyond
+            ±2**53), naming its entry: never silently dropped.
+    """
     out: dict[str, int | float] = {}
     for name, value in mapping.items():
-        value = int(value) if isinstance(value, bool) else value
-        if var_problem(name, value) is None:
-            out[name] = value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            if isinstance(value, bool) and var_problem(name, 0) is None:
+                out[name] = int(value)
+            continue
+        if var_problem(name, 0) is not None:
+            continue  # not a name an expression can read
+        problem = var_problem(name, value)
+        if problem:
+            raise ValueError(problem)
+        out[name] = value
     return out
 
 
@@ -199,14 +210,14 @@ class _Reader:
         self.inactive: list[int] = []
         self.base = "base_shapes" in data or "base_model" in data
 
-    def problem(self, path: PathKey, message: str, offset: int | None = None) -> Problem:
-        """A problem at ``path``, at the character ``offset`` of its text when given."""
+    def problem(self, path: PathKey, message: str, offset: int | None = None, text: str | None = None) -> Problem:
+        """A problem at ``path``, at the character ``offset`` of its ``text`` where the file
+        holds the text verbatim (else at the scalar)."""
         line, column = self.doc.values.get(path, (0, 0))
-        if offset is not None and line:
-            column += offset + (1 if self.doc.quoted(line, column) else 0)
         if not line:
             return self.doc.problem(path, message)
-        return Problem(self.doc.source, line, column, format_path(path), message)
+        start = self.doc.text_column(line, column, text) if offset is not None and text is not None else None
+        return Problem(self.doc.source, line, column if start is None else start + offset, format_path(path), message)
 
     def read_vars(self, written: Any, given: Mapping[str, Any]) -> None:
         for name, value in (written.items() if isinstance(written, dict) else ()):
@@ -222,8 +233,8 @@ class _Reader:
                 continue
             if isinstance(value, bool):
                 self.vars[name] = int(value)
-            elif isinstance(value, (int, float)):
-                self.vars[name] = value
+            elif isinstance(value, (int, float)) and math.isfinite(value):
+                self.vars[name] = value  # (not finite: the schema says so, and the var is not set)
             elif isinstance(value, str):
                 computed = self.compute(value, path, set(self.vars), "a var may read only the vars written before it")
                 if computed is not None:
@@ -241,16 +252,18 @@ class _Reader:
             return number_of(expr.evaluate(self.vars), integer, text)
         except ExprError as error:
             message = error.message + (f" ({why})" if "unknown name" in error.message else "")
-            self.errors.append(self.problem(path, message, error.offset))
+            self.errors.append(self.problem(path, message, error.offset, text))
         except ValueError as error:
             self.errors.append(self.problem(path, str(error)))
         return None
 
     def parse(self, text: str, path: PathKey) -> Expr | None:
+        if not text:
+            return None  # the schema says it must not be empty
         try:
             return parse(text)
         except ExprError as error:
-            self.errors.append(self.problem(path, error.message, error.offset))
+            self.errors.append(self.problem(path, error.message, error.offset, text))
             return None
 
     def read(self) -> None:
@@ -294,14 +307,14 @@ class _Reader:
             try:
                 expr.check_names(allowed)
             except ExprError as error:
-                self.errors.append(self.problem(slot_path, error.message, error.offset))
+                self.errors.append(self.problem(slot_path, error.message, error.offset, text))
                 continue
             label = format_path(slot_path[2:])
             if expr.names() <= set(self.vars) and not names:
                 try:
                     value = number_of(expr.evaluate(self.vars), integer, text)
                 except ExprError as error:
-                    self.errors.append(self.problem(slot_path, error.message, error.offset))
+                    self.errors.append(self.problem(slot_path, error.message, error.offset, text))
                     continue
                 except ValueError as error:
                     self.errors.append(self.problem(slot_path, str(error)))
@@ -316,7 +329,9 @@ class _Reader:
                 self.errors.append(self.problem(slot_path, "negative_slope may read only the vars"))
             else:
                 line, column = self.doc.values.get(slot_path, (0, 0))
-                container[key] = Param(text, expr, (format_path(slot_path), line, column), slot)
+                start = self.doc.text_column(line, column, text)
+                where = (format_path(slot_path), line, column if start is None else start)
+                container[key] = Param(text, expr, where, slot, exact=start is not None)
                 shown.append((label, text, None))
         if shown:
             self.shown[index] = tuple(shown)

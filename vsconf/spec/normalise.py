@@ -15,9 +15,10 @@ from typing import Any
 from vsconf.errors import Problem
 from vsconf.fans import axes_from_config
 from vsconf.initializers import CONSTANTS, PRESETS
+from vsconf.inits import KINDS
 from vsconf.inits.formula import FormulaInit
 from vsconf.inits.gains import scale_of
-from vsconf.inits.matrix import DiracInit, IdentityInit, OrthogonalInit
+from vsconf.inits.matrix import IdentityInit, OrthogonalInit
 from vsconf.inits.random import NormalInit, TruncatedNormalInit, UniformInit
 from vsconf.spec.document import Document, as_list
 from vsconf.spec.expressions import Expanded
@@ -85,29 +86,13 @@ def _init(value: Any, defaults: Mapping[str, Any]) -> Init:
         return ConstantInit(_number(value["constant"]))
     if "class_name" in value:
         return _keras(value["class_name"], value["config"], defaults)
-    seed = value.get("seed")
-    if "normal" in value:
-        params = value["normal"]
-        return NormalInit(_number(params.get("mean", 0.0)), _number(params.get("std", 1.0)), seed)
-    if "truncated_normal" in value:
-        params = value["truncated_normal"]
-        return TruncatedNormalInit(
-            _number(params.get("mean", 0.0)), _number(params.get("std", 1.0)),
-            *(_optional(params.get(key)) for key in ("a", "b", "cutoff")), seed,
-        )
-    if "uniform" in value:
-        return UniformInit(_number(value["uniform"]["low"]), _number(value["uniform"]["high"]), seed)
     if "same_as" in value:
         return SameAsInit(value["same_as"])
-    if "orthogonal" in value:
-        params = value["orthogonal"]
-        return OrthogonalInit(_number(params.get("gain", 1.0)), params.get("layout"), seed)
-    if "identity" in value:
-        return IdentityInit(_number(value["identity"].get("gain", 1.0)))
-    if "dirac" in value:
-        return DiracInit(value["dirac"].get("groups", 1))
     if "formula" in value:
         return FormulaInit(value["formula"])
+    for kind in KINDS:  # normal, truncated_normal, uniform, orthogonal, identity, dirac
+        if kind.key in value:
+            return kind.build(value[kind.key], value.get("seed"), _number)
     return _variance_scaling(value, value.get("preset"), defaults)
 
 

@@ -13,6 +13,7 @@ become vars -- a Hugging Face ``config.json`` as it is; its other entries are le
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from vsconf.errors import Problem, SpecError
@@ -24,29 +25,51 @@ from vsconf.spec.words import describe
 BaseShapes = dict[str, tuple[int | None, ...]]
 
 
-def _document(path: Path, what: str, where: str, spec_source: str) -> Document:
+def _text(path: Path, what: str, where: str, spec_source: str) -> str:
     source = str(path)
     try:
-        text = read_spec_text(path, source)
+        return read_spec_text(path, source).removeprefix("\ufeff")
     except SpecError as error:
         reasons = "; ".join(p.message.replace("cannot read the spec: ", "") for p in error.problems)
         raise SpecError([Problem(spec_source, 0, 0, where, f"cannot read {what} {source}: {reasons}")]) from None
-    doc = Document(text.removeprefix("\ufeff"), source)
+
+
+def _document(path: Path, what: str, where: str, spec_source: str) -> Document:
+    doc = Document(_text(path, what, where, spec_source), str(path))
     if doc.problems:
         raise SpecError(list(doc.problems))
     return doc
 
 
 def read_vars_file(path: Path) -> dict[str, int | float]:
-    """The vars a ``--vars`` file gives: its numeric and boolean top-level entries.
+    """The vars a ``--vars`` file gives: its numeric and boolean top-level entries.  A
+    ``.json`` file is read as JSON (whose ``NaN`` and ``Infinity`` are refused by name),
+    any other as YAML.
 
     Raises:
-        SpecError: The file cannot be read, is not YAML (JSON is YAML), or is not a mapping.
+        SpecError: The file cannot be read, is not JSON/YAML, is not a mapping, or holds a
+            number that cannot be a var.
     """
-    doc = _document(path, "the vars file", "", str(path))
-    if not isinstance(doc.data, dict):
-        raise SpecError([doc.problem((), f"expected a mapping of names to numbers (a JSON object), got {describe(doc.data)}")])
-    return numeric_entries(doc.data)
+    source = str(path)
+    if path.suffix.lower() == ".json":
+        text = _text(path, "the vars file", "", source)
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SpecError([Problem(source, exc.lineno, exc.colno, "", f"not JSON: {exc.msg}")]) from None
+        except (RecursionError, ValueError) as exc:
+            raise SpecError([Problem(source, 0, 0, "", f"not JSON: {'nested too deeply' if isinstance(exc, RecursionError) else exc}")]) from None
+        where = None
+    else:
+        doc = _document(path, "the vars file", "", source)
+        data, where = doc.data, doc
+    if not isinstance(data, dict):
+        problem = f"expected a mapping of names to numbers (a JSON object), got {describe(data)}"
+        raise SpecError([where.problem((), problem) if where else Problem(source, 0, 0, "", problem)])
+    try:
+        return numeric_entries(data)
+    except ValueError as exc:
+        raise SpecError([Problem(source, 0, 0, "", str(exc))]) from None
 
 
 def read_base_shapes(path: Path, spec_source: str) -> BaseShapes:
