@@ -34,18 +34,43 @@ from vsconf.initializers import array_limit, check_array_size, float_dtype
 from vsconf.lock import build_lock, compare_lock, hashed, read_lock, write_lock
 from vsconf.schedule import Scheduler
 from vsconf.spec import Spec
+from vsconf.spec.sidefiles import read_base_shapes
 
 
 
 # --------------------------------------------------------------------------- opening models
 
 
+def base_shapes(spec: Spec) -> dict[str, tuple[int | None, ...]] | None:
+    """μP's base shapes for ``spec`` (its ``base_shapes:`` file or ``base_model:``, relative to
+    the spec's folder), or None when it names neither.  A dimension None in a ``.bsh`` file
+    (mup writes None for a dimension that does not scale) is the tensor's own."""
+    written = spec.base_shapes or spec.base_model
+    if written is None:
+        return None
+    folder = arguments.spec_file(spec)
+    path = Path(written) if Path(written).is_absolute() or folder is None else folder.parent / written
+    if spec.base_model is not None:
+        with formats.open_model(path) as adapter:
+            return {tensor.name: tuple(tensor.shape) for tensor in adapter.tensors()}
+    return read_base_shapes(path, spec.source)
+
+
 def _plan_of(adapter: Adapter, spec: Spec) -> Plan:
-    return make_plan(adapter.tensors(), spec, adapter.hints(), target=adapter.target, untied=adapter.untied, aliases=adapter.aliases)
+    return make_plan(
+        adapter.tensors(), spec, adapter.hints(), target=adapter.target, untied=adapter.untied, aliases=adapter.aliases,
+        base_shapes=base_shapes(spec),
+    )
 
 
 def plan(
-    model: Any, spec: SpecLike, *, seed: int | None = None, materialize: bool = False, untie: bool | str = False
+    model: Any,
+    spec: SpecLike,
+    *,
+    seed: int | None = None,
+    materialize: bool = False,
+    untie: bool | str = False,
+    vars: Mapping[str, Any] | None = None,
 ) -> Plan:
     r"""Which rule fills which tensor, with fans and std or limit, and each tensor's role;
     nothing is generated.  ``untie``: True or "all" gives every consumer of a shared ONNX
@@ -61,6 +86,7 @@ def plan(
         materialize: ONNX: plan the weights stripped into ``ConstantOfShape`` nodes as
             initializers.
         untie: ONNX: False, True/"all" or "conflicts", as above.
+        vars: Numbers the spec's expressions read, over its ``vars:`` (``--vars``/``--var``).
 
     Returns:
         The :class:`~vsconf.Plan`: one :class:`~vsconf.PlanEntry` per tensor, and warnings.
@@ -81,7 +107,7 @@ def plan(
         >>> vsconf.plan("model.onnx", "init.yaml").entry("fc.weight").fans_from   # layout: torch
         'torch'
     """
-    spec = arguments.spec(spec, arguments.seed(seed))
+    spec = arguments.spec(spec, arguments.seed(seed), vars)
     with formats.open_model(model, materialize=materialize, untie=untie, spec_untie=spec.untie) as adapter:
         return _plan_of(adapter, spec)
 
@@ -196,6 +222,7 @@ def apply(
     dask_workers: int | None = None,
     shard_size: int | str | None = None,
     task_size: int | str | None = None,
+    vars: Mapping[str, Any] | None = None,
 ) -> ApplyResult:
     """Initialize the model ``model`` into ``output`` (default ``<stem>.init<suffix>``).
 
@@ -237,6 +264,8 @@ def apply(
             the default for inputs without shards), ``"500MB"``, ``"2GiB"``.  Without it,
             a sharded input keeps its shards.
         task_size: Sharded checkpoints: the bytes one task writes at most (default 64 MiB).
+        vars: Numbers the spec's expressions read, over its ``vars:`` (``--vars``/``--var``);
+            the lock records the vars used.
 
     Returns:
         An :class:`ApplyResult`.
@@ -267,7 +296,7 @@ def apply(
     in_place, force = arguments.flag(in_place, "in_place"), arguments.flag(force, "force")
     jobs = arguments.jobs(jobs)
     progress = arguments.progress(progress)
-    spec = arguments.spec(spec, arguments.seed(seed))
+    spec = arguments.spec(spec, arguments.seed(seed), vars)
     where, shard_bytes, task_bytes = arguments.checkpoint_options(scheduler, dask_workers, shard_size, task_size, jobs)
     target = formats.output_target(path, output, in_place=in_place)
     if target.kind == "model":
@@ -454,7 +483,12 @@ class _Run:
 
 
 def apply_state_dict(
-    mapping: Mapping[str, np.ndarray], spec: SpecLike, *, seed: int | None = None, jobs: int | None = None
+    mapping: Mapping[str, np.ndarray],
+    spec: SpecLike,
+    *,
+    seed: int | None = None,
+    jobs: int | None = None,
+    vars: Mapping[str, Any] | None = None,
 ) -> dict[str, np.ndarray]:
     r"""A new dict with the spec applied; the input dict and its arrays are untouched.
 
@@ -466,6 +500,7 @@ def apply_state_dict(
         spec: A :class:`~vsconf.Spec`, or the path of a spec file.
         seed: Use this seed instead of the spec's.
         jobs: Threads generating values (the values never depend on it).
+        vars: Numbers the spec's expressions read, over its ``vars:``.
 
     Returns:
         A new dict with every name of ``mapping``: new arrays where the plan fills or sets
@@ -491,7 +526,7 @@ def apply_state_dict(
     """
     if not isinstance(mapping, Mapping):
         raise TypeError(f"Argument `mapping` must be a mapping of names to arrays. Received: {arguments.type_name(mapping)}")
-    spec = arguments.spec(spec, arguments.seed(seed))
+    spec = arguments.spec(spec, arguments.seed(seed), vars)
     jobs = arguments.jobs(jobs)
     adapter = DictStateDict(mapping)
     the_plan = _plan_of(adapter, spec)
@@ -512,6 +547,7 @@ def verify(
     seed: int | None = None,
     jobs: int | None = None,
     untie: bool = False,
+    vars: Mapping[str, Any] | None = None,
 ) -> list[Problem]:
     r"""Regenerate what ``spec`` makes and compare it with the weights in ``model``.
 
@@ -527,6 +563,7 @@ def verify(
         seed: The seed the model was made with, when it is not the spec's.
         jobs: Threads regenerating values (the result does not depend on it).
         untie: The model was made with ``untie=True`` (ONNX).
+        vars: The vars the model was made with; default the lock's (a spec file only).
 
     Returns:
         One :class:`~vsconf.Problem` per difference, each naming the tensor and the file
@@ -556,7 +593,9 @@ def verify(
     lock_data = read_lock(lock_path) if lock_path is not None else None
     if seed is None and lock_data is not None:
         seed = lock_data.get("seed")
-    spec = arguments.spec(spec, seed)
+    if vars is None and lock_data is not None and isinstance(lock_data.get("vars"), dict) and not isinstance(spec, Spec):
+        vars = lock_data["vars"]  # the lock's vars reproduce the run without its flags
+    spec = arguments.spec(spec, seed, vars)
     problems: list[Problem] = []
     digests: dict[str, str] = {}
     with formats.open_model(model, untie=untie, spec_untie=spec.untie) as adapter:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Union
@@ -20,6 +20,7 @@ from typing import Any, Union
 from vsconf.schedule import Scheduler, parse_scheduler
 from vsconf.threads import available_cores
 from vsconf.spec import Spec, load_spec
+from vsconf.spec.expressions import given_vars, parse_var
 from vsconf.streams import MAX_SEED
 
 SpecLike = Union[Spec, str, os.PathLike]
@@ -50,11 +51,30 @@ def path(value: Any, name: str, *, optional: bool = False) -> Path | None:
     raise TypeError(f"Argument `{name}` must be {expected}. Received: {type_name(value)}")
 
 
-def spec(value: Any, seed: int | None) -> Spec:
-    """A :class:`~vsconf.Spec`, or a spec file's path (loaded), with ``seed`` in place of its own."""
+def spec(value: Any, seed: int | None, given: Any = None) -> Spec:
+    """A :class:`~vsconf.Spec`, or a spec file's path (loaded with the vars ``given``), with
+    ``seed`` in place of its own."""
+    given = spec_vars(given)
     if not isinstance(value, Spec):
-        value = load_spec(path(value, "spec"))
+        value = load_spec(path(value, "spec"), vars=given)
+    elif given:
+        raise ValueError(
+            "Argument `vars` applies to a spec file; a Spec was loaded with its vars already: "
+            "pass them to vsconf.load_spec(path, vars=...) or vsconf.parse_spec(text, vars=...)"
+        )
     return value if seed is None else value.with_seed(seed)
+
+
+def spec_vars(value: Any) -> dict[str, int | float] | None:
+    """``vars``: None, or a mapping of names to numbers (booleans count as 1/0)."""
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise TypeError(f"Argument `vars` must be a mapping of names to numbers or None. Received: {type_name(value)}")
+    try:
+        return given_vars(value)
+    except ValueError as exc:
+        raise ValueError(f"Argument `vars`: {exc}") from None
 
 
 def spec_file(value: Spec) -> Path | None:
@@ -157,6 +177,14 @@ def cli_seed(text: str) -> int:
     if not 0 <= value < MAX_SEED:
         raise argparse.ArgumentTypeError(f"must satisfy 0 <= seed < 2**63, got {value}")
     return value
+
+
+def cli_var(text: str) -> tuple[str, int | float]:
+    """``--var NAME=VALUE``: a name and a number (or an expression of numbers)."""
+    try:
+        return parse_var(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix(f"--var {text!r}: ")) from None
 
 
 def cli_jobs(text: str) -> int:

@@ -16,6 +16,7 @@ from vsconf._version import __version__
 from vsconf.engine import Plan, PlanEntry
 from vsconf.errors import Problem, SpecError, printable
 from vsconf.spec import load_spec, schema_text
+from vsconf.spec.sidefiles import read_vars_file
 
 
 def _say(line: str, *, stderr: bool = False) -> None:
@@ -35,20 +36,45 @@ def _warn_problems(problems: Sequence[Problem]) -> None:
 # --------------------------------------------------------------------------- plan tables
 
 
+def _g(value: object) -> str:
+    """A parameter as the plan shows it: a number compactly, an expression as written."""
+    return f"{value:g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else str(value)
+
+
 def _init_text(entry: PlanEntry) -> str:
+    if entry.action == "fill" and entry.distribution == "parts":
+        return f"{len(entry.parts)} parts along axis {entry.parts_axis}"
+    if entry.action == "fill" and entry.distribution == "formula":
+        return f"formula {entry.formula}"
+    if entry.action == "fill" and entry.distribution in ("orthogonal", "identity"):
+        layout = f", {entry.layout}" if entry.layout else ""
+        return f"{entry.distribution}(gain={_g(entry.gain)}{layout})"
+    if entry.action == "fill" and entry.distribution == "dirac":
+        return f"dirac(groups={entry.groups})"
     if entry.action == "fill" and isinstance(entry.init, dict):
-        for kind in ("normal", "truncated_normal", "uniform"):
+        for kind in ("normal", "truncated_normal", "uniform", "same_as"):
+            if kind == "same_as" and kind in entry.init:
+                return f"same_as {entry.init[kind]}"
             if kind in entry.init:
-                params = ", ".join(f"{key}={value:g}" for key, value in entry.init[kind].items())
+                params = ", ".join(f"{key}={_g(value)}" for key, value in entry.init[kind].items())
                 return f"{kind}({params})"
     if entry.action == "fill":
         vs = entry.init
         axes = vs.get("axes") or ({"in": vs["input_axes"], "out": vs["output_axes"]} if "input_axes" in vs else None)
         extra = f", axes={axes}" if axes else ""
-        return f"VS({vs['scale']:g}, {vs['mode']}, {vs['distribution']}{extra})"
+        return f"VS({_g(vs['scale'])}, {vs['mode']}, {vs['distribution']}{extra})"
     if entry.action == "constant":
         return f"constant {entry.value:g}"
     return {"keep": "keep", "unmatched": "- (unmatched)", "skip": "- (not float)"}[entry.action]
+
+
+def _expression_lines(plan: Plan) -> Iterator[str]:
+    """Each tensor's expressions with their values: ``name: init.normal.std = TEXT = VALUE``."""
+    for entry in plan:
+        for part in (entry, *entry.parts):
+            for at, text, value in part.expressions:
+                shown = "per element" if value is None else _g(value)
+                yield f"  {part.name}: {at} = {text} = {shown}"
 
 
 def _spread_text(entry: PlanEntry) -> str:
@@ -72,7 +98,7 @@ def role_text(role: str | None, guessed: bool) -> str:
 def plan_rows(plan: Plan) -> list[tuple[str, ...]]:
     rows = []
     shared: dict[str, str] = {}  # one string per distinct cell: a model may have a million rows
-    for entry in plan:
+    for entry in (row for whole in plan for row in (whole, *whole.parts)):
         cells = (
             "[" + ",".join(str(d) for d in entry.shape) + "]",
             entry.dtype,
@@ -111,6 +137,12 @@ def _print_plan(plan: Plan, fmt: str) -> None:
     if consumers:
         print()
         _print_table(("name", "role from", "consumers"), consumers)
+    expressions = list(_expression_lines(plan))
+    if expressions:
+        print()
+        print("expressions:")
+        for line in expressions:
+            _say(line)
     kept = [(e.name, e.reason) for e in plan if e.reason]
     if kept:
         print()
@@ -170,8 +202,17 @@ def _counts(plan: Plan) -> str:
     return ", ".join(f"{counts[k]} {words[k]}" for k in words if counts.get(k))
 
 
+def _given_vars(args: argparse.Namespace) -> dict[str, int | float] | None:
+    """``--vars FILE`` then ``--var NAME=VALUE`` (the later wins), or None when neither."""
+    if args.vars is None and not args.var:
+        return None
+    given = read_vars_file(args.vars) if args.vars is not None else {}
+    given.update(dict(args.var or ()))
+    return given
+
+
 def _apply(args: argparse.Namespace) -> int:
-    spec = load_spec(args.spec)
+    spec = load_spec(args.spec, vars=_given_vars(args))
     if args.dry_run:
         plan = api.plan(args.model, spec, seed=args.seed, materialize=args.materialize, untie=args.untie)
         _warn_problems(plan.warnings)
@@ -214,14 +255,18 @@ def _apply(args: argparse.Namespace) -> int:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    plan = api.plan(args.model, args.spec, seed=args.seed, materialize=args.materialize, untie=args.untie)
+    plan = api.plan(
+        args.model, args.spec, seed=args.seed, materialize=args.materialize, untie=args.untie, vars=_given_vars(args)
+    )
     _warn_problems(plan.warnings)
     _print_plan(plan, args.format)
     return 0
 
 
 def _verify(args: argparse.Namespace) -> int:
-    problems = api.verify(args.model, args.spec, lock=args.lock, seed=args.seed, jobs=args.jobs, untie=args.untie)
+    problems = api.verify(
+        args.model, args.spec, lock=args.lock, seed=args.seed, jobs=args.jobs, untie=args.untie, vars=_given_vars(args)
+    )
     for problem in problems:
         _say(problem.format(), stderr=True)
     if problems:
@@ -258,9 +303,10 @@ def _inspect(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     failed = 0
+    given = _given_vars(args)
     for path in args.specs:
         try:
-            spec = load_spec(path)
+            spec = load_spec(path, vars=given)
         except SpecError as exc:
             failed += 1
             for problem in exc.problems:
@@ -307,6 +353,17 @@ def build_parser() -> argparse.ArgumentParser:
     def model_and_spec(command: argparse.ArgumentParser) -> None:
         command.add_argument("model", metavar="MODEL", type=Path, help=".onnx, .npz or .safetensors")
         command.add_argument("spec", metavar="SPEC", type=Path)
+        given_vars(command)
+
+    def given_vars(command: argparse.ArgumentParser) -> None:
+        command.add_argument(
+            "--var", action="append", type=arguments.cli_var, metavar="NAME=VALUE",
+            help="set a var the spec's expressions read (repeatable; over --vars and the spec's vars:)",
+        )
+        command.add_argument(
+            "--vars", type=Path, metavar="FILE",
+            help="a JSON or YAML mapping whose numeric entries become vars (a Hugging Face config.json as it is)",
+        )
 
     apply = commands.add_parser("apply", help="initialize a model's weights from a spec")
     model_and_spec(apply)
@@ -361,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", help="check spec files: schema and meaning, all errors at once")
     validate.add_argument("specs", nargs="+", metavar="SPEC")
+    given_vars(validate)
     validate.set_defaults(run=_validate)
 
     schema = commands.add_parser("schema", help="print the JSON Schema of the spec format")

@@ -10,7 +10,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Iterator, Mapping, Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,9 +19,13 @@ from vsconf import streams
 from vsconf.errors import MatchError, Problem, rule_problem
 from vsconf.fans import Axes, axes_fans, compute_fans, scaled_variance
 from vsconf.initializers import sampling
-from vsconf.inits.random import NormalInit, TruncatedNormalInit, UniformInit
+from vsconf.inits import matrix
+from vsconf.inits.formula import FormulaInit, check_formula
+from vsconf.inits.matrix import DiracInit, IdentityInit, OrthogonalInit
+from vsconf.inits.random import MIN_ACCEPTANCE, NormalInit, TruncatedNormalInit, UniformInit
 from vsconf.matching import TensorInfo, dtype_name, match_tensors
 from vsconf.spec import ConstantInit, KeepInit, Rule, SameAsInit, Spec, VarianceScalingInit
+from vsconf.spec.expressions import BASE_NAMES, ExprError, Param, tensor_names
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +113,15 @@ class PlanEntry:
     role_guessed: bool = False  # read from names alone (state dicts)
     reason: str | None = None  # why a tensor a rule matched is kept (safe defaults)
     untied_from: str | None = None  # the shared tensor this one is a consumer's copy of
+    # The rule's expressions for this tensor: (where in the rule, text, value).
+    expressions: tuple[tuple[str, str, Any], ...] = ()
+    gain: float | None = None  # orthogonal, identity: the factor
+    groups: int | None = None  # dirac: the groups of out-channels
+    layout: str | None = None  # orthogonal: how the tensor is seen as a matrix (torch or tf)
+    formula: str | None = None  # a computed tensor's expression
+    names: tuple[tuple[str, Any], ...] = ()  # the names the formula reads besides its indices
+    parts: tuple[PlanEntry, ...] = ()  # `parts`: each part's own entry, along `parts_axis`
+    parts_axis: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -144,6 +158,14 @@ class PlanEntry:
             out["reason"] = self.reason
         if self.untied_from is not None:
             out["untied_from"] = self.untied_from
+        if self.expressions:
+            out["expressions"] = [{"at": at, "text": text, "value": value} for at, text, value in self.expressions]
+        for key in ("gain", "groups", "layout", "formula"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        if self.parts:
+            out["parts_axis"] = self.parts_axis
+            out["parts"] = [part.as_dict() for part in self.parts]
         return out
 
     @property
@@ -169,6 +191,7 @@ class Plan:
         stream: The version of the random streams that draws the filled tensors.
         aliases: Names that are another tensor (tied parameters, held and drawn once):
             name -> the tensor's name.
+        vars: The numbers the spec's expressions read, by name.
 
     Raises:
         KeyError: :meth:`entry` of a name the plan does not hold.
@@ -190,6 +213,8 @@ class Plan:
     untied: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     stream: int = streams.DEFAULT_STREAM  # the version of the random streams that draws the fills
     aliases: Mapping[str, str] = field(default_factory=dict)
+    # The vars the spec's expressions read (after --vars and --var): the lock records them.
+    vars: Mapping[str, int | float] = field(default_factory=dict)
 
     def __iter__(self):
         return iter(self.entries)
@@ -221,7 +246,10 @@ def consumer_labels(tensor: TensorInfo) -> tuple[str, ...]:
 
 
 class _Planner:
-    def __init__(self, spec: Spec, tensors: Sequence[TensorInfo], hints: Mapping[str, FanHint], target: str):
+    def __init__(
+        self, spec: Spec, tensors: Sequence[TensorInfo], hints: Mapping[str, FanHint], target: str,
+        base_shapes: Mapping[str, tuple[int, ...]] | None = None,
+    ):
         self.spec = spec
         self.by_name = {t.name: t for t in tensors}
         self.hints = hints
@@ -230,12 +258,17 @@ class _Planner:
         self.auto_tf_rules: list[Rule] = []
         self.ties: dict[str, Rule] = {}  # tensors a `same_as` init fills, and their rules
         self._rule_words: dict[int, tuple[str, Any]] = {}
+        self._per_tensor: dict[int, bool] = {}
+        self.part_of: dict[str, str] = {}  # NAME[part k] -> NAME
+        self.vars = dict(spec.vars)
+        self.base_shapes = base_shapes
+        self.bad_names: dict[str, str] = {}  # names of this tensor that have no number, and why
 
     def layout_fans(self, tensor: TensorInfo, rule: Rule) -> tuple[int, int, str]:
         layout = self.spec.layout
         if layout in ("tf", "torch"):
             return (*compute_fans(tensor.shape, layout), layout)
-        hint = self.hints.get(tensor.name)
+        hint = self.hint(tensor.name)
         if hint is not None and hint.conflict:
             self.errors.append(
                 rule_problem(self.spec.source, rule, f"{hint.conflict}; give the rule explicit `axes`", tensor=tensor.name)
@@ -254,7 +287,7 @@ class _Planner:
                 self.errors.append(rule_problem(self.spec.source, rule, str(exc), tensor=tensor.name))
                 return (1, 1, "axes")
         if rule.fans_from == "weight":
-            hint = self.hints.get(tensor.name)
+            hint = self.hint(tensor.name)
             weight = self.by_name.get(hint.weight) if hint is not None and hint.weight else None
             if weight is None:
                 self.errors.append(
@@ -276,7 +309,7 @@ class _Planner:
         """The fans the spec's layout reads from ``tensor``, reporting nothing."""
         if self.spec.layout in ("tf", "torch"):
             return compute_fans(tensor.shape, self.spec.layout)
-        return auto_fans(tensor, self.hints.get(tensor.name), self.target)[:2]
+        return auto_fans(tensor, self.hint(tensor.name), self.target)[:2]
 
     def check_weights(self, tensor: TensorInfo, rule: Rule, hint: FanHint) -> None:
         """A tensor read beside several weights takes `fans_from: weight` only if they agree."""
@@ -296,11 +329,11 @@ class _Planner:
 
     def check_role(self, tensor: TensorInfo, rule: Rule) -> None:
         """A tensor whose consumers disagree on what it is is never set from one view."""
-        hint = self.hints.get(tensor.name)
+        hint = self.hint(tensor.name)
         if hint is not None and hint.role_conflict:
             self.errors.append(rule_problem(self.spec.source, rule, f"{hint.role_conflict}; {UNTIE_HINT}", tensor=tensor.name))
 
-    def zero_rows(self, tensor: TensorInfo, rule: Rule) -> tuple[int, ...]:
+    def zero_rows(self, tensor: TensorInfo, rule: Rule, names: dict[str, Any] | None) -> tuple[int, ...]:
         """The rule's ``zero_rows`` for ``tensor``, counted from 0, each checked against its rows."""
         if not rule.zero_rows:
             return ()
@@ -310,6 +343,9 @@ class _Planner:
         rows = tensor.shape[0]
         out = []
         for row in rule.zero_rows:
+            row = self.value(row, names, tensor, rule)
+            if row is None:
+                continue
             if not -rows <= row < rows:
                 message = f"zero_rows: row {row} is out of range for a tensor of {rows} rows (shape {list(tensor.shape)})"
                 self.errors.append(rule_problem(self.spec.source, rule, message, tensor=tensor.name))
@@ -366,6 +402,10 @@ class _Planner:
             words = self._rule_words[rule.index] = (rule.label, rule.init.canonical())
         return words
 
+    def hint(self, name: str) -> FanHint | None:
+        """The adapter's hint of a tensor, or of the tensor a part (``NAME[part k]``) is of."""
+        return self.hints.get(self.part_of.get(name, name))
+
     def entry(self, tensor: TensorInfo, rule: Rule | None, kept: tuple[Rule, str] | None = None) -> PlanEntry:
         def made(action: str, rule: str | None = None, init: Any = None, **more: Any) -> PlanEntry:
             return PlanEntry(
@@ -383,28 +423,74 @@ class _Planner:
         if isinstance(init, KeepInit):
             return made("keep", label, canonical)
         self.check_role(tensor, rule)
-        made = functools.partial(made, zero_rows=self.zero_rows(tensor, rule))
-        if isinstance(init, SameAsInit):  # made whole once every tensor is planned (make_plan)
+        names = self.names(tensor, rule, init if rule.parts is None else None)
+        zero_rows = self.zero_rows(tensor, rule, names)
+        shown = self.shown(rule, names, ("zero_rows", "parts.sizes", "parts.count") if rule.parts is not None else ())
+        made = functools.partial(made, rule=label, init=canonical, zero_rows=zero_rows, expressions=shown)
+        if isinstance(init, SameAsInit) and rule.parts is None:  # made whole once every tensor is planned (make_plan)
             self.ties[tensor.name] = rule
-            return made("fill", label, canonical, same_as=init.name)
+            return made("fill", same_as=init.name)
+        if rule.parts is not None:
+            return self.cut(tensor, rule, names, made)
+        return self.filled(tensor, rule, init, names, made)
+
+    def filled(self, tensor: TensorInfo, rule: Rule, init: Any, names: dict[str, Any] | None, made: Any) -> PlanEntry:
+        """The entry of ``tensor`` filled by ``init`` (the rule's, or a part's), its
+        expressions computed for this tensor's ``names``."""
+        bound = self.bound(init, names, tensor, rule)
+        if bound is None:  # the problem is recorded; plan on to find the others
+            return made("fill", distribution="constant", value=0.0)
+        init = bound
         if isinstance(init, ConstantInit):
-            return made("constant", label, canonical, value=init.value)
+            return made("constant", value=init.value)
+        if isinstance(init, FormulaInit):
+            text = init.formula.text if isinstance(init.formula, Param) else str(init.formula)
+            reads = (init.formula.expr.names() if isinstance(init.formula, Param) else frozenset()) & set(names or {})
+            given = tuple(sorted((name, names[name]) for name in reads)) if names else ()
+            unknown = sorted(set(init.formula.expr.names() if isinstance(init.formula, Param) else ()) & set(self.bad_names))
+            if unknown:
+                self.expression_problem(init.formula, self.bad_names[unknown[0]], None, tensor, rule)
+                return made("fill", distribution="constant", value=0.0)
+            try:
+                check_formula(text, dict(given), tensor.shape)
+            except ExprError as error:
+                self.expression_problem(init.formula, error.message, error.offset, tensor, rule)
+            return made("fill", distribution="formula", formula=text, names=given)
+        if isinstance(init, (IdentityInit, DiracInit)):
+            kind = "identity" if isinstance(init, IdentityInit) else "dirac"
+            try:
+                zeros = (0,) * len(tensor.shape)
+                if kind == "identity":
+                    matrix.identity_part(tensor.shape, zeros, zeros, gain=init.gain, dtype="float64")
+                else:
+                    matrix.dirac_part(tensor.shape, zeros, zeros, groups=init.groups, dtype="float64")
+            except ValueError as exc:
+                self.errors.append(rule_problem(self.spec.source, rule, f"{kind}: {exc}", tensor=tensor.name))
+            more = {"gain": init.gain} if kind == "identity" else {"groups": init.groups}
+            return made("fill", distribution=kind, **more)
         seed = self.spec.seed if init.seed is None else init.seed
         stream = self.spec.stream or streams.DEFAULT_STREAM
+        if isinstance(init, OrthogonalInit):
+            layout = init.layout or (self.spec.layout if self.spec.layout in matrix.LAYOUTS else "tf")
+            try:
+                matrix.check_orthogonal(tensor.shape, layout)
+            except ValueError as exc:
+                self.errors.append(rule_problem(self.spec.source, rule, f"orthogonal: {exc}", tensor=tensor.name))
+            return made("fill", seed=seed, stream=stream, distribution="orthogonal", gain=init.gain, layout=layout)
         if isinstance(init, NormalInit):
             return made(
-                "fill", label, canonical, seed=seed, stream=stream, distribution="untruncated_normal",
+                "fill", seed=seed, stream=stream, distribution="untruncated_normal",
                 variance=init.std**2, std=init.std, param=init.std, mean=init.mean or None,
             )
         if isinstance(init, TruncatedNormalInit):
             return made(
-                "fill", label, canonical, seed=seed, stream=stream, distribution="truncated_normal",
+                "fill", seed=seed, stream=stream, distribution="truncated_normal",
                 variance=init.std**2, std=init.std, param=init.std, mean=init.mean or None, bounds=init.z_bounds(),
             )
         if isinstance(init, UniformInit):
             half = init.half_width
             return made(
-                "fill", label, canonical, seed=seed, stream=stream, distribution="uniform",
+                "fill", seed=seed, stream=stream, distribution="uniform",
                 variance=half**2 / 3, limit=half, param=half, mean=init.centre or None,
             )
         assert isinstance(init, VarianceScalingInit)
@@ -412,7 +498,7 @@ class _Planner:
         variance = scaled_variance(init.scale, init.mode, fan_in, fan_out)
         kind, param = sampling(init.distribution, variance)
         return made(
-            "fill", label, canonical,
+            "fill",
             seed=seed,
             stream=stream,
             fan_in=fan_in,
@@ -423,6 +509,209 @@ class _Planner:
             param=param,
             **({"limit": param} if kind == "uniform" else {"std": math.sqrt(variance)}),
         )
+
+    def cut(self, tensor: TensorInfo, rule: Rule, names: dict[str, Any] | None, made: Any) -> PlanEntry:
+        """``parts``: each part of ``tensor`` planned as a tensor of its own, ``NAME[part k]``."""
+        parts = rule.parts
+        assert parts is not None
+        if not tensor.shape:
+            self.errors.append(rule_problem(self.spec.source, rule, "parts: a scalar has no axis to cut", tensor=tensor.name))
+            return made("fill", distribution="constant", value=0.0)
+        rank = len(tensor.shape)
+        if not -rank <= parts.axis < rank:
+            message = f"parts: axis {parts.axis} is out of range for a tensor of {rank} axes (shape {list(tensor.shape)})"
+            self.errors.append(rule_problem(self.spec.source, rule, message, tensor=tensor.name))
+            return made("fill", distribution="constant", value=0.0)
+        axis, length = parts.axis % rank, tensor.shape[parts.axis % rank]
+        sizes = self.part_sizes(tensor, rule, names, length)
+        if sizes is None:
+            return made("fill", distribution="constant", value=0.0)
+        pieces = []
+        for k, size in enumerate(sizes):
+            shape = tensor.shape[:axis] + (size,) + tensor.shape[axis + 1 :]
+            piece = dataclasses.replace(tensor, name=f"{tensor.name}[part {k}]", shape=shape)
+            self.part_of[piece.name] = tensor.name
+            init = parts.init_of(k)
+            piece_names = self.names(piece, rule, init)
+            written = f"parts.inits[{k if len(parts.inits) > 1 else 0}]"
+            piece_made = functools.partial(
+                PlanEntry, piece.name, shape, dtype_name(tensor.dtype), rule=rule.label, init=init.canonical(),
+                role=tensor.role, expressions=self.shown(rule, piece_names, (written, "init.")),
+            )
+            pieces.append(self.filled(piece, rule, init, piece_names, piece_made))
+        return made("fill", init={"parts": parts.canonical()}, distribution="parts", parts=tuple(pieces), parts_axis=axis)
+
+    def part_sizes(self, tensor: TensorInfo, rule: Rule, names: dict[str, Any] | None, length: int) -> tuple[int, ...] | None:
+        parts = rule.parts
+        assert parts is not None
+        where = f"parts: axis {parts.axis % len(tensor.shape)} of shape {list(tensor.shape)} holds {length}"
+        if parts.sizes is not None:
+            sizes = [self.value(size, names, tensor, rule) for size in parts.sizes]
+            if any(size is None for size in sizes):
+                return None
+            if sum(sizes) != length:
+                message = f"{where}, but the sizes {list(sizes)} add up to {sum(sizes)}"
+                self.errors.append(rule_problem(self.spec.source, rule, message, tensor=tensor.name))
+                return None
+            return tuple(int(size) for size in sizes)
+        count = self.value(parts.count, names, tensor, rule)
+        if count is None:
+            return None
+        if length % count:
+            message = f"{where}, which does not divide into {count} equal parts"
+            self.errors.append(rule_problem(self.spec.source, rule, message, tensor=tensor.name))
+            return None
+        if len(parts.inits) not in (1, count):
+            message = f"parts: {len(parts.inits)} inits for {count} parts; give one for every part, or one for all"
+            self.errors.append(rule_problem(self.spec.source, rule, message, tensor=tensor.name))
+            return None
+        return (length // count,) * int(count)
+
+    # -- expressions ------------------------------------------------------------------
+
+    def reads_tensor(self, rule: Rule) -> bool:
+        """Whether a rule has expressions computed per tensor (made once per rule)."""
+        found = self._per_tensor.get(rule.index)
+        if found is None:
+            found = self._per_tensor[rule.index] = any(value is None for _, _, value in rule.shown)
+        return found
+
+    def names(self, tensor: TensorInfo, rule: Rule, init: Any) -> dict[str, Any] | None:
+        """The names ``rule``'s expressions read for ``tensor``; None when they read none of
+        the tensor's (their numbers are the spec's)."""
+        if not self.reads_tensor(rule):
+            return None
+        if isinstance(init, VarianceScalingInit) and init.axes is not None:
+            try:
+                fan_in, fan_out = axes_fans(tensor.shape, init.axes)
+            except ValueError:
+                fan_in, fan_out = self.quiet_fans(tensor)  # the fill reports it
+        else:
+            fan_in, fan_out = self.quiet_fans(tensor)
+        names: dict[str, Any] = {**self.vars, **tensor_names(tensor.shape, fan_in, fan_out)}
+        self.bad_names = {}
+        parent = self.part_of.get(tensor.name, tensor.name)
+        for pattern in rule.match:
+            if not pattern.startswith("re:"):
+                continue
+            found = _fullmatch(pattern[3:], parent)
+            if found is None:
+                continue
+            for group, text in found.groupdict().items():
+                if text is not None and _GROUP_INTEGER.fullmatch(text):
+                    names.setdefault(group, int(text))
+                else:
+                    self.bad_names.setdefault(group, f"the group {group!r} of {pattern!r} captured {text!r} in {parent!r}, not an integer")
+            break
+        if self.base_shapes is not None:
+            whole = self.by_name[parent].shape
+            base = self.base_shapes.get(parent)
+            if base is None or len(base) != len(whole):
+                why = f"the base shapes have no tensor {parent!r}" if base is None else (
+                    f"the base shape {list(base)} of {parent!r} has not its {len(whole)} dimensions"
+                )
+                for name in BASE_NAMES:
+                    self.bad_names[name] = why
+            else:
+                # null: a dimension that does not scale (mup's notation); a part: its share
+                base = tuple(w if b is None else b for b, w in zip(base, whole))
+                base = tuple(b * t // w if w else b for b, t, w in zip(base, tensor.shape, whole))
+                base_in, base_out = self.quiet_fans(dataclasses.replace(tensor, name=parent, shape=base))
+                names.update(base_fan_in=base_in, base_fan_out=base_out, width_mult=fan_in / base_in if base_in else 0.0)
+        return names
+
+    def value(self, value: Any, names: dict[str, Any] | None, tensor: TensorInfo, rule: Rule) -> Any:
+        """``value`` itself, or the number its expression gives for ``tensor``; None after
+        recording why it has none."""
+        if not isinstance(value, Param):
+            return value
+        if names is None:  # a Param always reads a name of the tensor's
+            names = self.names(tensor, rule, None) or {}
+        for name in sorted(value.expr.names()):
+            if name in self.bad_names:
+                self.expression_problem(value, self.bad_names[name], None, tensor, rule)
+                return None
+        try:
+            return value.value(names)
+        except ExprError as error:
+            self.expression_problem(value, error.message, error.offset, tensor, rule)
+        except ValueError as error:
+            self.expression_problem(value, str(error), None, tensor, rule)
+        return None
+
+    def expression_problem(self, param: Any, message: str, offset: int | None, tensor: TensorInfo, rule: Rule) -> None:
+        path, line, column = param.where if isinstance(param, Param) else (f"rules[{rule.index}]", rule.line, 0)
+        if offset is not None and column:
+            column += offset + 1  # the text is quoted: a spec writes expressions as strings
+        text = f"{param.text!r}: " if isinstance(param, Param) else ""
+        self.errors.append(Problem(self.spec.source, line, column, path, text + message, tensor=tensor.name, rule=rule.index))
+
+    def bound(self, init: Any, names: dict[str, Any] | None, tensor: TensorInfo, rule: Rule) -> Any:
+        """``init`` with each of its expressions computed for ``tensor`` (a formula stays a
+        text, computed per element); None when one has no value (recorded)."""
+        if names is None or isinstance(init, FormulaInit):
+            return init
+        changes = {}
+        for item in dataclasses.fields(init):
+            current = getattr(init, item.name)
+            if isinstance(current, Param):
+                changes[item.name] = self.value(current, names, tensor, rule)
+                if changes[item.name] is None:
+                    return None
+        if not changes:
+            return init
+        init = dataclasses.replace(init, **changes)
+        problem = None
+        if isinstance(init, TruncatedNormalInit):
+            if init.a is not None and init.b is not None and init.a >= init.b:
+                problem = f"truncated_normal: the upper bound {init.b!r} must be above the lower bound {init.a!r}"
+            elif init.acceptance() < MIN_ACCEPTANCE:
+                problem = f"truncated_normal: the bounds keep {init.acceptance():.2g} of the normal; vsconf needs at least {MIN_ACCEPTANCE:g}"
+        elif isinstance(init, UniformInit) and init.low >= init.high:
+            problem = f"uniform: high ({init.high!r}) must be above low ({init.low!r})"
+        if problem:
+            self.errors.append(rule_problem(self.spec.source, rule, problem, tensor=tensor.name))
+            return None
+        return init
+
+    def shown(self, rule: Rule, names: dict[str, Any] | None, prefixes: tuple[str, ...] = ()) -> tuple[tuple[str, str, Any], ...]:
+        """The rule's expressions with their values for one tensor (or part): those under
+        ``prefixes`` when given."""
+        if not rule.shown:
+            return ()
+        out = []
+        for at, text, value in rule.shown:
+            if prefixes and not at.startswith(prefixes):
+                continue
+            if value is None and names is not None:
+                try:
+                    value = _parsed(text).evaluate(names)
+                    value = value if isinstance(value, (int, float)) else None  # a formula: per element
+                except (ExprError, ValueError):
+                    value = None  # reported where the value is used
+            out.append((at, text, value))
+        return tuple(out)
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(text: str) -> Any:
+    from vsconf.expr import parse
+
+    return parse(text)
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def _fullmatch(pattern: str, name: str) -> re.Match[str] | None:
+    """The groups of a ``re:`` pattern on a name it matched (vsconf's own matcher decided the
+    match in linear time; Python's ``re`` only reads the groups of that match)."""
+    return _compiled(pattern).fullmatch(name)
+
+
+_GROUP_INTEGER = re.compile(r"[+-]?[0-9]{1,15}")
 
 
 # Spec words, not command-line flags: the spec's `untie:` works for every caller.
@@ -451,15 +740,18 @@ def make_plan(
     target: str = "state_dict",
     untied: Mapping[str, Sequence[str]] | None = None,
     aliases: Mapping[str, str] | None = None,
+    base_shapes: Mapping[str, tuple[int, ...]] | None = None,
 ) -> Plan:
     """Decide, for every tensor, which rule fills it and with which fans and spread.
 
     ``target`` is ``"state_dict"`` or ``"onnx"``: it only changes how ``layout: auto``
     explains itself.  ``untied``: the shared tensors the adapter gave one copy per
-    consumer, recorded in the plan.  Raises :class:`MatchError` listing every problem at once.
+    consumer, recorded in the plan.  ``base_shapes``: μP's base shape of each tensor (name
+    -> shape), which the spec's ``base_fan_in``, ``base_fan_out`` and ``width_mult`` read.
+    Raises :class:`MatchError` listing every problem at once.
     """
     matching = match_tensors(spec, tensors)
-    planner = _Planner(spec, tensors, {} if hints is None else hints, target)
+    planner = _Planner(spec, tensors, {} if hints is None else hints, target, base_shapes)
     entries = []
     for tensor in tensors:
         if not tensor.is_float:
@@ -498,5 +790,5 @@ def make_plan(
     entries = [dataclasses.replace(e, untied_from=origin[e.name]) if e.name in origin else e for e in entries]
     return Plan(
         tuple(entries), spec.sha256, spec.seed, tuple(warnings), untied=untied_copies,
-        stream=spec.stream or streams.DEFAULT_STREAM, aliases=dict(aliases or {}),
+        stream=spec.stream or streams.DEFAULT_STREAM, aliases=dict(aliases or {}), vars=dict(spec.vars),
     )

@@ -14,12 +14,16 @@ from vsconf._version import __version__
 from vsconf.engine import Plan
 from vsconf.errors import ModelError, Problem
 from vsconf.files import describe_os_error, little_endian_bytes, regular_file
+from vsconf.spec.expressions import var_problem
 from vsconf.streams import MAX_SEED
 
 LOCK_FORMAT = 1
 # A lock names every tensor of one model: far below this, whatever the model.
 MAX_LOCK_BYTES = 64 << 20
-_RECORDED = ("shape", "dtype", "rule", "init", "seed", "fan_in", "fan_out", "std", "limit", "value", "mean", "bounds")
+_RECORDED = (
+    "shape", "dtype", "rule", "init", "seed", "fan_in", "fan_out", "std", "limit", "value", "mean", "bounds",
+    "expressions", "gain", "groups", "layout", "formula", "parts",
+)
 
 
 def build_lock(plan: Plan, digests: Mapping[str, str], model: str) -> dict[str, Any]:
@@ -38,6 +42,7 @@ def build_lock(plan: Plan, digests: Mapping[str, str], model: str) -> dict[str, 
         "seed": plan.seed,
         "stream": plan.stream,
         "spec_sha256": plan.spec_sha256,
+        **({"vars": dict(plan.vars)} if plan.vars else {}),
         "tensors": tensors,
         "kept": [entry.name for entry in plan if not entry.changes],
     }
@@ -98,6 +103,9 @@ def _lock_shape_problem(lock: Any) -> str | None:
         return "`stream` must be a positive integer"
     if not isinstance(lock.get("spec_sha256", ""), str):
         return "`spec_sha256` must be a string"
+    given = lock.get("vars", {})
+    if not isinstance(given, dict) or any(var_problem(name, value) for name, value in given.items()):
+        return "`vars` must be an object of names to finite numbers"
     tensors = lock.get("tensors")
     if not isinstance(tensors, list):
         return "`tensors` must be a list"

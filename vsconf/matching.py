@@ -287,7 +287,9 @@ def match_tensors(spec: Spec, tensors: Sequence[TensorInfo], budget: Budget | No
     errors: list[Problem] = []
     warnings: list[Problem] = []
     literal_rules: dict[str, list[Rule]] = {}  # a name -> the rules naming it, in order
-    for rule in spec.rules:
+    # A rule whose `when` is false is left out: it matches nothing, without an error.
+    active = [rule for rule in spec.rules if rule.active]
+    for rule in active:
         for pattern in dict.fromkeys(p for p in rule.match if is_literal(p)):
             literal_rules.setdefault(pattern, []).append(rule)
     floats = []
@@ -306,7 +308,7 @@ def match_tensors(spec: Spec, tensors: Sequence[TensorInfo], budget: Budget | No
     left = set(range(len(floats)))  # positions no rule has filled yet
     kept: dict[int, tuple[int, str]] = {}
     hint_names = _HINT_NAMES
-    for rule in spec.rules:
+    for rule in active:
         try:
             hits = selection.hits(rule)
             protected = selection.protected(rule, hits)

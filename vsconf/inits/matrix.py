@@ -84,12 +84,15 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from vsconf import narrow, streams
 from vsconf.dtypes import dtype_named
+from vsconf.inits.random import written
 from vsconf.threads import available_cores
 
 Shape = tuple[int, ...]
@@ -811,3 +814,39 @@ def dirac_flat(shape: Sequence[int], start: int, stop: int, *, groups: int = 1, 
     out_dtype = dtype_named(_dtype_name(dtype))
     _check_range(math.prod(shape), start, stop)
     return _from_boxes(lambda o, s: dirac_part(shape, o, s, groups=groups, dtype=out_dtype), shape, start, stop, out_dtype)
+
+
+@dataclass(frozen=True)
+class OrthogonalInit:
+    """``{orthogonal: {gain: G, layout: L}}``: :func:`orthogonal` times ``gain``; ``layout``
+    None means the spec's (``tf`` when the spec's is ``auto``); ``seed=None``: the spec's."""
+
+    gain: Any = 1.0
+    layout: str | None = None
+    seed: int | None = None
+
+    def canonical(self) -> dict[str, Any]:
+        params: dict[str, Any] = {"gain": written(self.gain)}
+        if self.layout is not None:
+            params["layout"] = self.layout
+        return {"orthogonal": params, "seed": self.seed}
+
+
+@dataclass(frozen=True)
+class IdentityInit:
+    """``{identity: {gain: G}}``: :func:`identity` (2-D tensors)."""
+
+    gain: Any = 1.0
+
+    def canonical(self) -> dict[str, Any]:
+        return {"identity": {"gain": written(self.gain)}}
+
+
+@dataclass(frozen=True)
+class DiracInit:
+    """``{dirac: {groups: N}}``: :func:`dirac` (3- to 5-D convolution weights)."""
+
+    groups: Any = 1
+
+    def canonical(self) -> dict[str, Any]:
+        return {"dirac": {"groups": written(self.groups)}}

@@ -45,6 +45,12 @@ def _phi(z: float) -> float:
     return 0.5 * (1.0 + math.erf(z / math.sqrt(2.0)))
 
 
+def written(value: Any) -> Any:
+    """A parameter as the canonical spec writes it: a number, or an expression's text (a
+    :class:`~vsconf.spec.expressions.Param` the planner computes per tensor)."""
+    return value.canonical() if hasattr(value, "canonical") else value
+
+
 @dataclass(frozen=True)
 class NormalInit:
     """N(mean, std²); ``seed=None`` means the spec's seed."""
@@ -54,7 +60,7 @@ class NormalInit:
     seed: int | None = None
 
     def canonical(self) -> dict[str, Any]:
-        return {"normal": {"mean": self.mean, "std": self.std}, "seed": self.seed}
+        return {"normal": {"mean": written(self.mean), "std": written(self.std)}, "seed": self.seed}
 
 
 @dataclass(frozen=True)
@@ -84,11 +90,11 @@ class TruncatedNormalInit:
         return _phi(high) - _phi(low)
 
     def canonical(self) -> dict[str, Any]:
-        params: dict[str, Any] = {"mean": self.mean, "std": self.std}
+        params: dict[str, Any] = {"mean": written(self.mean), "std": written(self.std)}
         if self.a is None and self.b is None:
-            params["cutoff"] = DEFAULT_CUTOFF if self.cutoff is None else self.cutoff
+            params["cutoff"] = DEFAULT_CUTOFF if self.cutoff is None else written(self.cutoff)
         else:
-            params.update({key: value for key, value in (("a", self.a), ("b", self.b)) if value is not None})
+            params.update({key: written(value) for key, value in (("a", self.a), ("b", self.b)) if value is not None})
         return {"truncated_normal": params, "seed": self.seed}
 
 
@@ -109,4 +115,4 @@ class UniformInit:
         return (self.high - self.low) / 2
 
     def canonical(self) -> dict[str, Any]:
-        return {"uniform": {"low": self.low, "high": self.high}, "seed": self.seed}
+        return {"uniform": {"low": written(self.low), "high": written(self.high)}, "seed": self.seed}

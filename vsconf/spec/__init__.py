@@ -27,6 +27,7 @@ The rooms, in the order a spec passes through them:
 * :mod:`~vsconf.spec.reading` -- the file, bounded, and its UTF-8;
 * :mod:`~vsconf.spec.document` -- the YAML, bounded, with the position of every node;
 * :mod:`~vsconf.spec.schema` -- the JSON Schema and its errors in words;
+* :mod:`~vsconf.spec.expressions` -- the vars, and the numbers written as expressions;
 * :mod:`~vsconf.spec.checks` -- what the schema cannot say (patterns, op names, axes);
 * :mod:`~vsconf.spec.normalise` -- presets and defaults expanded into explicit inits;
 * :mod:`~vsconf.spec.rules` -- the result: :class:`Spec`, :class:`Rule` and the inits;
@@ -36,6 +37,7 @@ The rooms, in the order a spec passes through them:
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,7 @@ from vsconf.spec.document import (
     PathKey,
     line_column,
 )
+from vsconf.spec.expressions import Expanded, Param, expand, given_vars
 from vsconf.spec.normalise import KERAS_PRESETS, KERAS_RANDOM, normalise
 from vsconf.spec.reading import MAX_SPEC_BYTES, read_spec_text, too_large
 from vsconf.spec.rules import (
@@ -76,6 +79,7 @@ __all__ = [
     "ConstantInit",
     "Init",
     "KeepInit",
+    "Param",
     "Parts",
     "SameAsInit",
     "PathKey",
@@ -91,18 +95,21 @@ __all__ = [
 ]
 
 
-def parse_spec(text: str, source: str = "<string>") -> Spec:
+def parse_spec(text: str, source: str = "<string>", *, vars: Mapping[str, Any] | None = None) -> Spec:
     r"""Parse, validate and normalise spec ``text``; raises :class:`SpecError` with every problem.
 
     Args:
         text: The spec's YAML (or JSON) text.
         source: The name messages give the spec, e.g. its file name.
+        vars: Numbers the spec's expressions read, over the spec's own ``vars:`` (what
+            ``--vars`` and ``--var`` give); booleans count as 1/0.
 
     Returns:
         The :class:`Spec`.
 
     Raises:
-        TypeError: ``text`` or ``source`` is not a str.
+        TypeError: ``text`` or ``source`` is not a str, or ``vars`` not a mapping.
+        ValueError: A var of ``vars`` is not a name with a finite number.
         SpecError: The spec is not valid; ``problems`` lists every problem, in file order,
             each with its line, column and path into the document.
 
@@ -121,6 +128,9 @@ def parse_spec(text: str, source: str = "<string>") -> Spec:
         raise TypeError(f"parse_spec: text must be a str, got {type(text).__name__}")
     if not isinstance(source, str):
         raise TypeError(f"parse_spec: source must be a str, got {type(source).__name__}")
+    if vars is not None and not isinstance(vars, Mapping):
+        raise TypeError(f"parse_spec: vars must be a mapping of names to numbers, got {type(vars).__name__}")
+    given = given_vars(vars or {})
     if len(text) > MAX_SPEC_BYTES:
         raise too_large(source)
     text = text.removeprefix("\ufeff")  # a UTF-8 BOM takes no column
@@ -136,30 +146,35 @@ def parse_spec(text: str, source: str = "<string>") -> Spec:
         )
     elif data is not None and not isinstance(data, dict):
         problems.append(doc.problem((), f"expected a mapping at the top of the spec, got {describe(data)}"))
-    elif isinstance(data, dict):
-        problems.extend(_validation_problems(doc, data, warnings))
+    expanded = None
+    if isinstance(data, dict):
+        expanded = expand(doc, data, given)
+        problems.extend(_validation_problems(doc, data, expanded, warnings))
     if problems:
         unique = {(p.line, p.column, p.path, p.message): p for p in problems}
         raise SpecError(sorted(unique.values(), key=lambda p: (p.line, p.column, p.path, p.message)))
+    assert expanded is not None
     warnings.sort(key=lambda p: (p.line, p.column))
-    return normalise(data, doc, warnings)
+    return normalise(expanded.data, doc, warnings, expanded)
 
 
-def _validation_problems(doc: Document, data: dict[Any, Any], warnings: list[Problem]) -> list[Problem]:
-    """Problems the schema finds, then those only vsconf's own checks find."""
+def _validation_problems(doc: Document, data: dict[Any, Any], expanded: Expanded, warnings: list[Problem]) -> list[Problem]:
+    """Problems the schema finds, then the expressions', then those only vsconf's own
+    checks find (on the spec with its var-only expressions computed)."""
     problems = schema_problems(doc, data)
-    errors, found = meaning_problems(doc, data)
+    errors, found = meaning_problems(doc, expanded.data)
     warnings.extend(found)
-    return problems + errors
+    return problems + expanded.errors + errors
 
 
-def load_spec(path: str | os.PathLike[str]) -> Spec:
+def load_spec(path: str | os.PathLike[str], *, vars: Mapping[str, Any] | None = None) -> Spec:
     """Load the spec file at ``path``; raises :class:`SpecError` with every problem found.
 
     The file must be a regular file of at most :data:`MAX_SPEC_BYTES` bytes of UTF-8.
 
     Args:
         path: The spec file (YAML; JSON is YAML too).
+        vars: Numbers over the spec's own ``vars:``, as for :func:`parse_spec`.
 
     Returns:
         The :class:`Spec`, whose ``source`` is ``path``.
@@ -178,4 +193,4 @@ def load_spec(path: str | os.PathLike[str]) -> Spec:
         raise TypeError(f"load_spec: path must be a str or an os.PathLike, got {type(path).__name__}")
     path = Path(path)
     source = str(path)
-    return parse_spec(read_spec_text(path, source), source=source)
+    return parse_spec(read_spec_text(path, source), source=source, vars=vars)

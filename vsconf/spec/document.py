@@ -164,6 +164,7 @@ class Document:
 
     def __init__(self, text: str, source: str):
         self.source = source
+        self._text = text
         self.problems: list[Problem] = []
         self.values: dict[PathKey, tuple[int, int]] = {}
         self.keys: dict[PathKey, tuple[int, int]] = {}
@@ -267,6 +268,12 @@ class Document:
         path = tuple(path)
         position = (self.keys.get(path) if at_key else None) or self._nearest(path)
         return Problem(self.source, position[0], position[1], format_path(path), message)
+
+    def quoted(self, line: int, column: int) -> bool:
+        """Whether the scalar at ``line``:``column`` (1-based) starts with a quote."""
+        lines = _LINE_BREAK.split(self._text, maxsplit=line)
+        text = lines[line - 1] if 0 < line <= len(lines) else ""
+        return text[column - 1 : column] in ("'", '"')
 
     def _nearest(self, path: PathKey) -> tuple[int, int]:
         while path not in self.values and path:

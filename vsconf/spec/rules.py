@@ -18,7 +18,9 @@ from typing import Any, Union
 
 from vsconf.errors import Problem
 from vsconf.fans import Axes
-from vsconf.inits.random import NormalInit, TruncatedNormalInit, UniformInit
+from vsconf.inits.formula import FormulaInit
+from vsconf.inits.matrix import DiracInit, IdentityInit, OrthogonalInit
+from vsconf.inits.random import NormalInit, TruncatedNormalInit, UniformInit, written
 
 # A ``match`` pattern starting with this is a regular expression; any other is a glob.
 REGEX_PREFIX = "re:"
@@ -37,7 +39,7 @@ class VarianceScalingInit:
     def canonical(self) -> dict[str, Any]:
         """The init as a spec mapping: the canonical form of a spec is itself a valid spec."""
         out: dict[str, Any] = {
-            "scale": self.scale,
+            "scale": written(self.scale),
             "mode": self.mode,
             "distribution": self.distribution,
             "seed": self.seed,
@@ -49,10 +51,10 @@ class VarianceScalingInit:
 
 @dataclass(frozen=True)
 class ConstantInit:
-    value: float
+    value: Any  # a number, or a Param the planner computes per tensor
 
     def canonical(self) -> dict[str, Any]:
-        return {"constant": self.value}
+        return {"constant": written(self.value)}
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,10 @@ class KeepInit:
         return "keep"
 
 
-Init = Union[VarianceScalingInit, ConstantInit, KeepInit, NormalInit, TruncatedNormalInit, UniformInit, SameAsInit]
+Init = Union[
+    VarianceScalingInit, ConstantInit, KeepInit, NormalInit, TruncatedNormalInit, UniformInit, SameAsInit,
+    OrthogonalInit, IdentityInit, DiracInit, FormulaInit,
+]
 
 
 @dataclass(frozen=True)
@@ -81,8 +86,8 @@ class Parts:
 
     axis: int
     inits: tuple[Init, ...]
-    sizes: tuple[int, ...] | None = None
-    count: int | None = None
+    sizes: tuple[Any, ...] | None = None  # ints, or Params computed per tensor
+    count: Any = None
 
     def init_of(self, part: int) -> Init:
         return self.inits[0] if len(self.inits) == 1 else self.inits[part]
@@ -90,9 +95,9 @@ class Parts:
     def canonical(self) -> dict[str, Any]:
         out: dict[str, Any] = {"axis": self.axis}
         if self.sizes is not None:
-            out["sizes"] = list(self.sizes)
+            out["sizes"] = [written(size) for size in self.sizes]
         else:
-            out["count"] = self.count
+            out["count"] = written(self.count)
         out["inits"] = [init.canonical() for init in self.inits]
         return out
 
@@ -109,12 +114,17 @@ class Rule:
     line: int = 0
     # The roles the rule selects; "any" opts in to running statistics and constants too.
     role: tuple[str, ...] = ()
-    # Rows (axis 0) set to zero after the fill; negative ones count from the end.
-    zero_rows: tuple[int, ...] = ()
+    # Rows (axis 0) set to zero after the fill; negative ones count from the end (ints or Params).
+    zero_rows: tuple[Any, ...] = ()
     # The tensor cut along an axis, each part filled as its own tensor (None: whole).
     parts: Parts | None = None
     # Where each of `match` is written: (path, line, column), e.g. ("rules[2].match[1]", 14, 12).
     match_at: tuple[tuple[str, int, int], ...] = dataclasses.field(default=(), compare=False)
+    # `when`: the expression's text (None: always); `active`: its value with the spec's vars.
+    when: str | bool | None = None
+    active: bool = True
+    # The expressions the rule writes: (where, text, value), value None when per tensor.
+    shown: tuple[tuple[str, str, Any], ...] = dataclasses.field(default=(), compare=False)
 
     @property
     def label(self) -> str:
@@ -131,9 +141,11 @@ class Rule:
         if self.fans_from:
             out["fans_from"] = self.fans_from
         if self.zero_rows:
-            out["zero_rows"] = list(self.zero_rows)
+            out["zero_rows"] = [written(row) for row in self.zero_rows]
         if self.parts is not None:
             out["parts"] = self.parts.canonical()
+        if self.when is not None:
+            out["when"] = self.when
         return out
 
 
@@ -154,6 +166,8 @@ class Spec:
         warnings: :class:`~vsconf.Problem` records of what is valid but suspicious.
         untie: ``"conflicts"`` to untie shared tensors whose consumers disagree, or None.
         stream: The version of the random streams the spec pins (1 or 2), or None for the default (1).
+        vars: The names the spec's expressions read, with the caller's overrides applied.
+        base_shapes, base_model: μP's base shapes (a .bsh file, or a model), as written.
 
     Raises:
         Nothing itself; :func:`load_spec` and :func:`parse_spec` raise :class:`~vsconf.SpecError`.
@@ -177,6 +191,11 @@ class Spec:
     warnings: tuple[Problem, ...] = ()
     untie: str | None = None  # "conflicts": untie shared tensors whose consumers disagree
     stream: int | None = None  # the stream version the spec pins; None: the default (1)
+    # The names expressions read, after --vars and --var: (name, number) in the spec's order.
+    vars: tuple[tuple[str, int | float], ...] = ()
+    # μP: where the base shapes come from (paths as written, relative to the spec's folder).
+    base_shapes: str | None = None
+    base_model: str | None = None
 
     def canonical(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -190,6 +209,11 @@ class Spec:
             out["untie"] = self.untie
         if self.stream is not None:
             out["stream"] = self.stream
+        if self.vars:  # absent when none, so that older specs keep their digest
+            out["vars"] = dict(self.vars)
+        for key in ("base_shapes", "base_model"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
         return out
 
     def canonical_json(self) -> str:

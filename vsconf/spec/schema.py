@@ -182,11 +182,17 @@ def _branch_problems(doc: Document, error: jsonschema.ValidationError) -> list[P
         if not any(e.validator == "type" and tuple(e.absolute_path) == tuple(error.absolute_path) for e in errors)
     }
     if not fitting:
-        types = []
+        words = []
         for branch in error.validator_value:
             t = branch.get("type")
-            types.extend([t] if isinstance(t, str) else t or [])
-        words = " or ".join(dict.fromkeys(_TYPE_WORDS[t] for t in types))
-        return [doc.problem(error.absolute_path, f"expected {words}, got {describe(error.instance)}")]
+            for kind in [t] if isinstance(t, str) else t or []:
+                if kind == "string" and "expression" in branch.get("description", ""):
+                    words.append("an expression (a string)")
+                elif kind == "number" and isinstance(error.instance, float) and not math.isfinite(error.instance):
+                    words.append("a finite number")
+                else:
+                    words.append(_TYPE_WORDS[kind])
+        said = " or ".join(dict.fromkeys(words))
+        return [doc.problem(error.absolute_path, f"expected {said}, got {describe(error.instance)}")]
     best = min(fitting.values(), key=len)
     return [p for sub in best for p in _error_problems(doc, sub)]
