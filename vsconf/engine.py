@@ -471,7 +471,7 @@ class _Planner:
         seed = self.spec.seed if init.seed is None else init.seed
         stream = self.spec.stream or streams.DEFAULT_STREAM
         if isinstance(init, OrthogonalInit):
-            layout = init.layout or (self.spec.layout if self.spec.layout in matrix.LAYOUTS else "tf")
+            layout = init.layout or self.matrix_layout(tensor)
             try:
                 matrix.check_orthogonal(tensor.shape, layout)
             except ValueError as exc:
@@ -509,6 +509,18 @@ class _Planner:
             param=param,
             **({"limit": param} if kind == "uniform" else {"std": math.sqrt(variance)}),
         )
+
+    def matrix_layout(self, tensor: TensorInfo) -> str:
+        """How an orthogonal tensor is seen as a matrix when its init does not say: the
+        spec's layout; under ``auto``, torch's when the consumer's output axis is the first
+        (a Conv's OIHW weight), else tf's."""
+        if self.spec.layout in matrix.LAYOUTS:
+            return self.spec.layout
+        hint = self.hint(tensor.name)
+        if hint is not None and hint.axes is not None and len(tensor.shape) >= 2:
+            if tuple(axis % len(tensor.shape) for axis in hint.axes.out_axes) == (0,):
+                return "torch"
+        return "tf"
 
     def cut(self, tensor: TensorInfo, rule: Rule, names: dict[str, Any] | None, made: Any) -> PlanEntry:
         """``parts``: each part of ``tensor`` planned as a tensor of its own, ``NAME[part k]``."""
@@ -643,7 +655,7 @@ class _Planner:
         path, line, column = param.where if isinstance(param, Param) else (f"rules[{rule.index}]", rule.line, 0)
         if offset is not None and column:
             column += offset + 1  # the text is quoted: a spec writes expressions as strings
-        text = f"{param.text!r}: " if isinstance(param, Param) else ""
+        text = f"{param.text!r}: " if isinstance(param, Param) and not message.startswith(repr(param.text)) else ""
         self.errors.append(Problem(self.spec.source, line, column, path, text + message, tensor=tensor.name, rule=rule.index))
 
     def bound(self, init: Any, names: dict[str, Any] | None, tensor: TensorInfo, rule: Rule) -> Any:

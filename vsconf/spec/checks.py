@@ -124,6 +124,9 @@ class _Checker:
         parts = rule.get("parts")
         if isinstance(parts, dict):
             self.parts(parts, path + ("parts",))
+            if "inits" not in parts and (init == "keep" or (isinstance(init, dict) and "same_as" in init)):
+                what = "keep" if init == "keep" else "same_as"
+                self.errors.append(self.doc.problem(path + ("init",), f"`parts` fills each part: `{what}` cannot fill one"))
         if "zero_rows" in rule and init == "keep":
             self.errors.append(self.doc.problem(path + ("zero_rows",), "zero_rows needs an init that fills the tensor; this rule keeps it"))
 
