@@ -103,21 +103,25 @@ def test_an_orthogonal_tensor_with_no_elements_is_empty():
 # --------------------------------------------------------------------------- the distribution: torch's
 
 
-def _torch_orthogonal(shape, seed: int) -> np.ndarray:
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
+def _torch_orthogonals(shape, count: int) -> list[np.ndarray]:
+    """``count`` independent draws of torch's ``orthogonal_`` on a float64 tensor of ``shape``.
+
+    One thread: torch's thread pool spins on tiny QRs, and on a busy machine a few hundred of
+    them take seconds instead of a tenth of one."""
+    state, threads = torch.random.get_rng_state(), torch.get_num_threads()
+    torch.manual_seed(1234)
+    torch.set_num_threads(1)
     try:
-        t = torch.empty(shape, dtype=torch.float64)
-        torch.nn.init.orthogonal_(t)
-        return t.numpy()
+        return [torch.nn.init.orthogonal_(torch.empty(shape, dtype=torch.float64)).numpy() for _ in range(count)]
     finally:
+        torch.set_num_threads(threads)
         torch.random.set_rng_state(state)
 
 
 def _pooled(shape, layout, seeds, pick=lambda m: m):
     ours = np.concatenate([pick(matrix_of(ortho(shape, layout, k=key(s, "pool")), layout)).ravel() for s in range(seeds)])
     rows_cols = M.matrix_shape(shape, layout)  # torch sees the same matrix through its own layout
-    theirs = np.concatenate([pick(_torch_orthogonal(rows_cols, 1000 + s)).ravel() for s in range(seeds)])
+    theirs = np.concatenate([pick(q).ravel() for q in _torch_orthogonals(rows_cols, seeds)])
     return ours, theirs
 
 
