@@ -72,3 +72,33 @@ def test_the_readme_python_tour_runs_as_written(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for block in blocks:
         exec(compile(block, "README.md", "exec"), {"__name__": "readme"})
+
+
+def test_the_readme_recipe_runs_and_loads_in_transformers(tmp_path, vsconf_exe):
+    """The README's recipe block, command by command, then its Python: the checkpoint a
+    recipe makes from shapes alone loads in transformers with no missing key."""
+    pytest = __import__("pytest")
+    pytest.importorskip("transformers")
+    block = next(b for b in shell_blocks() if "configs/recipes/" in b)
+    for folder in ("examples", "configs"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    for command in block.replace("\\\n", " ").splitlines():
+        argv = shlex.split(command)
+        if argv[0] == "vsconf":
+            argv[0] = vsconf_exe
+        done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True)
+        assert done.returncode == 0, (command, done.stderr)
+    python = README.split("The folder loads as any checkpoint, with no missing key:\n\n```py\n", 1)[1].split("```", 1)[0]
+    import os
+
+    old = os.getcwd()
+    try:
+        os.chdir(tmp_path)
+        exec(compile(python, "README.md", "exec"), {"__name__": "readme"})
+        verify = next(line for line in README.splitlines() if "vsconf verify out/llama_tiny" in line)
+        argv = shlex.split(verify.split("`")[1])
+        argv[0] = vsconf_exe
+        done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    finally:
+        os.chdir(old)

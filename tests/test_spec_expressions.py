@@ -51,7 +51,11 @@ rules:
 
 @pytest.mark.parametrize(
     "given, n_layer",
-    [(None, 12), ({"n_layer": 3}, 3), ({"n_layer": True}, 1), ({"other": 1.5}, 12)],
+    [
+        (None, 12), ({"n_layer": 3}, 3), ({"n_layer": True}, 1), ({"other": 1.5}, 12),
+        # a model config's to_dict() as it is: strings, lists, mappings and None are left out
+        ({"n_layer": 6, "model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "pad_token_id": None, "id2label": {}}, 6),
+    ],
 )
 def test_given_vars_override_the_spec_and_later_vars_read_them(given, n_layer):
     plan = plan_of(VARS_SPEC, {"w": (4, 4)}, vars=given)
@@ -71,7 +75,8 @@ def test_the_vars_are_in_the_canonical_form_so_the_digest_follows_them():
         ({"fan_in": 3}, "a name vsconf gives itself"),
         ({"1x": 3}, "is not a name"),
         ({"x": float("nan")}, "finite number"),
-        ({"x": "3"}, "finite number"),
+        ({"x": 2**60}, "integer range"),
+        ({"x": object()}, "finite number"),
     ],
 )
 def test_bad_given_vars_are_refused_by_name(given, message):
@@ -110,6 +115,7 @@ def test_when_leaves_a_rule_out_and_it_may_then_match_nothing():
         init: zeros
     """
     assert plan_of(body, {"head.bias": (10,)}).entry("head.bias").value == 0.0
+    assert plan_of(body.replace("when: jax_mode", "when: 0"), {"head.bias": (10,)}).entry("head.bias").value == 0.0
     plan = plan_of(body, {"head.bias": (10,)}, vars={"jax_mode": True})
     assert plan.entry("head.bias").value == -math.log(1000)
     # once its `when` holds, the rule naming no tensor is active again, and an error
@@ -404,7 +410,7 @@ def test_cli_vars_precedence_lock_and_verify(tmp_path):
     assert lock["vars"] == {"initializer_range": 0.02, "n_layer": 32}
     assert run("verify", "out.npz", "init.yaml", "--lock", "out.lock", cwd=tmp_path).returncode == 0  # the lock's vars
     failed = run("verify", "out.npz", "init.yaml", cwd=tmp_path)  # the spec's n_layer: other values
-    assert failed.returncode == 1 and "differ" in failed.stderr
+    assert failed.returncode == 1 and "differ" in failed.stderr and "give the same ones" in failed.stderr
     for bad in (["--var", "n_layer"], ["--var", "fan_in=3"], ["--var", "x=y"], ["--vars", "missing.json"]):
         done = run("validate", "init.yaml", *bad, cwd=tmp_path)
         assert done.returncode != 0 and "Traceback" not in done.stderr, (bad, done.stderr)
@@ -424,3 +430,10 @@ def test_orthogonal_under_layout_auto_reads_the_onnx_consumer(tmp_path):
     w = generate(entry).astype(np.float64).reshape(entry.shape[0], -1)
     gram = w @ w.T if w.shape[0] <= w.shape[1] else w.T @ w
     np.testing.assert_allclose(gram, np.eye(gram.shape[0]), atol=1e-5)
+
+
+def test_a_per_tensor_truncation_that_never_happens_is_a_plan_warning():
+    body = 'rules:\n  - match: w\n    init: {truncated_normal: {std: "fan_in ** -1", a: -2, b: 2}}\n'
+    plan = plan_of(body, {"w": (3, 50)})  # std 0.02: torch's absolute +-2 is +-100 std
+    assert any("never happens" in p.message for p in plan.warnings)
+    assert not any("never happens" in p.message for p in plan_of(body, {"w": (3, 1)}).warnings)  # std 1: +-2 std

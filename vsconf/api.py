@@ -624,7 +624,12 @@ def verify(
             actual = adapter.read(entry.name)
             digests[entry.name], difference = _compare(entry, actual, jobs)
             if difference:
-                if unrecorded and entry.action == "fill" and streams.uses_float32_normals(
+                if lock_data is None and entry.expressions and spec.vars:
+                    difference += (
+                        "; its rule reads the vars " + ", ".join(f"{k}={v}" for k, v in spec.vars) + ": if the model was made "
+                        "with others (--var, --vars), give the same ones, or verify with the run's --lock"
+                    )
+                elif unrecorded and entry.action == "fill" and streams.uses_float32_normals(
                     streams.LATEST_STREAM, np.dtype(float_dtype(entry.dtype)), entry.distribution
                 ):
                     difference += (

@@ -353,7 +353,6 @@ def build_parser() -> argparse.ArgumentParser:
     def model_and_spec(command: argparse.ArgumentParser) -> None:
         command.add_argument("model", metavar="MODEL", type=Path, help=".onnx, .npz or .safetensors")
         command.add_argument("spec", metavar="SPEC", type=Path)
-        given_vars(command)
 
     def given_vars(command: argparse.ArgumentParser) -> None:
         command.add_argument(
@@ -382,6 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     apply.add_argument("--dry-run", action="store_true", help="print the plan; write nothing")
     apply.add_argument("--quiet", action="store_true", help="no progress bar and no summary (warnings still print)")
+    given_vars(apply)
     seeding = apply.add_argument_group("sharded checkpoints (a folder output, a manifest or a sharded MODEL)")
     seeding.add_argument("--shard-size", type=arguments.cli_size, metavar="SIZE", help="largest shard, e.g. 5GB (the default), 500MB, 2GiB or bytes")
     seeding.add_argument(
@@ -400,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument(
         "--untie", **_UNTIE, help="ONNX: plan each consumer of a shared tensor apart (conflicts: only where they disagree)"
     )
+    given_vars(plan)
     plan.set_defaults(run=_plan)
 
     verify = commands.add_parser("verify", help="check that a model's weights are what the spec produces")
@@ -408,6 +409,7 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--seed", type=arguments.cli_seed, help="the seed the model was made with, if not the spec's")
     verify.add_argument("--jobs", type=arguments.cli_jobs)
     verify.add_argument("--untie", **_UNTIE, help="ONNX: the model was made with --untie")
+    given_vars(verify)
     verify.set_defaults(run=_verify)
 
     inspect = commands.add_parser("inspect", help="list tensors with shapes, dtypes, consumers and inferred fans")

@@ -22,7 +22,7 @@ from vsconf.initializers import sampling
 from vsconf.inits import matrix
 from vsconf.inits.formula import FormulaInit, check_formula
 from vsconf.inits.matrix import DiracInit, IdentityInit, OrthogonalInit
-from vsconf.inits.random import MIN_ACCEPTANCE, NormalInit, TruncatedNormalInit, UniformInit
+from vsconf.inits.random import MIN_ACCEPTANCE, NEVER_REACHED, NormalInit, TruncatedNormalInit, UniformInit
 from vsconf.matching import TensorInfo, dtype_name, match_tensors
 from vsconf.spec import ConstantInit, KeepInit, Rule, SameAsInit, Spec, VarianceScalingInit
 from vsconf.spec.expressions import BASE_NAMES, ExprError, Param, tensor_names
@@ -263,6 +263,7 @@ class _Planner:
         self.vars = dict(spec.vars)
         self.base_shapes = base_shapes
         self.bad_names: dict[str, str] = {}  # names of this tensor that have no number, and why
+        self.never_cut: dict[int, Problem] = {}  # rules whose per-tensor truncation never happens
 
     def layout_fans(self, tensor: TensorInfo, rule: Rule) -> tuple[int, int, str]:
         layout = self.spec.layout
@@ -679,6 +680,12 @@ class _Planner:
                 problem = f"truncated_normal: the upper bound {init.b!r} must be above the lower bound {init.a!r}"
             elif init.acceptance() < MIN_ACCEPTANCE:
                 problem = f"truncated_normal: the bounds keep {init.acceptance():.2g} of the normal; vsconf needs at least {MIN_ACCEPTANCE:g}"
+            elif min(-init.z_bounds()[0], init.z_bounds()[1]) >= NEVER_REACHED and rule.index not in self.never_cut:
+                self.never_cut[rule.index] = rule_problem(
+                    self.spec.source, rule,
+                    f"truncated_normal: for {tensor.name!r} (and maybe others) the bounds lie {NEVER_REACHED:g} standard "
+                    "deviations or more from the mean: this truncation never happens (a normal init says so plainly)",
+                )
         elif isinstance(init, UniformInit) and init.low >= init.high:
             problem = f"uniform: high ({init.high!r}) must be above low ({init.low!r})"
         if problem:
@@ -787,7 +794,7 @@ def make_plan(
         entries = planner.tie(entries)
     if planner.errors:
         raise MatchError(planner.errors)
-    warnings = [*spec.warnings, *matching.warnings]
+    warnings = [*spec.warnings, *matching.warnings, *planner.never_cut.values()]
     if planner.auto_tf_rules:
         labels = ", ".join(rule.label for rule in planner.auto_tf_rules)
         warnings.append(

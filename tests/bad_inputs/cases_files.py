@@ -18,8 +18,9 @@ USAGE_APPLY = (
     "usage: vsconf apply [-h] [-o OUTPUT | --in-place] [--force] [--seed SEED]\n"
     "                    [--jobs JOBS] [--lock LOCK] [--materialize]\n"
     "                    [--untie [all|conflicts]] [--dry-run] [--quiet]\n"
-    "                    [--shard-size SIZE] [--scheduler SCHEDULER]\n"
-    "                    [--dask-workers N] [--task-size SIZE]\n"
+    "                    [--var NAME=VALUE] [--vars FILE] [--shard-size SIZE]\n"
+    "                    [--scheduler SCHEDULER] [--dask-workers N]\n"
+    "                    [--task-size SIZE]\n"
     "                    MODEL SPEC\n"
 )
 
@@ -502,7 +503,7 @@ CASES = [
         ("plan", "m.npz", "spec.yaml", "--seed", "9" * 5000),
         2,
         "usage: vsconf plan [-h] [--format {table,json}] [--seed SEED] [--materialize]\n"
-        "                   [--untie [all|conflicts]]\n"
+        "                   [--untie [all|conflicts]] [--var NAME=VALUE] [--vars FILE]\n"
         "                   MODEL SPEC\n"
         "vsconf plan: error: argument --seed: expected an integer, 0 <= seed < 2**63, "
         f"got '{'9' * 20}... (5000 characters)'\n",

@@ -335,22 +335,22 @@ CASES: list[Case] = [
         "spec-non-finite-scales",
         HEAD
         + "  - match: a\n    init: {scale: .nan}\n  - match: b\n    init: {scale: .inf}\n  - match: c\n    init: {scale: 1.0e+999}\n",
-        "spec.yaml:5:19: rules[0].init.scale: expected a finite number, got .nan (not a number)",
-        "spec.yaml:7:19: rules[1].init.scale: expected a finite number, got .inf (infinity)",
-        "spec.yaml:9:19: rules[2].init.scale: expected a finite number, got .inf (infinity)",
+        "spec.yaml:5:19: rules[0].init.scale: expected a finite number or an expression (a string), got .nan (not a number)",
+        "spec.yaml:7:19: rules[1].init.scale: expected a finite number or an expression (a string), got .inf (infinity)",
+        "spec.yaml:9:19: rules[2].init.scale: expected a finite number or an expression (a string), got .inf (infinity)",
     ),
     refused(
         "spec-constant-minus-inf",
         HEAD + "  - match: '*'\n    init: {constant: -.inf}\n",
-        "spec.yaml:5:22: rules[0].init.constant: expected a finite number, got -.inf (infinity)",
+        "spec.yaml:5:22: rules[0].init.constant: expected a finite number or an expression (a string), got -.inf (infinity)",
         argv=("apply", "m.npz", "spec.yaml", "-o", "out.npz"),
     ),
     Case(
         "spec-keras-constant-nan-and-defaults-inf",
         ("apply", "m.npz", "spec.yaml", "--in-place"),
         1,
-        "spec.yaml:3:19: defaults.scale: expected a finite number, got -.inf (infinity)\n"
-        "spec.yaml:6:50: rules[0].init.config.value: expected a finite number, got .nan (not a number)\n"
+        "spec.yaml:3:19: defaults.scale: expected a finite number or an expression (a string), got -.inf (infinity)\n"
+        "spec.yaml:6:50: rules[0].init.config.value: expected a finite number or an expression (a string), got .nan (not a number)\n"
         "vsconf: error: spec.yaml: 2 problems\n",
         files={
             **MODEL,

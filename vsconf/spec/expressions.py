@@ -122,10 +122,14 @@ def var_problem(name: Any, value: Any) -> str | None:
 
 
 def given_vars(given: Mapping[Any, Any]) -> dict[str, int | float]:
-    """Vars given from outside the spec (Python's ``vars=``, ``--var``), checked: booleans
-    become 1/0; raises ValueError naming the first bad one."""
+    """Vars given from outside the spec (Python's ``vars=``): numbers and booleans (as 1/0),
+    checked; entries of other types -- strings, lists, mappings, None -- are left out, as
+    a ``--vars`` file's are, so that a model config's ``to_dict()`` can be passed as it is.
+    Raises ValueError naming the first bad number or name."""
     out: dict[str, int | float] = {}
     for name, value in given.items():
+        if value is None or isinstance(value, (str, bytes, list, tuple, dict, set)):
+            continue
         value = int(value) if isinstance(value, bool) else value
         problem = var_problem(name, value)
         if problem:
