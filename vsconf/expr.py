@@ -1224,6 +1224,8 @@ def _checked(value: Number, offset: int, what: Callable[[], str]) -> Number:
         raise ExprError(f"the value overflows: {what()} is beyond the integer range ±2**53", offset)
     if math.isfinite(value):
         return value
+    if math.isnan(value):  # only a name can bring one in: no operation here makes a NaN
+        raise ExprError(f"{what()} is not a number", offset)
     raise ExprError(f"the value overflows: {what()} is too large for a float", offset)
 
 
