@@ -208,6 +208,7 @@ class _Reader:
         self.errors: list[Problem] = []
         self.shown: dict[int, tuple[tuple[str, str, Any], ...]] = {}
         self.inactive: list[int] = []
+        self.failed: set[str] = set()  # vars with no value (their problem is reported once)
         self.base = "base_shapes" in data or "base_model" in data
 
     def problem(self, path: PathKey, message: str, offset: int | None = None, text: str | None = None) -> Problem:
@@ -234,18 +235,21 @@ class _Reader:
             if isinstance(value, bool):
                 self.vars[name] = int(value)
             elif isinstance(value, (int, float)) and math.isfinite(value):
-                self.vars[name] = value  # (not finite: the schema says so, and the var is not set)
+                self.vars[name] = value
             elif isinstance(value, str):
                 computed = self.compute(value, path, set(self.vars), "a var may read only the vars written before it")
                 if computed is not None:
                     self.vars[name] = computed
+            if name not in self.vars:
+                # its own problem is reported (here or by the schema); what reads it is not
+                self.failed.add(name)
         for name, value in given.items():
             self.vars.setdefault(name, value)
 
     def compute(self, text: str, path: PathKey, known: set[str], why: str, integer: bool = False) -> int | float | None:
         """``text``'s value from the vars, or None after recording the problem."""
         expr = self.parse(text, path)
-        if expr is None:
+        if expr is None or expr.names() & self.failed:
             return None
         try:
             expr.check_names(known)
@@ -301,7 +305,7 @@ class _Reader:
             integer = slot in ("row", "count")
             text = container[key]
             expr = self.parse(text, slot_path)
-            if expr is None:
+            if expr is None or expr.names() & self.failed:
                 continue
             allowed = known | names
             try:
