@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,10 +21,11 @@ from vsconf.initializers import sampling
 from vsconf.inits import matrix
 from vsconf.inits.formula import FormulaInit, check_formula
 from vsconf.inits.matrix import DiracInit, IdentityInit, OrthogonalInit
-from vsconf.inits.random import MIN_ACCEPTANCE, NEVER_REACHED, NormalInit, TruncatedNormalInit, UniformInit
+from vsconf.inits.random import NormalInit, TruncatedNormalInit, UniformInit
 from vsconf.matching import TensorInfo, dtype_name, match_tensors
 from vsconf.spec import ConstantInit, KeepInit, Rule, SameAsInit, Spec, VarianceScalingInit
-from vsconf.spec.expressions import BASE_NAMES, ExprError, Param, tensor_names
+from vsconf.binding import Binder
+from vsconf.spec.expressions import ExprError, Param
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,12 +258,8 @@ class _Planner:
         self.auto_tf_rules: list[Rule] = []
         self.ties: dict[str, Rule] = {}  # tensors a `same_as` init fills, and their rules
         self._rule_words: dict[int, tuple[str, Any]] = {}
-        self._per_tensor: dict[int, bool] = {}
         self.part_of: dict[str, str] = {}  # NAME[part k] -> NAME
-        self.vars = dict(spec.vars)
-        self.base_shapes = base_shapes
-        self.bad_names: dict[str, str] = {}  # names of this tensor that have no number, and why
-        self.never_cut: dict[int, Problem] = {}  # rules whose per-tensor truncation never happens
+        self.binder = Binder(spec, self.by_name, self.part_of, base_shapes, self.quiet_fans, self.errors)
 
     def layout_fans(self, tensor: TensorInfo, rule: Rule) -> tuple[int, int, str]:
         layout = self.spec.layout
@@ -344,7 +340,7 @@ class _Planner:
         rows = tensor.shape[0]
         out = []
         for row in rule.zero_rows:
-            row = self.value(row, names, tensor, rule)
+            row = self.binder.value(row, names, tensor, rule)
             if row is None:
                 continue
             if not -rows <= row < rows:
@@ -424,9 +420,9 @@ class _Planner:
         if isinstance(init, KeepInit):
             return made("keep", label, canonical)
         self.check_role(tensor, rule)
-        names = self.names(tensor, rule, init if rule.parts is None else None)
+        names = self.binder.names(tensor, rule, init if rule.parts is None else None)
         zero_rows = self.zero_rows(tensor, rule, names)
-        shown = self.shown(rule, names, ("zero_rows", "parts.sizes", "parts.count") if rule.parts is not None else ())
+        shown = self.binder.shown(rule, names, ("zero_rows", "parts.sizes", "parts.count") if rule.parts is not None else ())
         made = functools.partial(made, rule=label, init=canonical, zero_rows=zero_rows, expressions=shown)
         if isinstance(init, SameAsInit) and rule.parts is None:  # made whole once every tensor is planned (make_plan)
             self.ties[tensor.name] = rule
@@ -438,7 +434,7 @@ class _Planner:
     def filled(self, tensor: TensorInfo, rule: Rule, init: Any, names: dict[str, Any] | None, made: Any) -> PlanEntry:
         """The entry of ``tensor`` filled by ``init`` (the rule's, or a part's), its
         expressions computed for this tensor's ``names``."""
-        bound = self.bound(init, names, tensor, rule)
+        bound = self.binder.bound(init, names, tensor, rule)
         if bound is None:  # the problem is recorded; plan on to find the others
             return made("fill", distribution="constant", value=0.0)
         init = bound
@@ -448,14 +444,14 @@ class _Planner:
             text = init.formula.text if isinstance(init.formula, Param) else str(init.formula)
             reads = (init.formula.expr.names() if isinstance(init.formula, Param) else frozenset()) & set(names or {})
             given = tuple(sorted((name, names[name]) for name in reads)) if names else ()
-            unknown = sorted(set(init.formula.expr.names() if isinstance(init.formula, Param) else ()) & set(self.bad_names))
+            unknown = sorted(set(init.formula.expr.names() if isinstance(init.formula, Param) else ()) & set(self.binder.bad_names))
             if unknown:
-                self.expression_problem(init.formula, self.bad_names[unknown[0]], None, tensor, rule)
+                self.binder.problem(init.formula, self.binder.bad_names[unknown[0]], None, tensor, rule)
                 return made("fill", distribution="constant", value=0.0)
             try:
                 check_formula(text, dict(given), tensor.shape)
             except ExprError as error:
-                self.expression_problem(init.formula, error.message, error.offset, tensor, rule)
+                self.binder.problem(init.formula, error.message, error.offset, tensor, rule)
             return made("fill", distribution="formula", formula=text, names=given)
         if isinstance(init, (IdentityInit, DiracInit)):
             kind = "identity" if isinstance(init, IdentityInit) else "dirac"
@@ -545,11 +541,11 @@ class _Planner:
             piece = dataclasses.replace(tensor, name=f"{tensor.name}[part {k}]", shape=shape)
             self.part_of[piece.name] = tensor.name
             init = parts.init_of(k)
-            piece_names = self.names(piece, rule, init)
+            piece_names = self.binder.names(piece, rule, init)
             written = f"parts.inits[{k if len(parts.inits) > 1 else 0}]"
             piece_made = functools.partial(
                 PlanEntry, piece.name, shape, dtype_name(tensor.dtype), rule=rule.label, init=init.canonical(),
-                role=tensor.role, expressions=self.shown(rule, piece_names, (written, "init.")),
+                role=tensor.role, expressions=self.binder.shown(rule, piece_names, (written, "init.")),
             )
             pieces.append(self.filled(piece, rule, init, piece_names, piece_made))
         return made("fill", init={"parts": parts.canonical()}, distribution="parts", parts=tuple(pieces), parts_axis=axis)
@@ -559,7 +555,7 @@ class _Planner:
         assert parts is not None
         where = f"parts: axis {parts.axis % len(tensor.shape)} of shape {list(tensor.shape)} holds {length}"
         if parts.sizes is not None:
-            sizes = [self.value(size, names, tensor, rule) for size in parts.sizes]
+            sizes = [self.binder.value(size, names, tensor, rule) for size in parts.sizes]
             if any(size is None for size in sizes):
                 return None
             if sum(sizes) != length:
@@ -567,7 +563,7 @@ class _Planner:
                 self.errors.append(rule_problem(self.spec.source, rule, message, tensor=tensor.name))
                 return None
             return tuple(int(size) for size in sizes)
-        count = self.value(parts.count, names, tensor, rule)
+        count = self.binder.value(parts.count, names, tensor, rule)
         if count is None:
             return None
         if length % count:
@@ -579,158 +575,6 @@ class _Planner:
             self.errors.append(rule_problem(self.spec.source, rule, message, tensor=tensor.name))
             return None
         return (length // count,) * int(count)
-
-    # -- expressions ------------------------------------------------------------------
-
-    def reads_tensor(self, rule: Rule) -> bool:
-        """Whether a rule has expressions computed per tensor (made once per rule)."""
-        found = self._per_tensor.get(rule.index)
-        if found is None:
-            found = self._per_tensor[rule.index] = any(value is None for _, _, value in rule.shown)
-        return found
-
-    def names(self, tensor: TensorInfo, rule: Rule, init: Any) -> dict[str, Any] | None:
-        """The names ``rule``'s expressions read for ``tensor``; None when they read none of
-        the tensor's (their numbers are the spec's)."""
-        if not self.reads_tensor(rule):
-            return None
-        if isinstance(init, VarianceScalingInit) and init.axes is not None:
-            try:
-                fan_in, fan_out = axes_fans(tensor.shape, init.axes)
-            except ValueError:
-                fan_in, fan_out = self.quiet_fans(tensor)  # the fill reports it
-        else:
-            fan_in, fan_out = self.quiet_fans(tensor)
-        names: dict[str, Any] = {**self.vars, **tensor_names(tensor.shape, fan_in, fan_out)}
-        self.bad_names = {}
-        parent = self.part_of.get(tensor.name, tensor.name)
-        for pattern in rule.match:
-            if not pattern.startswith("re:"):
-                continue
-            found = _fullmatch(pattern[3:], parent)
-            if found is None:
-                continue
-            for group, text in found.groupdict().items():
-                if text is not None and _GROUP_INTEGER.fullmatch(text):
-                    names.setdefault(group, int(text))
-                else:
-                    self.bad_names.setdefault(group, f"the group {group!r} of {pattern!r} captured {text!r} in {parent!r}, not an integer")
-            break
-        if self.base_shapes is not None:
-            whole = self.by_name[parent].shape
-            base = self.base_shapes.get(parent)
-            if base is None or len(base) != len(whole):
-                why = f"the base shapes have no tensor {parent!r}" if base is None else (
-                    f"the base shape {list(base)} of {parent!r} has not its {len(whole)} dimensions"
-                )
-                for name in BASE_NAMES:
-                    self.bad_names[name] = why
-            else:
-                # null: a dimension that does not scale (mup's notation); a part: its share
-                base = tuple(w if b is None else b for b, w in zip(base, whole))
-                base = tuple(b * t // w if w else b for b, t, w in zip(base, tensor.shape, whole))
-                base_in, base_out = self.quiet_fans(dataclasses.replace(tensor, name=parent, shape=base))
-                names.update(base_fan_in=base_in, base_fan_out=base_out, width_mult=fan_in / base_in if base_in else 0.0)
-        return names
-
-    def value(self, value: Any, names: dict[str, Any] | None, tensor: TensorInfo, rule: Rule) -> Any:
-        """``value`` itself, or the number its expression gives for ``tensor``; None after
-        recording why it has none."""
-        if not isinstance(value, Param):
-            return value
-        if names is None:  # a Param always reads a name of the tensor's
-            names = self.names(tensor, rule, None) or {}
-        for name in sorted(value.expr.names()):
-            if name in self.bad_names:
-                self.expression_problem(value, self.bad_names[name], None, tensor, rule)
-                return None
-        try:
-            return value.value(names)
-        except ExprError as error:
-            self.expression_problem(value, error.message, error.offset, tensor, rule)
-        except ValueError as error:
-            self.expression_problem(value, str(error), None, tensor, rule)
-        return None
-
-    def expression_problem(self, param: Any, message: str, offset: int | None, tensor: TensorInfo, rule: Rule) -> None:
-        path, line, column = param.where if isinstance(param, Param) else (f"rules[{rule.index}]", rule.line, 0)
-        if offset is not None and column and isinstance(param, Param) and param.exact:
-            column += offset  # the column of the text's first character, plus the culprit's offset
-        text = f"{param.text!r}: " if isinstance(param, Param) and not message.startswith(repr(param.text)) else ""
-        self.errors.append(Problem(self.spec.source, line, column, path, text + message, tensor=tensor.name, rule=rule.index))
-
-    def bound(self, init: Any, names: dict[str, Any] | None, tensor: TensorInfo, rule: Rule) -> Any:
-        """``init`` with each of its expressions computed for ``tensor`` (a formula stays a
-        text, computed per element); None when one has no value (recorded)."""
-        if names is None or isinstance(init, FormulaInit):
-            return init
-        changes = {}
-        for item in dataclasses.fields(init):
-            current = getattr(init, item.name)
-            if isinstance(current, Param):
-                changes[item.name] = self.value(current, names, tensor, rule)
-                if changes[item.name] is None:
-                    return None
-        if not changes:
-            return init
-        init = dataclasses.replace(init, **changes)
-        problem = None
-        if isinstance(init, TruncatedNormalInit):
-            if init.a is not None and init.b is not None and init.a >= init.b:
-                problem = f"truncated_normal: the upper bound {init.b!r} must be above the lower bound {init.a!r}"
-            elif init.acceptance() < MIN_ACCEPTANCE:
-                problem = f"truncated_normal: the bounds keep {init.acceptance():.2g} of the normal; vsconf needs at least {MIN_ACCEPTANCE:g}"
-            elif min(-init.z_bounds()[0], init.z_bounds()[1]) >= NEVER_REACHED and rule.index not in self.never_cut:
-                self.never_cut[rule.index] = rule_problem(
-                    self.spec.source, rule,
-                    f"truncated_normal: for {tensor.name!r} (and maybe others) the bounds lie {NEVER_REACHED:g} standard "
-                    "deviations or more from the mean: this truncation never happens (a normal init says so plainly)",
-                )
-        elif isinstance(init, UniformInit) and init.low >= init.high:
-            problem = f"uniform: high ({init.high!r}) must be above low ({init.low!r})"
-        if problem:
-            self.errors.append(rule_problem(self.spec.source, rule, problem, tensor=tensor.name))
-            return None
-        return init
-
-    def shown(self, rule: Rule, names: dict[str, Any] | None, prefixes: tuple[str, ...] = ()) -> tuple[tuple[str, str, Any], ...]:
-        """The rule's expressions with their values for one tensor (or part): those under
-        ``prefixes`` when given."""
-        if not rule.shown:
-            return ()
-        out = []
-        for at, text, value in rule.shown:
-            if prefixes and not at.startswith(prefixes):
-                continue
-            if value is None and names is not None:
-                try:
-                    value = _parsed(text).evaluate(names)
-                    value = value if isinstance(value, (int, float)) else None  # a formula: per element
-                except (ExprError, ValueError):
-                    value = None  # reported where the value is used
-            out.append((at, text, value))
-        return tuple(out)
-
-
-@functools.lru_cache(maxsize=256)
-def _parsed(text: str) -> Any:
-    from vsconf.expr import parse
-
-    return parse(text)
-
-
-@functools.lru_cache(maxsize=256)
-def _compiled(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern)
-
-
-def _fullmatch(pattern: str, name: str) -> re.Match[str] | None:
-    """The groups of a ``re:`` pattern on a name it matched (vsconf's own matcher decided the
-    match in linear time; Python's ``re`` only reads the groups of that match)."""
-    return _compiled(pattern).fullmatch(name)
-
-
-_GROUP_INTEGER = re.compile(r"[+-]?[0-9]{1,15}")
 
 
 # Spec words, not command-line flags: the spec's `untie:` works for every caller.
@@ -794,7 +638,7 @@ def make_plan(
         entries = planner.tie(entries)
     if planner.errors:
         raise MatchError(planner.errors)
-    warnings = [*spec.warnings, *matching.warnings, *planner.never_cut.values()]
+    warnings = [*spec.warnings, *matching.warnings, *planner.binder.never_cut.values()]
     if planner.auto_tf_rules:
         labels = ", ".join(rule.label for rule in planner.auto_tf_rules)
         warnings.append(
