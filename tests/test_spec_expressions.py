@@ -470,3 +470,59 @@ def test_keras_orthogonal_and_identity_mean_what_keras_means():
     assert ok, (d, critical)
     eye = generate(plan_of(body, {"k": shape, "eye": (4, 6)}).entry("eye"))
     np.testing.assert_array_equal(eye, np.asarray(keras.initializers.Identity(gain=3)((4, 6))))
+
+
+@pytest.mark.slow
+def test_shaped_kinds_write_the_same_bytes_from_threads_and_processes(tmp_path):
+    """A seed checkpoint cut into small tasks: orthogonal, parts and formulas made box by box
+    in worker processes are the bytes one thread makes."""
+    (tmp_path / "m.shapes.json").write_text(json.dumps({"tensors": {
+        "a.weight": {"shape": [512, 256], "dtype": "float32"},
+        "b.weight": {"shape": [300, 64], "dtype": "bfloat16"},
+        "c": {"shape": [64, 33], "dtype": "float16"},
+    }}))
+    (tmp_path / "s.yaml").write_text(HEAD + textwrap.dedent("""\
+        rules:
+          - match: a.weight
+            init: {orthogonal: {gain: 2}}
+          - match: b.weight
+            parts: {axis: 0, sizes: [100, 200], inits: [{orthogonal: {gain: 1}}, {formula: "i0 * 0.5 + i1"}]}
+          - match: c
+            init: {formula: "sin(i0) * cos(i1)"}
+        """))
+    for out, more in (("t", ["--jobs", "1"]), ("p", ["--scheduler", "processes", "--jobs", "3"])):
+        done = run("apply", "m.shapes.json", "s.yaml", "-o", f"{out}/", "--task-size", "64KiB", "--quiet", *more, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+    name = "model-00001-of-00001.safetensors"
+    assert (tmp_path / "t" / name).read_bytes() == (tmp_path / "p" / name).read_bytes()
+
+
+@pytest.mark.slow
+def test_new_kinds_through_an_onnx_file_verify_and_run(tmp_path):
+    """Every format writes the new kinds as the draw makes them: an ONNX model whose Conv
+    weights are orthogonal, biases a formula and the classifier's weight in parts, written,
+    verified against the spec, and run by onnxruntime."""
+    import onnx
+    from onnx_builders import run as run_model
+
+    light = onnx.__file__.rsplit("/", 1)[0] + "/backend/test/data/light/light_squeezenet.onnx"
+    (tmp_path / "init.yaml").write_text(HEAD.replace("layout: torch\n", "") + textwrap.dedent("""\
+        vars: {classes: 1000}
+        rules:
+          - op: Conv
+            input: B
+            init: {formula: "0.01 * sin(i0)"}
+          - match: "*conv10*"
+            op: Conv
+            input: W
+            parts: {axis: 0, sizes: ["classes // 2", "classes - classes // 2"], inits: [{normal: {std: 0.01}}, zeros]}
+          - op: Conv
+            input: W
+            init: {orthogonal: {gain: "sqrt(2)"}}
+        """))
+    output = tmp_path / "out.onnx"
+    result = vsconf.apply(light, tmp_path / "init.yaml", output, materialize=True)
+    assert {entry.distribution for entry in result.plan if entry.changes} >= {"orthogonal", "formula", "parts"}
+    assert vsconf.verify(output, tmp_path / "init.yaml") == []
+    onnx.checker.check_model(str(output))
+    assert np.isfinite(run_model(output)[0]).all()
