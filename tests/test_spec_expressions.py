@@ -526,3 +526,9 @@ def test_new_kinds_through_an_onnx_file_verify_and_run(tmp_path):
     assert vsconf.verify(output, tmp_path / "init.yaml") == []
     onnx.checker.check_model(str(output))
     assert np.isfinite(run_model(output)[0]).all()
+
+
+def test_a_regex_group_hides_a_var_of_the_same_name():
+    body = "vars: {layer: 100}\nrules:\n  - match: 're:h(?P<layer>\\d+)'\n    init: {normal: {std: \"layer + 1\"}}\n  - match: z\n    init: {normal: {std: \"layer\"}}\n"
+    plan = plan_of(body, {"h3": (2, 2), "z": (2, 2)})
+    assert (plan.entry("h3").std, plan.entry("z").std) == (4.0, 100.0)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from vsconf.errors import Problem, rule_problem
+from vsconf.expr import Expr, parse
 from vsconf.fans import axes_fans
 from vsconf.inits.formula import FormulaInit
 from vsconf.inits.random import MIN_ACCEPTANCE, NEVER_REACHED, TruncatedNormalInit, UniformInit
@@ -81,7 +82,7 @@ class Binder:
                 continue
             for group, text in found.groupdict().items():
                 if text is not None and _GROUP_INTEGER.fullmatch(text):
-                    names.setdefault(group, int(text))
+                    names[group] = int(text)  # the nearer binding: over a var of the same name
                 else:
                     self.bad_names.setdefault(group, f"the group {group!r} of {pattern!r} captured {text!r} in {parent!r}, not an integer")
             break
@@ -182,9 +183,7 @@ class Binder:
 
 
 @functools.lru_cache(maxsize=256)
-def _parsed(text: str) -> Any:
-    from vsconf.expr import parse
-
+def _parsed(text: str) -> Expr:
     return parse(text)
 
 

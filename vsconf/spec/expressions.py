@@ -299,7 +299,8 @@ class _Reader:
                 self.inactive.append(index)
         elif isinstance(rule.get("when"), (bool, int, float)) and not rule["when"]:
             self.inactive.append(index)
-        known = {*self.vars, *TENSOR_NAMES, *_groups(rule), *(BASE_NAMES if self.base else ())}
+        groups = _groups(rule)
+        known = {*self.vars, *TENSOR_NAMES, *groups, *(BASE_NAMES if self.base else ())}
         shown: list[tuple[str, str, Any]] = []
         for container, key, slot_path, slot, names in _slots(rule, path):
             integer = slot in ("row", "count")
@@ -314,7 +315,7 @@ class _Reader:
                 self.errors.append(self.problem(slot_path, error.message, error.offset, text))
                 continue
             label = format_path(slot_path[2:])
-            if expr.names() <= set(self.vars) and not names:
+            if expr.names() <= set(self.vars) - groups and not names:  # a group hides a var of its name
                 try:
                     value = number_of(expr.evaluate(self.vars), integer, text)
                 except ExprError as error:
