@@ -16,7 +16,11 @@ reference.  Two checks per tensor:
   ``load_state_dict(strict=True)``.
 
 The mup recipe is checked against the ``mup`` package: ``set_base_shapes`` with the shipped
-``mup_gpt2.bsh``, then ``mup.init.normal_`` as microsoft/mutransformers' GPT-2 calls it.
+``mup_gpt2.bsh``, then ``mup.init.normal_`` as microsoft/mutransformers' GPT-2 calls it.  mup
+is not in the test extra (it requires torchvision, which breaks beside the CPU torch); where it
+does not import, tests/reference/mup_gpt2.py's restatement of those functions stands in, and
+``test_the_mup_restatement_agrees_with_mup`` checks, where mup does import, that the two give
+the same tensors bit for bit.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ from stats import assert_mean_zero, assert_std, same_distribution
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
+
+from reference import mup_gpt2 as mup_restated  # noqa: E402  (needs torch)
 
 RECIPES = Path(__file__).resolve().parents[1] / "configs" / "recipes"
 # The library's init is run under these seeds and vsconf's under as many.  Tensors of fewer
@@ -256,14 +262,26 @@ FAMILIES = [
 MUP_BASE, MUP_DELTA, MUP_WIDTH = 32, 48, 128
 
 
-def _mup():
-    """The mup package, or a skip: it is not in the test extra, since it requires torchvision,
-    whose wheels here break beside the CPU torch (see pyproject.toml); install it with
-    `pip install --no-deps mup` to run these tests."""
+def _mup_package():
+    """The mup package, or None where it does not import: it is not in the test extra, since it
+    requires torchvision, whose wheels here break beside the CPU torch (see pyproject.toml);
+    `pip install --no-deps mup` makes it importable.  Without it, the μP families run on
+    tests/reference/mup_gpt2.py."""
     try:
         import mup
     except ImportError:
-        pytest.skip("mup is not installed (not in the test extra: it requires torchvision; pip install --no-deps mup)")
+        return None
+    return mup
+
+
+def _mup():
+    """The mup package, or a skip: for the checks of the restatement against mup itself."""
+    mup = _mup_package()
+    if mup is None:
+        pytest.skip(
+            "mup is not installed (not in the test extra: it requires torchvision; pip install --no-deps mup); "
+            f"the μP families ran on tests/reference/mup_gpt2.py ({mup_restated.UPSTREAM}) instead"
+        )
     return mup
 
 
@@ -280,26 +298,29 @@ def _readout_zero_init(config) -> bool:
     return getattr(config, "readout_zero_init", True)
 
 
-def _mup_gpt2_model(config):
-    """A GPT-2 LM whose readout is mup's MuReadout, as μP wants it."""
-    mup = _mup()
+def _query_zero_init(config) -> bool:
+    return getattr(config, "query_zero_init", False)
+
+
+def _mup_gpt2_model(config, mup=None):
+    """A GPT-2 LM whose readout is mup's MuReadout, as μP wants it (``mup``: the package; None:
+    the restated MuReadout of tests/reference/mup_gpt2.py, which draws what MuReadout draws)."""
     model = transformers.GPT2LMHeadModel(config)
-    zero = _readout_zero_init(config)
-    model.lm_head = mup.MuReadout(config.n_embd, config.vocab_size, bias=False, readout_zero_init=zero)
+    readout = mup.MuReadout if mup is not None else mup_restated.Readout
+    model.lm_head = readout(config.n_embd, config.vocab_size, bias=False, readout_zero_init=_readout_zero_init(config))
     return model
 
 
-def _mup_gpt2_build(config):
+def _mup_gpt2_build_with_mup(config, mup):
     """The mup package's μP init of that GPT-2: set_base_shapes with the shipped .bsh, then
     what microsoft/mutransformers' GPT2PreTrainedModel._init_weights does once infshapes are
     set -- mup.init.normal_(std=initializer_range) on every Conv1D weight, c_proj again with
     std initializer_range / sqrt(2 n_layer), embeddings torch's normal_, LayerNorm 1/0,
     biases 0; the MuReadout 0 with readout_zero_init, else mup.init.normal_ too; with
     query_zero_init, the query third of each self-attention's c_attn 0."""
-    mup = _mup()
     from transformers.pytorch_utils import Conv1D
 
-    model = _mup_gpt2_model(config)
+    model = _mup_gpt2_model(config, mup)
     mup.set_base_shapes(model, str(RECIPES / "mup_gpt2.bsh"), rescale_params=False)
     std = config.initializer_range
     with torch.no_grad():
@@ -317,11 +338,25 @@ def _mup_gpt2_build(config):
         for name, p in model.named_parameters():
             if name.endswith("c_proj.weight"):
                 mup.init.normal_(p, mean=0.0, std=std / math.sqrt(2 * config.n_layer))
-        if getattr(config, "query_zero_init", False):
+        if _query_zero_init(config):
             for block in model.transformer.h:
                 fanout = block.attn.c_attn.weight.shape[1]
                 block.attn.c_attn.weight[:, : fanout // 3] = 0
     return model
+
+
+def _mup_gpt2_build_restated(config):
+    """The same init by tests/reference/mup_gpt2.py, without mup."""
+    return mup_restated.init_gpt2(
+        _mup_gpt2_model(config), RECIPES / "mup_gpt2.bsh", initializer_range=config.initializer_range,
+        n_layer=config.n_layer, readout_zero_init=_readout_zero_init(config), query_zero_init=_query_zero_init(config),
+    )
+
+
+def _mup_gpt2_build(config):
+    """mup's init where mup imports, else the restatement's."""
+    mup = _mup_package()
+    return _mup_gpt2_build_with_mup(config, mup) if mup is not None else _mup_gpt2_build_restated(config)
 
 
 def _mup_gpt2_law(name: str, c) -> Law:
@@ -334,7 +369,7 @@ def _mup_gpt2_law(name: str, c) -> Law:
         return ZERO if _readout_zero_init(c) else normal(c.initializer_range)
     if name.endswith("c_proj.weight"):
         return normal(c.initializer_range / math.sqrt(2 * c.n_layer) / math.sqrt(width_mult))
-    if name.endswith("attn.c_attn.weight") and getattr(c, "query_zero_init", False):
+    if name.endswith("attn.c_attn.weight") and _query_zero_init(c):
         return Law("normal", std=c.initializer_range / math.sqrt(width_mult), zero_columns=c.n_embd)
     if name.endswith(("c_attn.weight", "c_fc.weight")):
         return normal(c.initializer_range / math.sqrt(width_mult))
@@ -416,17 +451,62 @@ def test_the_library_initializes_as_read(family):
 
 
 def test_the_shipped_bsh_is_what_mup_writes(tmp_path):
-    """mup_gpt2.bsh is mup.make_base_shapes(base width 32, delta width 48) of the test model."""
-    mup = _mup()
+    """mup_gpt2.bsh is mup.make_base_shapes(base width 32, delta width 48) of the test model:
+    mup's own output where mup imports (and the restatement's too, equal to it), else the
+    restatement's."""
     import yaml
 
+    mup = _mup_package()
     with torch.device("meta"):
-        base, delta = _mup_gpt2_model(_mup_gpt2_config(MUP_BASE)), _mup_gpt2_model(_mup_gpt2_config(MUP_DELTA))
-    mup.make_base_shapes(base, delta, savefile=str(tmp_path / "made.bsh"))
-    made = yaml.safe_load((tmp_path / "made.bsh").read_text())
-    assert yaml.safe_load((RECIPES / "mup_gpt2.bsh").read_text()) == made
+        base = _mup_gpt2_model(_mup_gpt2_config(MUP_BASE), mup)
+        delta = _mup_gpt2_model(_mup_gpt2_config(MUP_DELTA), mup)
+    shipped = yaml.safe_load((RECIPES / "mup_gpt2.bsh").read_text())
+    made = mup_restated.make_base_shapes(base, delta)
+    if mup is not None:
+        mup.make_base_shapes(base, delta, savefile=str(tmp_path / "made.bsh"))
+        assert yaml.safe_load((tmp_path / "made.bsh").read_text()) == made
+    assert shipped == made
     assert made["transformer.h.0.attn.c_attn.weight"] == [MUP_BASE, 3 * MUP_BASE]
     assert made["transformer.wte.weight"] == [None, MUP_BASE]
+
+
+@pytest.mark.parametrize(
+    "width, flags",
+    [
+        (MUP_WIDTH, {}),
+        (MUP_WIDTH, dict(query_zero_init=True, readout_zero_init=False)),
+        (80, dict(readout_zero_init=False)),  # width_mult 2.5: its ** -0.5 is not a round number
+        (MUP_BASE, dict(query_zero_init=True)),  # width_mult 1: still "width" dims, read from the file
+    ],
+    ids=["128", "128-query-zero-readout-normal", "80-readout-normal", "32-query-zero"],
+)
+def test_the_mup_restatement_agrees_with_mup(width, flags):
+    """Where mup imports, tests/reference/mup_gpt2.py (what the μP families run on where it does
+    not) gives what mup gives: the same infshape (number of width dims, width_mult) for every
+    parameter, and, built under the same seed -- GPT-2's constructor, the readout (MuReadout
+    against the restated one), set_base_shapes and mup.init.normal_ against the restatement --
+    the same tensors bit for bit."""
+    mup = _mup()
+    config = _mup_gpt2_config(width, **flags)
+    torch.manual_seed(0)
+    theirs = _mup_gpt2_build_with_mup(config, mup)
+    torch.manual_seed(0)
+    ours = _mup_gpt2_build_restated(config)
+    assert isinstance(theirs.lm_head, mup.MuReadout) and not isinstance(ours.lm_head, mup.MuReadout)
+    restated = mup_restated.infshapes(ours, mup_restated.load_base_shapes(RECIPES / "mup_gpt2.bsh"))
+    widths = {}
+    for name, p in theirs.named_parameters():
+        widths[name] = (p.infshape.ninf(), p.infshape.width_mult())
+        assert (restated[name].ninf(), restated[name].width_mult()) == widths[name], name
+    assert widths["transformer.h.0.mlp.c_fc.weight"] == (2, width / MUP_BASE)
+    assert widths["lm_head.weight"] == (1, width / MUP_BASE)
+    mine, their_state = ours.state_dict(), theirs.state_dict()
+    assert list(mine) == list(their_state)
+    for name, value in their_state.items():
+        assert mine[name].dtype == value.dtype and torch.equal(mine[name], value), (
+            f"{name}: restated std {mine[name].std():.6g}, mup's {value.std():.6g}"
+        )
+    assert torch.equal(ours.lm_head.weight, torch.zeros_like(ours.lm_head.weight)) == _readout_zero_init(config)
 
 
 # --------------------------------------------------------------------------- vsconf against the library
