@@ -1,0 +1,229 @@
+"""vsconf.torch: a spec applied to live modules gives the file route's bits (#22).
+
+The file route is ``vsconf.apply_state_dict`` on the module's state dict with one name per
+tensor (a tied name dropped, as ``save_pretrained`` saves it), whose values are those
+``vsconf apply`` writes; the bridge must give the same bits in every dtype, from real and
+from ``meta`` parameters, and on DTensors whatever the mesh and placement.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+import vsconf  # noqa: E402
+import vsconf.torch as vt  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+RECIPES = ROOT / "configs" / "recipes"
+TORCH_SPEC = """\
+vsconf: 1
+seed: 11
+layout: torch
+rules:
+  - match: "*bias_ih_l*"
+    optional: true
+    parts: {axis: 0, count: 4, inits: [zeros, ones, zeros, zeros]}
+  - match: "*bias*"
+    optional: true
+    init: zeros
+  - match: "*bn.weight"
+    optional: true
+    init: ones
+  - match: "*weight_hh_l*"
+    optional: true
+    init: {orthogonal: {gain: 1}}
+  - match: ["*weight", "*weight_ih_l*"]
+    init: {preset: he_uniform}
+  - match: "*running_mean"
+    role: running_stat
+    optional: true
+    init: zeros
+  - match: "*running_var"
+    role: running_stat
+    optional: true
+    init: ones
+"""
+
+
+def _numpy(tensor) -> np.ndarray:
+    tensor = tensor.detach().cpu().contiguous()
+    if tensor.dtype == torch.bfloat16:
+        import ml_dtypes
+
+        return tensor.view(torch.uint16).numpy().view(ml_dtypes.bfloat16)
+    return tensor.numpy()
+
+
+def file_route(module, spec, **kw) -> dict[str, np.ndarray]:
+    """apply_state_dict on the module's state dict, one name per tensor, zeros as values."""
+    seen, state = set(), {}
+    for name, tensor in module.state_dict(keep_vars=True).items():
+        if id(tensor) in seen:
+            continue
+        seen.add(id(tensor))
+        state[name] = np.zeros(tuple(tensor.shape), _numpy(torch.zeros((), dtype=tensor.dtype)).dtype)
+    return vsconf.apply_state_dict(state, spec, **kw)
+
+
+def assert_same_bits(module, expected: dict[str, np.ndarray], names) -> None:
+    state = module.state_dict()
+    for name in names:
+        got = _numpy(state[name])
+        assert got.dtype == expected[name].dtype and got.shape == expected[name].shape, name
+        assert got.tobytes() == expected[name].tobytes(), name
+
+
+class SmallCnn(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3)
+        self.grouped = torch.nn.Conv2d(8, 8, 3, groups=4)
+        self.bn = torch.nn.BatchNorm2d(8)
+        self.up = torch.nn.ConvTranspose2d(8, 4, 2)
+        self.head = torch.nn.Linear(4, 5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("kind", ["cnn", "lstm"])
+def test_modules_get_the_file_routes_bits(kind, dtype, tmp_path):
+    spec = vsconf.parse_spec(TORCH_SPEC)
+    module = (SmallCnn() if kind == "cnn" else torch.nn.LSTM(6, 8, num_layers=2)).to(dtype)
+    result = vt.init_module(module, spec)
+    expected = file_route(module, spec)
+    assert_same_bits(module, expected, result.filled)
+    assert set(result.filled) == {e.name for e in result.plan if e.changes}
+    if kind == "lstm":  # the forget gate's quarter of each bias_ih is ones, the rest zero
+        bias = _numpy(module.bias_ih_l0).astype(np.float32)
+        assert (bias[8:16] == 1).all() and (bias[:8] == 0).all() and (bias[16:] == 0).all()
+    assert vt.verify_module(module, spec) == []
+    with torch.no_grad():
+        next(module.parameters()).view(-1)[0] += 1
+    assert [p.tensor for p in vt.verify_module(module, spec)] == [next(iter(result.filled))]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("meta", [False, True], ids=["real", "meta"])
+def test_a_tied_gpt2_is_filled_once_and_stays_tied(dtype, meta, tmp_path):
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPT2Config(n_layer=3, n_embd=32, n_head=2, vocab_size=97, n_positions=16)
+    if meta:
+        with torch.device("meta"):
+            model = transformers.GPT2LMHeadModel(config).to(dtype)
+    else:
+        model = transformers.GPT2LMHeadModel(config).to(dtype)
+    recipe = RECIPES / "hf_gpt2.yaml"
+    result = vt.init_module(model, recipe, vars=config.to_dict(), lock=tmp_path / "gpt2.lock")
+    assert model.lm_head.weight is model.transformer.wte.weight
+    assert model.lm_head.weight.device.type == "cpu"
+    assert result.plan.aliases == {"lm_head.weight": "transformer.wte.weight"}
+    assert "lm_head.weight" not in result.filled
+    expected = file_route(model, recipe, vars=config.to_dict())
+    assert_same_bits(model, expected, result.filled)
+    assert vt.verify_module(model, recipe, vars=config.to_dict(), lock=tmp_path / "gpt2.lock") == []
+    # the lock's vars make the run again; other vars make other values
+    assert vt.verify_module(model, recipe, vars={**config.to_dict(), "n_layer": 24})
+
+
+def test_a_lock_is_never_written_over_unless_forced(tmp_path):
+    spec = vsconf.parse_spec(TORCH_SPEC)
+    module = SmallCnn()
+    vt.init_module(module, spec, lock=tmp_path / "m.lock")
+    with pytest.raises(vsconf.VsconfError):
+        vt.init_module(module, spec, lock=tmp_path / "m.lock")
+    vt.init_module(module, spec, lock=tmp_path / "m.lock", force=True)
+
+
+def test_layout_auto_reads_the_module_classes():
+    """Under layout: auto a state dict guesses tf's rule; a live module knows its classes."""
+    spec = vsconf.parse_spec("vsconf: 1\nseed: 1\nrules:\n  - match: '*.weight'\n    init: he_normal\n  - match: '*.bias'\n    init: zeros\n")
+    plan = vt.plan_module(SmallCnn(), spec)
+    assert (plan.entry("conv.weight").fan_in, plan.entry("conv.weight").fans_from) == (27, "Conv2d weight")
+    assert plan.entry("up.weight").fan_in == 8 * 4  # ConvTranspose: [in, out, k, k], in = axis 0
+    assert plan.entry("head.weight").fan_in == 4
+
+
+# --------------------------------------------------------------------------- DTensor
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank(rank: int, world: int, port: int, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    import torch.distributed as dist
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.tensor import Replicate, Shard, distribute_tensor
+    from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
+
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        meshes = {"1d": init_device_mesh("cpu", (world,))}
+        if world == 4:
+            meshes["2d"] = init_device_mesh("cpu", (2, 2), mesh_dim_names=("dp", "tp"))
+        spec = vsconf.parse_spec(TORCH_SPEC)
+        results = {}
+        for mesh_name, mesh in meshes.items():
+            placements = [[Shard(0)], [Shard(1)], [Replicate()]] if mesh.ndim == 1 else [
+                [Shard(0), Shard(1)], [Shard(1), Replicate()], [Replicate(), Shard(0)], [Shard(0), Shard(0)]
+            ]
+            for k, placement in enumerate(placements):
+                module = torch.nn.Sequential(torch.nn.Linear(12, 10), torch.nn.LSTM(6, 8))
+                for name, param in list(module.named_parameters()):
+                    owner = module.get_submodule(name.rpartition(".")[0])
+                    leaf = name.rpartition(".")[2]
+                    place = placement if param.ndim == 2 else [Replicate()] * mesh.ndim
+                    setattr(owner, leaf, torch.nn.Parameter(distribute_tensor(torch.zeros_like(param), mesh, place)))
+                vt.init_module(module, spec)
+                for name, param in module.named_parameters():
+                    results[f"{mesh_name}/{k}/{name}"] = param.full_tensor().detach().numpy()
+        # tensor parallel: colwise and rowwise Linear pairs
+        tp_mesh = meshes["1d"]
+        mlp = torch.nn.Sequential(torch.nn.Linear(12, 16), torch.nn.ReLU(), torch.nn.Linear(16, 12))
+        parallelize_module(mlp, tp_mesh, {"0": ColwiseParallel(), "2": RowwiseParallel()})
+        vt.init_module(mlp, spec)
+        for name, param in mlp.named_parameters():
+            results[f"tp/{name}"] = param.full_tensor().detach().numpy()
+        # FSDP2: every parameter sharded on dim 0 over the data-parallel mesh
+        from torch.distributed.fsdp import fully_shard
+
+        sharded = torch.nn.Sequential(torch.nn.Linear(12, 16), torch.nn.ReLU(), torch.nn.Linear(16, 12))
+        fully_shard(sharded, mesh=meshes["1d"])
+        vt.init_module(sharded, spec)
+        for name, param in sharded.named_parameters():
+            results[f"fsdp/{name}"] = param.full_tensor().detach().numpy()
+        if rank == 0:
+            np.savez(out, **results)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("world", [2, 4])
+def test_dtensors_on_every_mesh_and_placement_equal_single_process_init(world, tmp_path):
+    import torch.multiprocessing as mp
+
+    out = str(tmp_path / "gathered.npz")
+    mp.spawn(_rank, args=(world, _free_port(), out), nprocs=world, join=True)
+    gathered = np.load(out)
+    spec = vsconf.parse_spec(TORCH_SPEC)
+    single = {}
+    for module_name, module in (("seq", torch.nn.Sequential(torch.nn.Linear(12, 10), torch.nn.LSTM(6, 8))),
+                                ("tp", torch.nn.Sequential(torch.nn.Linear(12, 16), torch.nn.ReLU(), torch.nn.Linear(16, 12)))):
+        vt.init_module(module, spec)
+        single[module_name] = {name: p.detach().numpy() for name, p in module.named_parameters()}
+    assert len(gathered.files) > 10
+    for key in gathered.files:
+        name = key.rpartition("/")[2]
+        reference = single["tp" if key.startswith(("tp/", "fsdp/")) else "seq"][name]
+        np.testing.assert_array_equal(gathered[key], reference, err_msg=key)

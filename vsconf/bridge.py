@@ -1,0 +1,113 @@
+"""What every framework bridge shares: live tensors planned as the file route plans them.
+
+A bridge (:mod:`vsconf.torch`, :mod:`vsconf.jax`, :mod:`vsconf.keras`) knows its tensors by
+name, shape and dtype -- never by a file -- and writes values where they live.  Here those
+tensors become an adapter like a state dict's (roles and a bias's weight read from names, the
+same hints), so that a bridge's plan, for the same names, shapes, dtypes and spec, is the one
+``vsconf.apply`` makes for the same tensors saved in a file, and its values the same bits.
+A bridge may add what its framework knows better than names (the axes of a module's weight),
+used only under ``layout: auto``, where the file route would guess.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vsconf import arguments
+from vsconf.api import base_shapes
+from vsconf.engine import FanHint, Plan, make_plan
+from vsconf.fans import Axes
+from vsconf.files import Transaction, little_endian_bytes
+from vsconf.formats.names import NamedTensors
+from vsconf.lock import build_lock, compare_lock, read_lock, write_lock
+from vsconf.matching import TensorInfo
+from vsconf.spec import Spec
+
+
+class LiveTensors(NamedTensors):
+    """Tensors that live in a framework: names, shapes and dtypes, and the aliases that name
+    one tensor twice (tied parameters, planned once under the first name)."""
+
+    path = None
+
+    def __init__(self, infos: Sequence[TensorInfo], aliases: Mapping[str, str] | None = None,
+                 axes: Mapping[str, tuple[Axes, str]] | None = None):
+        self._infos = list(infos)
+        self.aliases = dict(aliases or {})
+        self._axes = dict(axes or {})
+
+    def hints(self) -> Mapping[str, FanHint]:
+        hints = super().hints()
+        if not self._axes:
+            return hints
+        return _WithAxes(hints, self._axes)
+
+    def read(self, name: str) -> np.ndarray:  # a bridge reads its framework's tensors itself
+        raise NotImplementedError(name)
+
+
+class _WithAxes(Mapping[str, FanHint]):
+    """State-dict hints with the axes a framework knows (read under ``layout: auto``)."""
+
+    def __init__(self, base: Mapping[str, FanHint], axes: Mapping[str, tuple[Axes, str]]):
+        self._base, self._axes = base, axes
+
+    def __getitem__(self, name: str) -> FanHint:
+        hint = self.get(name)
+        if hint is None:
+            raise KeyError(name)
+        return hint
+
+    def get(self, name: str, default: Any = None) -> Any:
+        hint = self._base.get(name)
+        if name in self._axes:
+            axes, source = self._axes[name]
+            weight = hint.weight if hint is not None else None
+            return FanHint(axes=axes, source=source, weight=weight)
+        return default if hint is None else hint
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._base)
+
+    def __len__(self) -> int:
+        return len(self._base)
+
+
+def load(spec: Any, seed: int | None, given: Mapping[str, Any] | None) -> Spec:
+    """The spec a bridge applies: a :class:`Spec` or a spec file's path, with ``seed`` and ``vars``."""
+    return arguments.spec(spec, arguments.seed(seed), given)
+
+
+def plan_live(tensors: LiveTensors, spec: Spec) -> Plan:
+    """The plan of live tensors, as the file route makes it for the same tensors."""
+    return make_plan(
+        tensors.tensors(), spec, tensors.hints(), target="state_dict", aliases=tensors.aliases, base_shapes=base_shapes(spec),
+    )
+
+
+def digest(array: np.ndarray) -> str:
+    """The SHA-256 a lock records: the bytes a file would hold."""
+    return hashlib.sha256(little_endian_bytes(array)).hexdigest()
+
+
+def save_lock(plan: Plan, digests: Mapping[str, str], lock: str | os.PathLike[str], model: str, *, force: bool = False) -> Path:
+    """Write the lock of a bridge's run atomically, as ``apply --lock`` writes one: never
+    over an existing file unless ``force``."""
+    path = arguments.path(lock, "lock")
+    data = build_lock(plan, dict(digests), model=model)
+    with Transaction(force=force) as transaction:
+        transaction.make_parents(path.parent)
+        write_lock(transaction.stage(path), data, path)
+        transaction.commit()
+    return path
+
+
+def check_lock(lock: str | os.PathLike[str], plan: Plan, digests: Mapping[str, str]) -> list:
+    path = arguments.path(lock, "lock")
+    return compare_lock(read_lock(path), plan, digests, source=str(path))
