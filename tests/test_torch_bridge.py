@@ -227,3 +227,28 @@ def test_dtensors_on_every_mesh_and_placement_equal_single_process_init(world, t
         name = key.rpartition("/")[2]
         reference = single["tp" if key.startswith(("tp/", "fsdp/")) else "seq"][name]
         np.testing.assert_array_equal(gathered[key], reference, err_msg=key)
+
+
+GOOD = vsconf.parse_spec(TORCH_SPEC)
+
+
+@pytest.mark.parametrize(
+    "module, spec, more, error, message",
+    [
+        ({"w": torch.zeros(2)}, GOOD, {}, TypeError, "torch.nn.Module"),
+        (None, 3, {}, TypeError, "spec"),
+        (None, GOOD, {"vars": {"fan_in": 1}}, ValueError, "vsconf gives itself"),
+        (None, GOOD, {"jobs": 0}, ValueError, "jobs"),
+        (None, GOOD, {"force": "yes"}, TypeError, "force"),
+        (None, "/nonexistent/spec.yaml", {}, vsconf.VsconfError, "spec.yaml"),
+        (None, vsconf.parse_spec("vsconf: 1\nseed: 1\nrules:\n  - match: nope\n    init: zeros\n"), {}, vsconf.MatchError, "matches no tensor"),
+    ],
+    ids=["not-a-module", "spec-not-a-path", "reserved-var", "bad-jobs", "bad-force", "missing-spec", "rule-matches-nothing"],
+)
+def test_bad_arguments_are_clear_errors_and_change_nothing(module, spec, more, error, message):
+    module = torch.nn.Linear(3, 2) if module is None else module
+    before = {k: v.clone() for k, v in module.state_dict().items()} if isinstance(module, torch.nn.Module) else None
+    with pytest.raises(error, match=message):
+        vt.init_module(module, spec, **more)
+    if before is not None:
+        assert all(torch.equal(before[k], v) for k, v in module.state_dict().items())

@@ -119,7 +119,14 @@ def _axes(module: Any) -> dict[str, tuple[Axes, str]]:
     return out
 
 
+def _check_module(module: Any) -> None:
+    torch = _torch()
+    if not isinstance(module, torch.nn.Module):
+        raise TypeError(f"Argument `module` must be a torch.nn.Module. Received: {type(module).__name__}")
+
+
 def _live(module: Any) -> tuple[bridge.LiveTensors, dict[str, Any]]:
+    _check_module(module)
     tensors, aliases = _state(module)
     infos = [TensorInfo(name, tuple(int(d) for d in t.shape), _numpy_dtype(_dtype_name(t))) for name, t in tensors.items()]
     return bridge.LiveTensors(infos, aliases, _axes(module)), tensors
@@ -206,7 +213,9 @@ def init_module(
     from vsconf import arguments
 
     torch = _torch()
+    _check_module(module)
     jobs = arguments.jobs(jobs)
+    force = arguments.flag(force, "force")
     spec = bridge.load(spec, seed, vars)
     tensors, aliases = _state(module)
     if any(getattr(t, "is_meta", False) for t in tensors.values()):
