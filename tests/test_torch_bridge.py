@@ -251,3 +251,18 @@ def test_bad_arguments_are_clear_errors_and_change_nothing(module, spec, more, e
         vt.init_module(module, spec, **more)
     if before is not None:
         assert all(torch.equal(before[k], v) for k, v in module.state_dict().items())
+
+
+def test_meta_buffers_outside_the_state_dict_are_named_and_warned_of():
+    class Rotary(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = torch.nn.Linear(4, 4)
+            self.register_buffer("inv_freq", torch.arange(4.0), persistent=False)
+
+    with torch.device("meta"):
+        module = Rotary()
+    with pytest.warns(UserWarning, match="inv_freq"):
+        result = vt.init_module(module, vsconf.parse_spec(TORCH_SPEC))
+    assert result.uninitialised == ("inv_freq",) and module.inv_freq.device.type == "cpu"
+    assert set(result.filled) == {"proj.weight", "proj.bias"}

@@ -9,7 +9,9 @@ place, under ``no_grad``, with the values the file route gives for the same name
   ``save_pretrained`` keeps it, and left tied; the plan lists the other name as an alias.
 * Any float dtype torch has (bfloat16 included); the caller converts nothing.
 * On the ``meta`` device, the module is materialised first (``to_empty`` on ``device``), and
-  its ties restored, then filled: a seed checkpoint without a checkpoint.
+  its ties restored, then filled: a seed checkpoint without a checkpoint.  Buffers outside
+  the state dict (a rotary embedding's ``inv_freq``) have no values then; the result names
+  them, with a warning, since only the module can compute them again.
 * A ``DTensor`` (FSDP2's ``fully_shard``, tensor parallel's ``parallelize_module``) is filled
   shard by shard: each rank computes only its local shard with
   :func:`vsconf.slice_values`, so the assembled tensor is the single-process one whatever the
@@ -25,6 +27,7 @@ torch is imported when a function here is first called, never by ``import vsconf
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,6 +68,9 @@ class ModuleResult:
     plan: Plan
     filled: tuple[str, ...]
     lock: Path | None = None
+    # Buffers outside the state dict (non-persistent: a rotary embedding's inv_freq) that were
+    # on `meta`: materialised without values, which only the module itself can compute again.
+    uninitialised: tuple[str, ...] = ()
 
 
 def _torch() -> Any:
@@ -218,8 +224,19 @@ def init_module(
     force = arguments.flag(force, "force")
     spec = bridge.load(spec, seed, vars)
     tensors, aliases = _state(module)
-    if any(getattr(t, "is_meta", False) for t in tensors.values()):
+    uninitialised: tuple[str, ...] = ()
+    if any(getattr(t, "is_meta", False) for t in (*tensors.values(), *module.buffers())):
+        uninitialised = tuple(
+            name for name, buffer in module.named_buffers() if buffer.is_meta and name not in module.state_dict(keep_vars=True)
+        )
         _materialise(module, device, aliases)
+        if uninitialised:
+            warnings.warn(
+                f"{len(uninitialised)} buffer(s) outside the state dict were on the meta device and hold no values "
+                f"now ({', '.join(uninitialised[:3])}{', ...' if len(uninitialised) > 3 else ''}): the module must "
+                "compute them again (a spec fills only what a state dict holds)",
+                stacklevel=2,
+            )
     live, tensors = _live(module)
     plan = bridge.plan_live(live, spec)
     filled, digests = [], {}
@@ -239,7 +256,7 @@ def init_module(
             if lock is not None:
                 digests[entry.name] = bridge.digest(values)
     path = bridge.save_lock(plan, digests, lock, type(module).__name__, force=force) if lock is not None else None
-    return ModuleResult(plan, tuple(filled), path)
+    return ModuleResult(plan, tuple(filled), path, uninitialised)
 
 
 def verify_module(
