@@ -266,3 +266,13 @@ def test_meta_buffers_outside_the_state_dict_are_named_and_warned_of():
         result = vt.init_module(module, vsconf.parse_spec(TORCH_SPEC))
     assert result.uninitialised == ("inv_freq",) and module.inv_freq.device.type == "cpu"
     assert set(result.filled) == {"proj.weight", "proj.bias"}
+
+
+def test_a_meta_cnn_is_materialised_filled_and_its_unfilled_tensors_named():
+    spec = vsconf.parse_spec(TORCH_SPEC)
+    with torch.device("meta"):
+        module = SmallCnn()
+    with pytest.warns(UserWarning, match="num_batches_tracked"):
+        result = vt.init_module(module, spec)
+    assert result.uninitialised == ("bn.num_batches_tracked",)  # an integer: no rule fills it
+    assert_same_bits(module, file_route(SmallCnn(), spec), result.filled)

@@ -9,9 +9,10 @@ place, under ``no_grad``, with the values the file route gives for the same name
   ``save_pretrained`` keeps it, and left tied; the plan lists the other name as an alias.
 * Any float dtype torch has (bfloat16 included); the caller converts nothing.
 * On the ``meta`` device, the module is materialised first (``to_empty`` on ``device``), and
-  its ties restored, then filled: a seed checkpoint without a checkpoint.  Buffers outside
-  the state dict (a rotary embedding's ``inv_freq``) have no values then; the result names
-  them, with a warning, since only the module can compute them again.
+  its ties restored, then filled: a seed checkpoint without a checkpoint.  What no rule
+  fills has no values then -- a buffer outside the state dict (a rotary embedding's
+  ``inv_freq``), an integer counter, a tensor the spec keeps: the result names each, with a
+  warning.
 * A ``DTensor`` (FSDP2's ``fully_shard``, tensor parallel's ``parallelize_module``) is filled
   shard by shard: each rank computes only its local shard with
   :func:`vsconf.slice_values`, so the assembled tensor is the single-process one whatever the
@@ -68,8 +69,8 @@ class ModuleResult:
     plan: Plan
     filled: tuple[str, ...]
     lock: Path | None = None
-    # Buffers outside the state dict (non-persistent: a rotary embedding's inv_freq) that were
-    # on `meta`: materialised without values, which only the module itself can compute again.
+    # Tensors that were on `meta` and that no rule filled: materialised without values (buffers
+    # outside the state dict, such as a rotary embedding's inv_freq, only the module computes).
     uninitialised: tuple[str, ...] = ()
 
 
@@ -224,19 +225,9 @@ def init_module(
     force = arguments.flag(force, "force")
     spec = bridge.load(spec, seed, vars)
     tensors, aliases = _state(module)
-    uninitialised: tuple[str, ...] = ()
-    if any(getattr(t, "is_meta", False) for t in (*tensors.values(), *module.buffers())):
-        uninitialised = tuple(
-            name for name, buffer in module.named_buffers() if buffer.is_meta and name not in module.state_dict(keep_vars=True)
-        )
+    on_meta = [name for name, t in (*module.named_parameters(remove_duplicate=False), *module.named_buffers(remove_duplicate=False)) if t.is_meta]
+    if on_meta:
         _materialise(module, device, aliases)
-        if uninitialised:
-            warnings.warn(
-                f"{len(uninitialised)} buffer(s) outside the state dict were on the meta device and hold no values "
-                f"now ({', '.join(uninitialised[:3])}{', ...' if len(uninitialised) > 3 else ''}): the module must "
-                "compute them again (a spec fills only what a state dict holds)",
-                stacklevel=2,
-            )
     live, tensors = _live(module)
     plan = bridge.plan_live(live, spec)
     filled, digests = [], {}
@@ -256,6 +247,15 @@ def init_module(
             if lock is not None:
                 digests[entry.name] = bridge.digest(values)
     path = bridge.save_lock(plan, digests, lock, type(module).__name__, force=force) if lock is not None else None
+    done = set(filled) | {alias for alias, name in aliases.items() if name in set(filled)}
+    uninitialised = tuple(dict.fromkeys(name for name in on_meta if name not in done))
+    if uninitialised:
+        warnings.warn(
+            f"{len(uninitialised)} tensor(s) were on the meta device and no rule filled them, so they hold no values "
+            f"({', '.join(uninitialised[:3])}{', ...' if len(uninitialised) > 3 else ''}): buffers outside the state "
+            "dict only the module can compute again; give the others a rule",
+            stacklevel=2,
+        )
     return ModuleResult(plan, tuple(filled), path, uninitialised)
 
 
