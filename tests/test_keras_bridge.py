@@ -209,6 +209,17 @@ def test_plan_model_changes_nothing(tmp_path):
     assert all(_numpy(v).tobytes() == before[v.path].tobytes() for v in model.weights)
 
 
+def test_layout_auto_reads_kerass_own_fans():
+    """Keras's fans are the tf rule's for every weight; auto gives what tf gives."""
+    model = small_cnn("float32")
+    tf_plan = vk.plan_model(model, vsconf.parse_spec(KERAS_SPEC))
+    auto_plan = vk.plan_model(model, vsconf.parse_spec(KERAS_SPEC.replace("layout: tf\n", "")))
+    for entry in tf_plan:
+        other = auto_plan.entry(entry.name)
+        assert (other.fan_in, other.fan_out) == (entry.fan_in, entry.fan_out), entry.name
+    assert (tf_plan.entry("conv/kernel").fan_in, tf_plan.entry("conv/kernel").fan_out) == (27, 36)
+
+
 def test_an_unbuilt_model_is_a_clear_error():
     model = keras.Sequential([keras.layers.Dense(3, name="fc")], name="unbuilt")
     spec = vsconf.parse_spec(KERAS_SPEC)

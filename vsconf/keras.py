@@ -15,7 +15,9 @@ and dtypes.
   ``dtype=`` or the global dtype policy); under ``mixed_float16`` and ``mixed_bfloat16`` the
   variables are ``float32``, and so are their values.
 * Fans: the spec's layout decides, as for a file.  Keras keeps ``[in, out]`` and
-  ``[*kernel, in, out]``: the recipes for Keras say ``layout: tf``.
+  ``[*kernel, in, out]``: the recipes for Keras say ``layout: tf``.  ``layout: auto`` reads
+  the tf rule too, which is Keras's own ``compute_fans`` for every weight, so no table of
+  layer classes is needed (the torch bridge's ``MODULE_AXES`` has no counterpart here).
 
 Any Keras 3 backend (JAX, torch, TensorFlow).  keras is imported when a function here is
 first called, never by ``import vsconf``; choose the backend (``KERAS_BACKEND``) first.
