@@ -124,6 +124,30 @@ def test_a_flax_models_eval_shape_tree_gets_the_file_routes_bits():
     assert y.shape == (2, 4) and bool(jnp.isfinite(y).all())
 
 
+def test_flax_partitioned_boxes_are_leaves_named_as_their_place():
+    """nn.with_partitioning boxes its params: the box is one leaf, named without '.value',
+    filled with the unboxed tree's bits, and given back boxed (Flax's logical names kept)."""
+    nn = pytest.importorskip("flax.linen")
+    from flax.core import meta
+
+    class Model(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            kernel = nn.with_partitioning(nn.initializers.lecun_normal(), (None, "model"))
+            return nn.LayerNorm()(nn.Dense(4, kernel_init=kernel)(x))
+
+    boxed = jax.eval_shape(lambda: Model().init(jax.random.PRNGKey(0), jnp.zeros((1, 3))))
+    plain = meta.unbox(boxed)
+    params = vj.init_params(boxed, SPEC, seed=3)
+    kernel = params["params"]["Dense_0"]["kernel"]
+    assert isinstance(kernel, meta.Partitioned) and kernel.names == (None, "model")
+    names = {"params.Dense_0.kernel", "params.Dense_0.bias", "params.LayerNorm_0.scale", "params.LayerNorm_0.bias"}
+    assert {e.name for e in vj.plan_params(boxed, SPEC)} == names
+    assert_same_bits(meta.unbox(params), file_route(plain, SPEC, seed=3), names)
+    assert vj.verify_params(params, SPEC, seed=3) == []
+    assert Model().apply(params, jnp.ones((2, 3))).shape == (2, 4)
+
+
 def test_a_lock_is_written_and_verified(tmp_path):
     tree = shapes_of(hand_written_init(ml_dtypes.bfloat16))
     params = vj.init_params(tree, SPEC, lock=tmp_path / "p.lock")

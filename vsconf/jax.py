@@ -7,7 +7,8 @@ writes for the same names, shapes and dtypes saved as a checkpoint.
 
 * Names are the leaves' key paths joined with ``.``: a dict key is itself, an attribute its
   name, a sequence index its number -- so Flax's ``{"params": {"Dense_0": {"kernel": ...}}}``
-  gives ``params.Dense_0.kernel``.
+  gives ``params.Dense_0.kernel``.  A Flax metadata box (``nn.with_partitioning``'s
+  ``Partitioned``) is one leaf named as its place, its value filled and the box kept.
 * Any float dtype (bfloat16 included: JAX's bfloat16 is ml_dtypes', as vsconf's).  Leaves no
   rule fills (non-float, ``keep``, unmatched) are returned as they came; a
   ``ShapeDtypeStruct`` among them has no values to return and is an error naming it.
@@ -26,6 +27,7 @@ jax is imported when a function here is first called, never by ``import vsconf``
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -62,18 +64,27 @@ def _path_name(path: tuple) -> str:
     return ".".join(_key_name(key) for key in path)
 
 
-def _leaves(tree: Any) -> tuple[list[str], list[Any], Any]:
-    """The names, leaves and treedef of a pytree; two leaves of one name are an error."""
-    pairs, treedef = _jax().tree_util.tree_flatten_with_path(tree)
-    names, leaves, seen = [], [], set()
+def _boxed(leaf: Any) -> bool:
+    """A Flax metadata box (``nn.with_partitioning``'s ``Partitioned``): one leaf, its value
+    inside.  Flax is never imported here: a tree holding a box has imported it already."""
+    meta = sys.modules.get("flax.core.meta")
+    return meta is not None and isinstance(leaf, meta.AxisMetadata)
+
+
+def _leaves(tree: Any) -> tuple[list[str], list[Any], Any, list[Any]]:
+    """The names, leaves (a box's value in place of the box) and treedef of a pytree, and
+    each leaf's box (None when it has none); two leaves of one name are an error."""
+    pairs, treedef = _jax().tree_util.tree_flatten_with_path(tree, is_leaf=_boxed)
+    names, leaves, boxes, seen = [], [], [], set()
     for path, leaf in pairs:
         name = _path_name(path)
         if name in seen:
             raise ValueError(f"Argument `params_or_shapes` has two leaves named {name!r} (key paths joined with '.')")
         seen.add(name)
         names.append(name)
-        leaves.append(leaf)
-    return names, leaves, treedef
+        boxes.append(leaf if _boxed(leaf) else None)
+        leaves.append(leaf.unbox() if _boxed(leaf) else leaf)
+    return names, leaves, treedef, boxes
 
 
 def _is_shape(leaf: Any) -> bool:
@@ -86,16 +97,16 @@ def _info(name: str, leaf: Any) -> TensorInfo:
     return TensorInfo(name, tuple(int(d) for d in leaf.shape), np.dtype(leaf.dtype))
 
 
-def _live(params: Any) -> tuple[bridge.LiveTensors, list[str], list[Any], Any]:
-    names, leaves, treedef = _leaves(params)
+def _live(params: Any) -> tuple[bridge.LiveTensors, list[str], list[Any], Any, list[Any]]:
+    names, leaves, treedef, boxes = _leaves(params)
     live = bridge.LiveTensors([_info(name, leaf) for name, leaf in zip(names, leaves)])
-    return live, names, leaves, treedef
+    return live, names, leaves, treedef, boxes
 
 
 def plan_params(params_or_shapes: Any, spec: Any, *, vars: Mapping[str, Any] | None = None, seed: int | None = None) -> Plan:
     """Which rule fills which leaf of ``params_or_shapes``, with fans and spread: what
     :func:`init_params` would do, nothing made.  Arguments as :func:`init_params`'s."""
-    live, _, _, _ = _live(params_or_shapes)
+    live, _, _, _, _ = _live(params_or_shapes)
     return bridge.plan_live(live, bridge.load(spec, seed, vars))
 
 
@@ -207,16 +218,16 @@ def init_params(
     """
     jax = _jax()
     spec = bridge.load(spec, seed, vars)
-    live, names, leaves, treedef = _live(params_or_shapes)
+    live, names, leaves, treedef, boxes = _live(params_or_shapes)
     shardings = _shardings(sharding, names, leaves)
     plan = bridge.plan_live(live, spec)
     empty = [entry for entry, leaf in zip(plan, leaves) if not entry.changes and _is_shape(leaf)]
     if empty:
         raise MatchError([_unfilled(entry) for entry in empty])
     out, digests = [], {}
-    for entry, leaf, leaf_sharding in zip(plan, leaves, shardings):
+    for entry, leaf, leaf_sharding, box in zip(plan, leaves, shardings, boxes):
         if not entry.changes:
-            out.append(leaf)
+            out.append(leaf if box is None else box)
             continue
         if leaf_sharding is not None:
             array = _sharded(entry, leaf_sharding)
@@ -227,7 +238,7 @@ def init_params(
             array = jax.device_put(values)
             if lock is not None:
                 digests[entry.name] = bridge.digest(values)
-        out.append(array)
+        out.append(array if box is None else box.replace_boxed(array))
     if lock is not None:
         bridge.save_lock(plan, digests, lock, type(params_or_shapes).__name__, force=force)
     return jax.tree_util.tree_unflatten(treedef, out)
@@ -249,7 +260,7 @@ def verify_params(
     shard (those of this process), each against :func:`vsconf.slice_values` of its index."""
     jax = _jax()
     spec = bridge.load(spec, seed, vars)
-    live, names, leaves, _ = _live(params)
+    live, names, leaves, _, _ = _live(params)
     plan = bridge.plan_live(live, spec)
     problems, digests = [], {}
     for entry, leaf in zip(plan, leaves):
