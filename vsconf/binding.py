@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from vsconf.errors import Problem, rule_problem
-from vsconf.expr import Expr, parse
+from vsconf.expr import parsed
 from vsconf.fans import axes_fans
 from vsconf.inits.formula import FormulaInit
 from vsconf.inits.random import MIN_ACCEPTANCE, NEVER_REACHED, TruncatedNormalInit, UniformInit
@@ -174,17 +174,12 @@ class Binder:
                 continue
             if value is None and names is not None:
                 try:
-                    value = _parsed(text).evaluate(names)
+                    value = parsed(text).evaluate(names)
                     value = value if isinstance(value, (int, float)) else None  # a formula: per element
                 except (ExprError, ValueError):
                     value = None  # reported where the value is used
             out.append((at, text, value))
         return tuple(out)
-
-
-@functools.lru_cache(maxsize=256)
-def _parsed(text: str) -> Expr:
-    return parse(text)
 
 
 @functools.lru_cache(maxsize=256)

@@ -59,24 +59,41 @@ class _WithAxes(Mapping[str, FanHint]):
         self._base, self._axes = base, axes
 
     def __getitem__(self, name: str) -> FanHint:
-        hint = self.get(name)
-        if hint is None:
-            raise KeyError(name)
-        return hint
-
-    def get(self, name: str, default: Any = None) -> Any:
+        if name not in self._axes:
+            return self._base[name]
         hint = self._base.get(name)
-        if name in self._axes:
-            axes, source = self._axes[name]
-            weight = hint.weight if hint is not None else None
-            return FanHint(axes=axes, source=source, weight=weight)
-        return default if hint is None else hint
+        axes, source = self._axes[name]
+        return FanHint(axes=axes, source=source, weight=hint.weight if hint is not None else None)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._base)
 
     def __len__(self) -> int:
         return len(self._base)
+
+
+FLOATS = frozenset({"float16", "bfloat16", "float32", "float64"})
+
+
+def numpy_dtype(name: str) -> np.dtype:
+    """The NumPy dtype of a framework's dtype name: ml_dtypes' for bfloat16; a dtype NumPy
+    lacks (complex32, quantised...) as ``uint8``, which is not float and never filled."""
+    if name in FLOATS:
+        from vsconf.dtypes import dtype_named
+
+        return dtype_named(name)
+    try:
+        return np.dtype(name)
+    except TypeError:
+        return np.dtype("uint8")
+
+
+def same_bits(have: np.ndarray, expected: np.ndarray) -> bool:
+    """Whether a live tensor holds exactly the expected values: shape, dtype and bytes."""
+    return have.shape == expected.shape and have.dtype == expected.dtype and (
+        np.ascontiguousarray(have).reshape(-1).view(np.uint8).tobytes()
+        == np.ascontiguousarray(expected).reshape(-1).view(np.uint8).tobytes()
+    )
 
 
 def load(spec: Any, seed: int | None, given: Mapping[str, Any] | None) -> Spec:

@@ -76,6 +76,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 import operator
 import re
@@ -751,6 +752,13 @@ def parse(text: str) -> Expr:
     names = frozenset(node.name for node in _walk(tree) if isinstance(node, (_Name, _Index)))
     constant = None if names else Expr(text, tree).evaluate()
     return Expr(text, tree, constant, names)
+
+
+@functools.lru_cache(maxsize=256)
+def parsed(text: str) -> Expr:
+    """:func:`parse`, cached: the expressions a plan evaluates per tensor, or per box of a
+    formula, are parsed once (an :class:`Expr` is never changed after it is made)."""
+    return parse(text)
 
 
 def index_grids(shape: Sequence[int], start: Sequence[int] | None = None) -> dict[str, np.ndarray]:

@@ -244,13 +244,6 @@ def init_params(
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
-def _same_bits(have: np.ndarray, expected: np.ndarray) -> bool:
-    return have.shape == expected.shape and have.dtype == expected.dtype and (
-        np.ascontiguousarray(have).reshape(-1).view(np.uint8).tobytes()
-        == np.ascontiguousarray(expected).reshape(-1).view(np.uint8).tobytes()
-    )
-
-
 def verify_params(
     params: Any, spec: Any, *, vars: Mapping[str, Any] | None = None, seed: int | None = None,
     lock: str | os.PathLike[str] | None = None,
@@ -270,12 +263,12 @@ def verify_params(
             problems.append(Problem("", 0, 0, "", "is a jax.ShapeDtypeStruct: it has no values to verify", tensor=entry.name))
             continue
         if isinstance(leaf, jax.Array):
-            same = all(_same_bits(np.asarray(s.data), slice_values(entry, s.index)) for s in leaf.addressable_shards)
+            same = all(bridge.same_bits(np.asarray(s.data), slice_values(entry, s.index)) for s in leaf.addressable_shards)
             if lock is not None and leaf.is_fully_addressable:
                 digests[entry.name] = bridge.digest(np.asarray(leaf))
         else:
             have = np.asarray(leaf)
-            same = _same_bits(have, generate(entry))
+            same = bridge.same_bits(have, generate(entry))
             digests[entry.name] = bridge.digest(have)
         if not same:
             problems.append(Problem("", 0, 0, "", "its values differ from what the spec produces", tensor=entry.name))

@@ -39,7 +39,6 @@ from vsconf.engine import Plan
 from vsconf.errors import ModelError, Problem
 from vsconf.matching import TensorInfo
 
-_FLOATS = {"float16", "bfloat16", "float32", "float64"}
 
 
 @dataclass(frozen=True)
@@ -51,17 +50,6 @@ class ModelResult:
     plan: Plan
     filled: tuple[str, ...]
     lock: Path | None = None
-
-
-def _numpy_dtype(name: str) -> np.dtype:
-    if name in _FLOATS:
-        from vsconf.dtypes import dtype_named
-
-        return dtype_named(name)
-    try:
-        return np.dtype(name)
-    except TypeError:
-        return np.dtype("uint8")  # a dtype NumPy lacks: not float, never filled
 
 
 def _dtype_name(variable: Any) -> str:
@@ -101,7 +89,7 @@ def _weights(model: Any) -> tuple[dict[str, Any], dict[str, str]]:
 
 def _live(model: Any) -> tuple[bridge.LiveTensors, dict[str, Any]]:
     variables, aliases = _weights(model)
-    infos = [TensorInfo(path, tuple(int(d) for d in v.shape), _numpy_dtype(_dtype_name(v))) for path, v in variables.items()]
+    infos = [TensorInfo(path, tuple(int(d) for d in v.shape), bridge.numpy_dtype(_dtype_name(v))) for path, v in variables.items()]
     return bridge.LiveTensors(infos, aliases), variables
 
 
@@ -195,7 +183,7 @@ def verify_model(
         expected = generate(entry)
         have = _read(variables[entry.name], expected.dtype).reshape(expected.shape)
         digests[entry.name] = bridge.digest(have)
-        if not np.array_equal(np.ascontiguousarray(have).reshape(-1).view(np.uint8), np.ascontiguousarray(expected).reshape(-1).view(np.uint8)):
+        if not bridge.same_bits(have, expected):
             problems.append(Problem("", 0, 0, "", "its values differ from what the spec produces", tensor=entry.name))
     if lock is not None:
         problems.extend(bridge.check_lock(lock, plan, digests))

@@ -58,7 +58,6 @@ MODULE_AXES: Mapping[str, Mapping[str, tuple[int, int]]] = {
     "GRU": {"weight_ih_l": (1, 0), "weight_hh_l": (1, 0)},
     "Conv1D": {"weight": (0, 1)},  # transformers' GPT-2 Conv1D stores [in, out]
 }
-_FLOATS = {"float16", "bfloat16", "float32", "float64"}
 
 
 @dataclass(frozen=True)
@@ -82,17 +81,6 @@ def _torch() -> Any:
 
 def _dtype_name(tensor: Any) -> str:
     return str(tensor.dtype).removeprefix("torch.")
-
-
-def _numpy_dtype(name: str) -> np.dtype:
-    if name in _FLOATS:
-        from vsconf.dtypes import dtype_named
-
-        return dtype_named(name)
-    try:
-        return np.dtype(name)
-    except TypeError:
-        return np.dtype("uint8")  # complex, quantised...: not float, never filled
 
 
 def _state(module: Any) -> tuple[dict[str, Any], dict[str, str]]:
@@ -135,7 +123,7 @@ def _check_module(module: Any) -> None:
 def _live(module: Any) -> tuple[bridge.LiveTensors, dict[str, Any]]:
     _check_module(module)
     tensors, aliases = _state(module)
-    infos = [TensorInfo(name, tuple(int(d) for d in t.shape), _numpy_dtype(_dtype_name(t))) for name, t in tensors.items()]
+    infos = [TensorInfo(name, tuple(int(d) for d in t.shape), bridge.numpy_dtype(_dtype_name(t))) for name, t in tensors.items()]
     return bridge.LiveTensors(infos, aliases, _axes(module)), tensors
 
 
@@ -163,6 +151,14 @@ def _local_index(tensor: Any) -> tuple[slice, ...]:
 
     shape, offset = compute_local_shape_and_global_offset(tensor.shape, tensor.device_mesh, tensor.placements)
     return tuple(slice(int(o), int(o) + int(s)) for o, s in zip(offset, shape))
+
+
+def _expected(entry: Any, target: Any, jobs: int) -> tuple[np.ndarray, Any]:
+    """What ``entry`` makes for ``target`` and the tensor that holds it here: a DTensor's
+    local shard and its slice of the values, else the whole tensor and all of them."""
+    if _is_dtensor(target):
+        return slice_values(entry, _local_index(target)), target.to_local()
+    return generate(entry, jobs=jobs), target
 
 
 def _materialise(module: Any, device: Any, aliases: Mapping[str, str]) -> None:
@@ -235,13 +231,7 @@ def init_module(
         for entry in plan:
             if not entry.changes:
                 continue
-            target = tensors[entry.name]
-            if _is_dtensor(target):
-                values = slice_values(entry, _local_index(target))
-                local = target.to_local()
-            else:
-                values = generate(entry, jobs=jobs)
-                local = target
+            values, local = _expected(entry, tensors[entry.name], jobs)
             local.copy_(_to_torch(values).reshape(local.shape))
             filled.append(entry.name)
             if lock is not None:
@@ -274,14 +264,10 @@ def verify_module(
         for entry in plan:
             if not entry.changes:
                 continue
-            target = tensors[entry.name]
-            if _is_dtensor(target):
-                expected, actual = slice_values(entry, _local_index(target)), target.to_local()
-            else:
-                expected, actual = generate(entry), target
+            expected, actual = _expected(entry, tensors[entry.name], 1)
             have = _to_numpy(actual.detach().cpu().contiguous(), expected.dtype)
             digests[entry.name] = bridge.digest(have)
-            if not np.array_equal(np.ascontiguousarray(have).reshape(-1).view(np.uint8), np.ascontiguousarray(expected).reshape(-1).view(np.uint8)):
+            if not bridge.same_bits(have, expected):
                 problems.append(Problem("", 0, 0, "", "its values differ from what the spec produces", tensor=entry.name))
     if lock is not None:
         problems.extend(bridge.check_lock(lock, plan, digests))

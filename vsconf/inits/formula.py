@@ -17,7 +17,6 @@ array([1., 2., 3.])
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -26,7 +25,7 @@ import numpy as np
 
 from vsconf import narrow
 from vsconf.dtypes import dtype_named
-from vsconf.expr import Expr, ExprError, index_grids, parse
+from vsconf.expr import ExprError, index_grids, parsed
 from vsconf.inits.matrix import flat_boxes
 from vsconf.inits.random import written
 
@@ -44,11 +43,6 @@ class FormulaInit:
         return {"formula": written(self.formula)}
 
 
-@functools.lru_cache(maxsize=64)
-def _parsed(text: str) -> Expr:
-    return parse(text)
-
-
 def formula_part(
     text: str, names: Mapping[str, Any], shape: Sequence[int], offset: Sequence[int], sizes: Sequence[int], dtype: str | np.dtype
 ) -> np.ndarray:
@@ -61,7 +55,7 @@ def formula_part(
     sizes = tuple(int(s) for s in sizes)
     if len(shape) != len(sizes):
         raise ValueError(f"a box of rank {len(sizes)} in a tensor of rank {len(shape)}")
-    value = _parsed(text).evaluate({**names, **index_grids(sizes, tuple(offset))})
+    value = parsed(text).evaluate({**names, **index_grids(sizes, tuple(offset))})
     values = np.broadcast_to(np.asarray(value, dtype=np.float64), sizes)
     if not np.isfinite(values).all():
         where = tuple(int(i) + int(o) for i, o in zip(np.argwhere(~np.isfinite(values))[0], offset))
