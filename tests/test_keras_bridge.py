@@ -99,6 +99,46 @@ def lstm(unit_forget_bias: bool, dtype: str) -> keras.Model:
 DTYPES = ["float32", "bfloat16", "float16", "mixed_float16"]
 
 
+def text_model() -> keras.Model:
+    """A functional model of many layer kinds: token and position embeddings, a 1-D and a
+    depthwise convolution, layer norm, multi-head attention (kernels [d, heads, head_dim]),
+    a GRU, a transposed convolution and a dense head."""
+    tokens = keras.Input((6,), dtype="int32", name="tokens")
+    x = keras.layers.Embedding(50, 8, name="embed", embeddings_initializer="zeros")(tokens)
+    x = keras.layers.Conv1D(8, 3, padding="same", name="conv1d", **ZEROS)(x)
+    x = keras.layers.LayerNormalization(name="norm")(x)
+    x = keras.layers.MultiHeadAttention(2, 4, name="attention", **ZEROS)(x, x)
+    x = keras.layers.GRU(8, return_sequences=True, name="gru", recurrent_initializer="zeros", **ZEROS)(x)
+    x = keras.layers.Reshape((6, 8, 1))(x)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", name="depthwise", depthwise_initializer="zeros")(x)
+    x = keras.layers.Conv2DTranspose(2, 2, name="up", **ZEROS)(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(tokens, keras.layers.Dense(3, name="head", **ZEROS)(x), name="text")
+
+
+def test_a_functional_model_of_many_layer_kinds_gets_the_file_routes_bits(tmp_path):
+    spec = vsconf.parse_spec(KERAS_SPEC + """\
+  - match: "*/recurrent_kernel"
+    init: {orthogonal: {gain: 1}}
+""")
+    model = text_model()
+    result = vk.init_model(model, spec, lock=tmp_path / "text.lock")
+    paths = {v.path for v in model.weights}
+    assert set(result.filled) == paths and len(paths) >= 20  # every weight a rule names: all of them here
+    assert_same_bits(model, file_route(model, spec), result.filled)
+    # Keras's own fans: an attention kernel [8, 2, 4] has fan_in 2*8, fan_out 2*4 (receptive 8)
+    # under the tf rule; the depthwise kernel [3, 3, 1, 1] fan_in 9, the transposed [2, 2, 2, 1] 8
+    query = result.plan.entry("attention/query/kernel")
+    assert query.shape == (8, 2, 4) and (query.fan_in, query.fan_out) == (16, 32)
+    assert result.plan.entry("depthwise/kernel").fan_in == 9 and result.plan.entry("up/kernel").fan_in == 8
+    assert vk.verify_model(model, spec, lock=tmp_path / "text.lock") == []
+    gru = next(v for v in model.weights if v.path == "gru/gru_cell/recurrent_kernel")
+    gru.assign(np.asarray(keras.ops.convert_to_numpy(gru.value)) * 2)
+    problems = vk.verify_model(model, spec, lock=tmp_path / "text.lock")
+    assert [p.tensor for p in problems] == ["gru/gru_cell/recurrent_kernel"] * 2
+    assert problems[0].message.startswith("192 of 192 elements differ from what the spec produces")
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_a_cnn_gets_the_file_routes_bits(dtype):
     model = small_cnn(dtype)

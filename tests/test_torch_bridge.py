@@ -8,6 +8,7 @@ from ``meta`` parameters, and on DTensors whatever the mesh and placement.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from pathlib import Path
@@ -149,6 +150,99 @@ def test_layout_auto_reads_the_module_classes():
     assert plan.entry("head.weight").fan_in == 4
 
 
+def test_module_classes_give_roles_whatever_the_names_say():
+    """A state dict guesses roles from names; a module's classes know them (along the MRO)."""
+    module = torch.nn.Sequential(
+        torch.nn.Linear(4, 6), torch.nn.LayerNorm(6), torch.nn.Embedding(5, 6), torch.nn.MultiheadAttention(6, 2),
+        torch.nn.GRU(6, 4, num_layers=2, bidirectional=True),
+    )
+    spec = vsconf.parse_spec(
+        "vsconf: 1\nseed: 1\nlayout: torch\nrules:\n"
+        "  - match: '*'\n    role: norm_scale\n    init: ones\n"
+        "  - match: '*'\n    role: embedding\n    init: {normal: {std: 0.02}}\n"
+        "  - match: '*'\n    init: zeros\n"
+    )
+    plan = vt.plan_module(module, spec)
+    roles = {entry.name: (entry.role, entry.role_from, entry.role_guessed) for entry in plan}
+    assert roles["1.weight"] == ("norm_scale", "module LayerNorm weight", False)  # the name "1" says nothing
+    assert roles["1.bias"][0] == "norm_bias" and roles["2.weight"][:2] == ("embedding", "module Embedding weight")
+    assert roles["3.out_proj.weight"][:2] == ("weight", "module NonDynamicallyQuantizableLinear weight")  # a Linear
+    assert roles["4.weight_hh_l1_reverse"][:2] == ("weight", "module GRU weight_hh_l1_reverse")
+    assert roles["4.bias_ih_l0"][0] == "bias"
+    result = vt.init_module(module, spec)
+    assert torch.equal(module[1].weight, torch.ones(6)) and float(module[2].weight.detach().std()) > 0
+    assert {"1.weight", "2.weight"} <= set(result.filled)
+    # the file route, by names alone, finds no norm scale and no embedding here
+    with pytest.raises(vsconf.MatchError, match="role 'norm_scale'"):
+        file_route(module, spec)
+
+
+def test_layout_auto_gives_unknown_classes_torchs_shape_rule_and_never_the_tf_one():
+    class Custom(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.kernel = torch.nn.Parameter(torch.zeros(6, 3, 2))
+
+    module = torch.nn.Sequential(Custom(), torch.nn.Linear(3, 2))
+    spec = vsconf.parse_spec("vsconf: 1\nseed: 1\nrules:\n  - match: '*'\n    init: he_normal\n")
+    plan = vt.plan_module(module, spec)
+    entry = plan.entry("0.kernel")
+    assert (entry.fan_in, entry.fan_out, entry.fans_from) == (3 * 2, 6 * 2, "torch's shape rule (Custom kernel)")
+    assert not [w for w in plan.warnings if "tf rule" in w.message]
+
+
+def test_tensors_sharing_memory_are_refused_before_anything_changes(tmp_path):
+    fused = torch.zeros(6, 4)
+    module = torch.nn.Module()
+    module.q = torch.nn.Parameter(fused[:3])
+    module.k = torch.nn.Parameter(fused[2:])  # row 2 is both q's and k's
+    module.ok = torch.nn.Parameter(torch.zeros(4))
+    spec = vsconf.parse_spec("vsconf: 1\nseed: 1\nlayout: torch\nrules:\n  - match: '*'\n    init: {normal: {std: 1}}\n")
+    with pytest.raises(vsconf.ModelError, match="'q' and 'k' share memory"):
+        vt.init_module(module, spec, lock=tmp_path / "m.lock")
+    assert not fused.any() and not module.ok.any() and not (tmp_path / "m.lock").exists()
+    expanded = torch.nn.Module()
+    expanded.w = torch.nn.Parameter(torch.zeros(4).expand(3, 4))
+    with pytest.raises(vsconf.ModelError, match="'w': its elements share memory"):
+        vt.init_module(expanded, spec)
+    # views that do not overlap are two tensors like any others
+    module.k = torch.nn.Parameter(fused[3:])
+    vt.init_module(module, spec)
+    assert fused.all()
+
+
+def test_a_lock_is_checked_before_the_module_changes(tmp_path):
+    spec_file = tmp_path / "spec.yaml"
+    spec_file.write_text(TORCH_SPEC)
+    (tmp_path / "taken.lock").write_text("mine")
+    (tmp_path / "folder").mkdir()
+    for lock, force, message in [
+        (tmp_path / "taken.lock", False, "exists; pass force=True"),
+        (spec_file, True, "the lock would replace the spec"),
+        (tmp_path / "folder", True, "it is a folder"),
+        (tmp_path / "taken.lock" / "x.lock", False, "is not a folder"),
+    ]:
+        module = SmallCnn()
+        before = {k: v.clone() for k, v in module.state_dict().items()}
+        with pytest.raises(vsconf.ModelError, match=message):
+            vt.init_module(module, spec_file, lock=lock, force=force)
+        assert all(torch.equal(before[k], v) for k, v in module.state_dict().items())
+    assert (tmp_path / "taken.lock").read_text() == "mine" and spec_file.read_text() == TORCH_SPEC
+
+
+def test_verify_says_how_many_elements_differ(tmp_path):
+    spec = vsconf.parse_spec(TORCH_SPEC)
+    module = SmallCnn()
+    vt.init_module(module, spec, lock=tmp_path / "m.lock")
+    assert vt.verify_module(module, spec, lock=tmp_path / "m.lock") == []
+    with torch.no_grad():
+        module.conv.weight[0, 0, :2, 0] = 0.5
+    problems = vt.verify_module(module, spec, lock=tmp_path / "m.lock")
+    assert [p.tensor for p in problems] == ["conv.weight", "conv.weight"]
+    assert problems[0].message.startswith("2 of 216 elements differ from what the spec produces (max |difference| ")
+    assert "differs from the lock's" in problems[1].message
+
+
 # --------------------------------------------------------------------------- DTensor
 
 
@@ -201,6 +295,20 @@ def _rank(rank: int, world: int, port: int, out: str) -> None:
         vt.init_module(sharded, spec)
         for name, param in sharded.named_parameters():
             results[f"fsdp/{name}"] = param.full_tensor().detach().numpy()
+        # a lock under tensor parallel: rank 0 writes it, every rank verifies against it,
+        # and a changed element is found by the rank that holds it
+        lock = os.path.join(os.path.dirname(out), "tp.lock")
+        mlp = torch.nn.Sequential(torch.nn.Linear(12, 16), torch.nn.ReLU(), torch.nn.Linear(16, 12))
+        parallelize_module(mlp, tp_mesh, {"0": ColwiseParallel(), "2": RowwiseParallel()})
+        written = vt.init_module(mlp, spec, lock=lock).lock
+        dist.barrier()
+        verdicts = {"wrote": written is not None, "clean": [p.message for p in vt.verify_module(mlp, spec, lock=lock)]}
+        if rank == world - 1:
+            with torch.no_grad():
+                mlp[0].weight.to_local()[0, 0] += 1
+        verdicts["changed"] = [(p.tensor, p.message) for p in vt.verify_module(mlp, spec, lock=lock)]
+        with open(f"{out}.{rank}.json", "w") as handle:
+            json.dump(verdicts, handle)
         if rank == 0:
             np.savez(out, **results)
     finally:
@@ -226,6 +334,16 @@ def test_dtensors_on_every_mesh_and_placement_equal_single_process_init(world, t
         name = key.rpartition("/")[2]
         reference = single["tp" if key.startswith(("tp/", "fsdp/")) else "seq"][name]
         np.testing.assert_array_equal(gathered[key], reference, err_msg=key)
+    # the lock written under tensor parallel is the single-process lock, byte for byte in
+    # every record; each rank's verdicts
+    mlp = torch.nn.Sequential(torch.nn.Linear(12, 16), torch.nn.ReLU(), torch.nn.Linear(16, 12))
+    vt.init_module(mlp, spec, lock=tmp_path / "single.lock")
+    assert json.loads((tmp_path / "tp.lock").read_text())["tensors"] == json.loads((tmp_path / "single.lock").read_text())["tensors"]
+    verdicts = [json.loads(Path(f"{out}.{rank}.json").read_text()) for rank in range(world)]
+    assert [v["wrote"] for v in verdicts] == [True] + [False] * (world - 1)
+    assert all(v["clean"] == [] for v in verdicts)
+    assert all(v["changed"] == [] for v in verdicts[:-1])
+    assert verdicts[-1]["changed"] == [["0.weight", f"1 of {16 // world * 12} elements differ from what the spec produces (max |difference| 1)"]]
 
 
 GOOD = vsconf.parse_spec(TORCH_SPEC)

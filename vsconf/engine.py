@@ -613,7 +613,7 @@ def make_plan(
     -> shape), which the spec's ``base_fan_in``, ``base_fan_out`` and ``width_mult`` read.
     Raises :class:`MatchError` listing every problem at once.
     """
-    matching = match_tensors(spec, tensors)
+    matching = match_tensors(spec, tensors, aliases=aliases)
     planner = _Planner(spec, tensors, {} if hints is None else hints, target, base_shapes)
     entries = []
     for tensor in tensors:

@@ -99,7 +99,8 @@ def _info(name: str, leaf: Any) -> TensorInfo:
 
 def _live(params: Any) -> tuple[bridge.LiveTensors, list[str], list[Any], Any, list[Any]]:
     names, leaves, treedef, boxes = _leaves(params)
-    live = bridge.LiveTensors([_info(name, leaf) for name, leaf in zip(names, leaves)])
+    infos = [_info(name, leaf) for name, leaf in zip(names, leaves)]
+    live = bridge.LiveTensors(infos, axes=bridge.last_two_axes(infos, "JAX's default axes (..., in, out)"))
     return live, names, leaves, treedef, boxes
 
 
@@ -122,15 +123,19 @@ def _shardings(sharding: Any, names: list[str], leaves: list[Any]) -> list[Any]:
     else:
         pairs, _ = jax.tree_util.tree_flatten_with_path(sharding, is_leaf=lambda x: x is None or isinstance(x, Sharding))
         by_name = {_path_name(path): leaf for path, leaf in pairs}
+        for name, leaf in by_name.items():
+            if leaf is not None and not isinstance(leaf, Sharding):
+                where = f" at {name!r}" if name else ""
+                raise TypeError(
+                    "Argument `sharding` must be one jax.sharding.Sharding or a pytree of them (or None) shaped as the "
+                    f"params. Received: {type(leaf).__name__}{where}"
+                )
         if set(by_name) != set(names):
             extra, missing = sorted(set(by_name) - set(names)), sorted(set(names) - set(by_name))
             raise ValueError(
                 "Argument `sharding` must be one jax.sharding.Sharding or a pytree of them (or None) shaped as the "
                 f"params. Received: a pytree whose leaves differ (missing {missing[:5]}, extra {extra[:5]})"
             )
-        for name, leaf in by_name.items():
-            if leaf is not None and not isinstance(leaf, Sharding):
-                raise TypeError(f"Argument `sharding` must hold jax.sharding.Sharding or None. Received: {type(leaf).__name__} at {name!r}")
         given = [by_name[name] for name in names]
     out = []
     for chosen, leaf in zip(given, leaves):
@@ -152,16 +157,6 @@ def _sharded(entry: Any, sharding: Any) -> Any:
         return done[key]
 
     return jax.make_array_from_callback(entry.shape, sharding, shard)
-
-
-def _host_values(array: Any) -> np.ndarray:
-    """A filled leaf's values on this host (every shard must be here: one process)."""
-    if not getattr(array, "is_fully_addressable", True):
-        raise ValueError(
-            "A lock needs every shard of every filled leaf in this process; this array is spread over several "
-            "processes. Write the lock from a single-process run, or verify shards with verify_params."
-        )
-    return np.asarray(array)
 
 
 def _unfilled(entry: Any) -> Problem:
@@ -194,7 +189,9 @@ def init_params(
         vars: Numbers the spec's expressions read.
         seed: Use this seed instead of the spec's.
         lock: Also write a lock file (per tensor its init, spread and SHA-256), as
-            ``vsconf apply --lock``.
+            ``vsconf apply --lock``: the same file whatever the shardings (a sharded leaf's
+            digest is that of its whole values, drawn again a chunk at a time).  In a run of
+            several processes, process 0 writes it.
         force: Replace an existing lock.
 
     Returns:
@@ -216,8 +213,13 @@ def init_params(
         >>> params["params"]["Dense_0"]["kernel"].shape, float(abs(params["params"]["Dense_0"]["bias"]).max())
         ((4, 3), 0.0)
     """
+    from vsconf import arguments
+
     jax = _jax()
+    force = arguments.flag(force, "force")
     spec = bridge.load(spec, seed, vars)
+    writes_lock = lock is not None and jax.process_index() == 0
+    lock_path = bridge.lock_target(lock, spec, force=force) if writes_lock else None
     live, names, leaves, treedef, boxes = _live(params_or_shapes)
     shardings = _shardings(sharding, names, leaves)
     plan = bridge.plan_live(live, spec)
@@ -231,16 +233,16 @@ def init_params(
             continue
         if leaf_sharding is not None:
             array = _sharded(entry, leaf_sharding)
-            if lock is not None:
-                digests[entry.name] = bridge.digest(_host_values(array))
+            if writes_lock:  # the whole values, drawn again a chunk at a time: no shard is gathered
+                digests[entry.name] = bridge.whole_digest(entry, 1)
         else:
             values = generate(entry)
             array = jax.device_put(values)
-            if lock is not None:
+            if writes_lock:
                 digests[entry.name] = bridge.digest(values)
         out.append(array if box is None else box.replace_boxed(array))
-    if lock is not None:
-        bridge.save_lock(plan, digests, lock, type(params_or_shapes).__name__, force=force)
+    if writes_lock:
+        bridge.save_lock(plan, digests, lock_path, type(params_or_shapes).__name__, force=force)
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
@@ -262,16 +264,18 @@ def verify_params(
         if _is_shape(leaf):
             problems.append(Problem("", 0, 0, "", "is a jax.ShapeDtypeStruct: it has no values to verify", tensor=entry.name))
             continue
-        if isinstance(leaf, jax.Array):
-            same = all(bridge.same_bits(np.asarray(s.data), slice_values(entry, s.index)) for s in leaf.addressable_shards)
-            if lock is not None and leaf.is_fully_addressable:
-                digests[entry.name] = bridge.digest(np.asarray(leaf))
+        if isinstance(leaf, jax.Array) and len(leaf.sharding.device_set) > 1:
+            # shard by shard (replicas too), each against its slice of the spec's values
+            found = [d for s in leaf.addressable_shards if (d := bridge.difference(np.asarray(s.data), slice_values(entry, s.index)))]
+            problem = None if not found else found[0] + (f" (one of {len(found)} shards that differ)" if len(found) > 1 else " (in one shard)")
+            if lock is not None and (leaf.is_fully_addressable or jax.process_index() == 0):
+                digests[entry.name] = bridge.whole_digest(entry, 1)  # what the shards were just shown to hold
         else:
             have = np.asarray(leaf)
-            same = bridge.same_bits(have, generate(entry))
+            problem = bridge.difference(have, generate(entry))
             digests[entry.name] = bridge.digest(have)
-        if not same:
-            problems.append(Problem("", 0, 0, "", "its values differ from what the spec produces", tensor=entry.name))
+        if problem is not None:
+            problems.append(Problem("", 0, 0, "", problem, tensor=entry.name))
     if lock is not None:
         problems.extend(bridge.check_lock(lock, plan, digests))
     return problems

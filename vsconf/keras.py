@@ -17,7 +17,9 @@ and dtypes.
 * Fans: the spec's layout decides, as for a file.  Keras keeps ``[in, out]`` and
   ``[*kernel, in, out]``: the recipes for Keras say ``layout: tf``.  ``layout: auto`` reads
   the tf rule too, which is Keras's own ``compute_fans`` for every weight, so no table of
-  layer classes is needed (the torch bridge's ``MODULE_AXES`` has no counterpart here).
+  layer classes is needed (the torch bridge's ``MODULE_TABLE`` has no counterpart here:
+  Keras names its weights by what they are -- ``kernel``, ``gamma``, ``moving_mean``,
+  ``embeddings`` -- and the roles read from those names are right).
 
 Any Keras 3 backend (JAX, torch, TensorFlow).  keras is imported when a function here is
 first called, never by ``import vsconf``; choose the backend (``KERAS_BACKEND``) first.
@@ -60,6 +62,10 @@ def _dtype_name(variable: Any) -> str:
 def _weights(model: Any) -> tuple[dict[str, Any], dict[str, str]]:
     """The model's weights by path (the first path of each variable), and the aliases: later
     paths of a variable already named."""
+    import keras
+
+    if not isinstance(model, keras.layers.Layer):
+        raise TypeError(f"Argument `model` must be a Keras 3 model or layer (keras.Model, keras.layers.Layer). Received: {type(model).__name__}")
     if not getattr(model, "built", True) or not hasattr(model, "weights"):
         raise ModelError(
             f"{getattr(model, 'name', type(model).__name__)}: the model is not built, so it has no weights "
@@ -90,7 +96,7 @@ def _weights(model: Any) -> tuple[dict[str, Any], dict[str, str]]:
 def _live(model: Any) -> tuple[bridge.LiveTensors, dict[str, Any]]:
     variables, aliases = _weights(model)
     infos = [TensorInfo(path, tuple(int(d) for d in v.shape), bridge.numpy_dtype(_dtype_name(v))) for path, v in variables.items()]
-    return bridge.LiveTensors(infos, aliases), variables
+    return bridge.LiveTensors(infos, aliases, bridge.last_two_axes(infos, "Keras's compute_fans (..., in, out)")), variables
 
 
 def plan_model(model: Any, spec: Any, *, vars: Mapping[str, Any] | None = None, seed: int | None = None) -> Plan:
@@ -136,7 +142,9 @@ def init_model(
         A :class:`ModelResult`.
 
     Raises:
-        ModelError: The model is not built, or two of its weights share a path.
+        TypeError: ``model`` is not a Keras layer or model.
+        ModelError: The model is not built, or two of its weights share a path, or the lock may
+            not be written (checked before any weight changes).
         SpecError, MatchError: as :func:`vsconf.plan`.
 
     Example:
@@ -150,7 +158,9 @@ def init_model(
     from vsconf import arguments
 
     jobs = arguments.jobs(jobs)
+    force = arguments.flag(force, "force")
     spec = bridge.load(spec, seed, vars)
+    lock_path = bridge.lock_target(lock, spec, force=force)
     live, variables = _live(model)
     plan = bridge.plan_live(live, spec)
     filled, digests = [], {}
@@ -163,7 +173,7 @@ def init_model(
         filled.append(entry.name)
         if lock is not None:
             digests[entry.name] = bridge.digest(values)
-    path = bridge.save_lock(plan, digests, lock, getattr(model, "name", type(model).__name__), force=force) if lock is not None else None
+    path = bridge.save_lock(plan, digests, lock_path, getattr(model, "name", type(model).__name__), force=force) if lock_path is not None else None
     return ModelResult(plan, tuple(filled), path)
 
 
@@ -183,8 +193,9 @@ def verify_model(
         expected = generate(entry)
         have = _read(variables[entry.name], expected.dtype).reshape(expected.shape)
         digests[entry.name] = bridge.digest(have)
-        if not bridge.same_bits(have, expected):
-            problems.append(Problem("", 0, 0, "", "its values differ from what the spec produces", tensor=entry.name))
+        problem = bridge.difference(have, expected)
+        if problem is not None:
+            problems.append(Problem("", 0, 0, "", problem, tensor=entry.name))
     if lock is not None:
         problems.extend(bridge.check_lock(lock, plan, digests))
     return problems

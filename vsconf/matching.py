@@ -20,7 +20,7 @@ from __future__ import annotations
 import fnmatch
 import functools
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -276,8 +276,13 @@ class _Selection:
         return self.intersect(hits, self.union(self.by_role(r) for r in roles)) - named
 
 
-def match_tensors(spec: Spec, tensors: Sequence[TensorInfo], budget: Budget | None = None) -> Matching:
+def match_tensors(
+    spec: Spec, tensors: Sequence[TensorInfo], budget: Budget | None = None, aliases: Mapping[str, str] | None = None,
+) -> Matching:
     """Assign rules to tensors; raises :class:`MatchError` listing every problem at once.
+
+    ``aliases``: later names of tied tensors (name -> the first name, under which the tensor
+    is matched and filled); a rule naming one is told so.
 
     The work is linear in the tensors for each rule, and bounded: every pattern reads every
     name once, each rule's filters are set operations, and all of it together may take at
@@ -340,7 +345,7 @@ def match_tensors(spec: Spec, tensors: Sequence[TensorInfo], budget: Budget | No
                     )
                 )
                 continue
-            hint, hint_names = _hint(rule, tensors, has_consumers, hint_names)
+            hint, hint_names = _hint(rule, tensors, has_consumers, hint_names, aliases or {})
             errors.append(rule_problem(spec.source, rule, f"matches no tensor ({_describe_filters(rule)})" + hint))
         elif not won:
             earlier = sorted({winner[i] for i in fills})  # type: ignore[type-var]
@@ -392,11 +397,17 @@ def _describe_filters(rule: Rule) -> str:
     return "; ".join(parts)
 
 
-def _hint(rule: Rule, tensors: Sequence[TensorInfo], has_consumers: bool, names_left: int) -> tuple[str, int]:
+def _hint(
+    rule: Rule, tensors: Sequence[TensorInfo], has_consumers: bool, names_left: int, aliases: Mapping[str, str],
+) -> tuple[str, int]:
     """What to say after "matches no tensor", and how many names "did you mean" may still
     look among (it compares each, so it stops after :data:`_HINT_NAMES` in all)."""
     if rule.op and not has_consumers:
         return "; `op` and `input` filters only apply to ONNX models", names_left
+    for pattern in rule.match:
+        if pattern in aliases:
+            first = aliases[pattern]
+            return f"; {pattern!r} is tied to {first!r}, one tensor filled once under that name: match {first!r}", names_left
     for pattern in rule.match:
         if is_literal(pattern) and names_left >= len(tensors):
             names_left -= len(tensors)

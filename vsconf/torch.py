@@ -18,9 +18,14 @@ place, under ``no_grad``, with the values the file route gives for the same name
   :func:`vsconf.slice_values`, so the assembled tensor is the single-process one whatever the
   mesh and placements (an orthogonal init computes its whole matrix on each rank, once).
 
-Fans: the spec's layout decides, as for a file (``layout: torch`` for PyTorch modules, as the
-recipes say).  Under ``layout: auto`` the module's classes say which axes are in and out
-(:data:`MODULE_AXES`), where a state dict could only guess.
+Roles and fans: a module's class says what its tensors are (:data:`MODULE_TABLE`: a
+LayerNorm's ``weight`` is a norm scale, an Embedding's an embedding, whatever the module is
+called), where a state dict can only guess from names; ``plan`` shows ``module LayerNorm
+weight`` as the reason.  The spec's layout decides the fans, as for a file (``layout: torch``,
+as the recipes say); under ``layout: auto`` the classes say which axes are in and out (a
+ConvTranspose's ``[in, out, k...]``, transformers' ``Conv1D`` ``[in, out]``), and a class
+outside the table gets torch's shape rule ``[out, in, k...]`` -- never the tf rule a state
+dict's ``auto`` falls back to.
 
 torch is imported when a function here is first called, never by ``import vsconf``.
 """
@@ -28,6 +33,7 @@ torch is imported when a function here is first called, never by ``import vsconf
 from __future__ import annotations
 
 import os
+import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,25 +45,61 @@ import numpy as np
 from vsconf import bridge
 from vsconf.draw import generate
 from vsconf.engine import Plan
-from vsconf.errors import Problem
+from vsconf.errors import ModelError, Problem
 from vsconf.fans import Axes
 from vsconf.matching import TensorInfo
 from vsconf.slices import slice_values
 
-# Module classes whose weights' axes are known: class name -> parameter -> (in axes, out axes).
-# The rest of the axes are the receptive field.  Read under `layout: auto` only.
-MODULE_AXES: Mapping[str, Mapping[str, tuple[int, int]]] = {
-    "Linear": {"weight": (1, 0)},
-    "Bilinear": {"weight": (1, 0)},
-    "Conv1d": {"weight": (1, 0)}, "Conv2d": {"weight": (1, 0)}, "Conv3d": {"weight": (1, 0)},
-    "ConvTranspose1d": {"weight": (0, 1)}, "ConvTranspose2d": {"weight": (0, 1)}, "ConvTranspose3d": {"weight": (0, 1)},
-    "Embedding": {"weight": (1, 0)},
-    "MultiheadAttention": {"in_proj_weight": (1, 0), "q_proj_weight": (1, 0), "k_proj_weight": (1, 0), "v_proj_weight": (1, 0)},
-    "RNN": {"weight_ih_l": (1, 0), "weight_hh_l": (1, 0)},
-    "LSTM": {"weight_ih_l": (1, 0), "weight_hh_l": (1, 0)},
-    "GRU": {"weight_ih_l": (1, 0), "weight_hh_l": (1, 0)},
-    "Conv1D": {"weight": (0, 1)},  # transformers' GPT-2 Conv1D stores [in, out]
+# What a module's class says of its tensors: class name -> tensor -> (role, (in axis, out axis)
+# or None).  The rest of a weight's axes are its receptive field.  A class is looked up along
+# its MRO (MultiheadAttention's out_proj is a NonDynamicallyQuantizableLinear, a Linear), and
+# any class whose name ends in "Norm" is a normalization (:data:`NORM`: BatchNorm*, LayerNorm,
+# GroupNorm, RMSNorm, transformers' LlamaRMSNorm...).  A name ending in "_l" stands for an
+# RNN's per-layer tensors (weight_ih_l0, weight_hh_l1_reverse).  Roles always count; axes
+# are read under `layout: auto` only, where a class outside the table gets torch's shape rule.
+_LINEAR = {"weight": ("weight", (1, 0)), "bias": ("bias", None)}
+_TRANSPOSED = {"weight": ("weight", (0, 1)), "bias": ("bias", None)}  # [in, out/groups, k...]
+_EMBEDDING = {"weight": ("embedding", (1, 0))}
+_RNN = {
+    **{f"weight_{gate}{layer}": ("weight", (1, 0)) for gate in ("ih", "hh", "hr") for layer in ("_l", "")},
+    **{f"bias_{gate}{layer}": ("bias", None) for gate in ("ih", "hh") for layer in ("_l", "")},
 }
+_PER_LAYER = re.compile(r"(\w+_l)\d+(?:_reverse)?")
+_NORM_CLASS = re.compile(r"Norm(?:[123]d)?$|^_NormBase$")  # LayerNorm, BatchNorm2d, LlamaRMSNorm; not LayerNormLinear
+NORM: Mapping[str, tuple[str, None]] = {
+    "weight": ("norm_scale", None), "bias": ("norm_bias", None),
+    "running_mean": ("running_stat", None), "running_var": ("running_stat", None), "num_batches_tracked": ("running_stat", None),
+}
+MODULE_TABLE: Mapping[str, Mapping[str, tuple[str, tuple[int, int] | None]]] = {
+    "Linear": _LINEAR, "Bilinear": _LINEAR,
+    "Conv1d": _LINEAR, "Conv2d": _LINEAR, "Conv3d": _LINEAR,
+    "ConvTranspose1d": _TRANSPOSED, "ConvTranspose2d": _TRANSPOSED, "ConvTranspose3d": _TRANSPOSED,
+    "Embedding": _EMBEDDING, "EmbeddingBag": _EMBEDDING,
+    "MultiheadAttention": {
+        **{f"{p}_weight": ("weight", (1, 0)) for p in ("in_proj", "q_proj", "k_proj", "v_proj")},
+        "in_proj_bias": ("bias", None), "bias_k": ("bias", None), "bias_v": ("bias", None),
+    },
+    "RNNBase": _RNN, "RNNCellBase": _RNN,  # RNN, LSTM, GRU and their cells
+    "Conv1D": _TRANSPOSED,  # transformers' GPT-2 Conv1D stores [in, out]
+}
+
+
+def _table(cls: type) -> Mapping[str, tuple[str, tuple[int, int] | None]] | None:
+    """The tensors' table of the first class along ``cls``'s MRO that has one."""
+    for base in cls.__mro__:
+        if base.__name__ in MODULE_TABLE:
+            return MODULE_TABLE[base.__name__]
+        if _NORM_CLASS.search(base.__name__):
+            return NORM
+    return None
+
+
+def _row(table: Mapping[str, Any], leaf: str) -> Any:
+    """``leaf``'s row: its own, or its RNN layer's (``weight_ih_l`` for ``weight_ih_l1_reverse``)."""
+    if leaf in table:
+        return table[leaf]
+    per_layer = _PER_LAYER.fullmatch(leaf)
+    return table.get(per_layer.group(1)) if per_layer else None
 
 
 @dataclass(frozen=True)
@@ -99,19 +141,26 @@ def _state(module: Any) -> tuple[dict[str, Any], dict[str, str]]:
     return tensors, aliases
 
 
-def _axes(module: Any) -> dict[str, tuple[Axes, str]]:
-    """The axes each module class in :data:`MODULE_AXES` gives its parameters."""
-    out: dict[str, tuple[Axes, str]] = {}
-    for prefix, child in module.named_modules():
-        table = MODULE_AXES.get(type(child).__name__)
-        if not table:
-            continue
-        for name, _ in child.named_parameters(recurse=False):
-            for stem, (in_axis, out_axis) in table.items():
-                if name == stem or (stem.endswith("_l") and name.startswith(stem)):
-                    full = f"{prefix}.{name}" if prefix else name
-                    out[full] = (Axes(in_axes=in_axis, out_axes=out_axis), f"{type(child).__name__} {name}")
-    return out
+def _known(module: Any, tensors: Mapping[str, Any]) -> tuple[dict[str, tuple[Axes, str]], dict[str, tuple[str, str]]]:
+    """What ``module``'s classes say of ``tensors`` (state_dict's names): the axes of each
+    weight (a class outside :data:`MODULE_TABLE`: torch's shape rule, ``[out, in, k...]``)
+    and the roles the table gives."""
+    owners = dict(module.named_modules(remove_duplicate=False))
+    axes: dict[str, tuple[Axes, str]] = {}
+    roles: dict[str, tuple[str, str]] = {}
+    for name, tensor in tensors.items():
+        prefix, _, leaf = name.rpartition(".")
+        owner = owners.get(prefix)
+        cls = type(owner).__name__
+        table = _table(type(owner)) if owner is not None else None
+        role, pair = (_row(table, leaf) if table is not None else None) or (None, None)
+        if role is not None:
+            roles[name] = (role, f"module {cls} {leaf}")
+        if pair is not None:
+            axes[name] = (Axes(in_axes=pair[0], out_axes=pair[1]), f"{cls} {leaf}")
+        elif tensor.ndim >= 2:
+            axes[name] = (Axes(in_axes=1, out_axes=0), f"torch's shape rule ({cls} {leaf})")
+    return axes, roles
 
 
 def _check_module(module: Any) -> None:
@@ -124,7 +173,8 @@ def _live(module: Any) -> tuple[bridge.LiveTensors, dict[str, Any]]:
     _check_module(module)
     tensors, aliases = _state(module)
     infos = [TensorInfo(name, tuple(int(d) for d in t.shape), bridge.numpy_dtype(_dtype_name(t))) for name, t in tensors.items()]
-    return bridge.LiveTensors(infos, aliases, _axes(module)), tensors
+    axes, roles = _known(module, tensors)
+    return bridge.LiveTensors(infos, aliases, axes, roles), tensors
 
 
 def plan_module(module: Any, spec: Any, *, vars: Mapping[str, Any] | None = None, seed: int | None = None) -> Plan:
@@ -164,7 +214,7 @@ def _expected(entry: Any, target: Any, jobs: int) -> tuple[np.ndarray, Any]:
 def _materialise(module: Any, device: Any, aliases: Mapping[str, str]) -> None:
     """``to_empty`` a module with tensors on ``meta``, then tie again what was tied (it makes
     one new tensor per module)."""
-    module.to_empty(device=device if device is not None else "cpu")
+    module.to_empty(device=device)
     for alias, name in aliases.items():
         owner, _, leaf = alias.rpartition(".")
         source_owner, _, source_leaf = name.rpartition(".")
@@ -196,7 +246,10 @@ def init_module(
         device: Where a module on ``meta`` is materialised (default ``cpu``).
         jobs: Threads generating values (the values never depend on it).
         lock: Also write a lock file (per tensor its init, spread and SHA-256), as
-            ``vsconf apply --lock``; on a DTensor's rank, the digest is its shard's.
+            ``vsconf apply --lock``: the same file whatever the mesh.  Under
+            ``torch.distributed``, rank 0 writes it (the others write nothing and return
+            ``lock=None``); a DTensor's digest is that of the whole tensor, which rank 0
+            draws once more, a chunk at a time, for it.
         force: Replace an existing lock.
 
     Returns:
@@ -204,6 +257,9 @@ def init_module(
 
     Raises:
         SpecError, MatchError: as :func:`vsconf.plan`.
+        ModelError: The lock may not be written, or two tensors that a rule fills share
+            memory without being one tensor (views of one storage, an expanded tensor).
+            Nothing has changed then.
 
     Example:
         >>> import torch, vsconf.torch
@@ -219,24 +275,30 @@ def init_module(
     _check_module(module)
     jobs = arguments.jobs(jobs)
     force = arguments.flag(force, "force")
+    where = _device(device)
     spec = bridge.load(spec, seed, vars)
+    writes_lock = lock is not None and _rank() == 0
+    lock_path = bridge.lock_target(lock, spec, force=force) if writes_lock else arguments.path(lock, "lock", optional=True)
     tensors, aliases = _state(module)
     on_meta = [name for name, t in (*module.named_parameters(remove_duplicate=False), *module.named_buffers(remove_duplicate=False)) if t.is_meta]
     if on_meta:
-        _materialise(module, device, aliases)
+        plan_module(module, spec)  # a spec that cannot fill the module fails before it is materialised
+        _materialise(module, where, aliases)
     live, tensors = _live(module)
     plan = bridge.plan_live(live, spec)
+    _check_memory(plan, tensors)
     filled, digests = [], {}
     with torch.no_grad():
         for entry in plan:
             if not entry.changes:
                 continue
-            values, local = _expected(entry, tensors[entry.name], jobs)
+            target = tensors[entry.name]
+            values, local = _expected(entry, target, jobs)
             local.copy_(_to_torch(values).reshape(local.shape))
             filled.append(entry.name)
-            if lock is not None:
-                digests[entry.name] = bridge.digest(values)
-    path = bridge.save_lock(plan, digests, lock, type(module).__name__, force=force) if lock is not None else None
+            if writes_lock:
+                digests[entry.name] = bridge.whole_digest(entry, jobs) if _is_dtensor(target) else bridge.digest(values)
+    path = bridge.save_lock(plan, digests, lock_path, type(module).__name__, force=force) if writes_lock else None
     done = set(filled) | {alias for alias, name in aliases.items() if name in set(filled)}
     uninitialised = tuple(dict.fromkeys(name for name in on_meta if name not in done))
     if uninitialised:
@@ -249,14 +311,74 @@ def init_module(
     return ModuleResult(plan, tuple(filled), path, uninitialised)
 
 
+def _device(device: Any) -> Any:
+    """Where a module on ``meta`` is materialised: ``device`` as torch reads it (default cpu)."""
+    torch = _torch()
+    if device is None:
+        return torch.device("cpu")
+    if not isinstance(device, (str, int, torch.device)) or isinstance(device, bool):
+        raise TypeError(f"Argument `device` must be a torch.device, a str or an int. Received: {type(device).__name__}")
+    try:
+        found = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"Argument `device` must name a device torch knows (cpu, cuda:0...). Received: {device!r}") from None
+    if found.type == "meta":
+        raise ValueError("Argument `device` must be a device with memory, to materialise the module on. Received: 'meta'")
+    return found
+
+
+def _rank() -> int:
+    """This process's rank under ``torch.distributed`` (0 when it is not in use)."""
+    import torch.distributed as dist
+
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _check_memory(plan: Plan, tensors: Mapping[str, Any]) -> None:
+    """Refuse, before anything is written, tensors a rule fills whose elements share memory:
+    an expanded tensor (a stride of 0), or two names whose memory overlaps without being one
+    tensor (views of one storage): filling one would write over the other."""
+    spans = []
+    for entry in plan:
+        if not entry.changes:
+            continue
+        tensor = tensors[entry.name]
+        local = tensor.to_local() if _is_dtensor(tensor) else tensor
+        if local.is_meta or local.numel() == 0:
+            continue
+        if any(stride == 0 and size > 1 for stride, size in zip(local.stride(), local.shape)):
+            raise ModelError(f"tensor {entry.name!r}: its elements share memory (an expanded view), so no values fit it")
+        start = local.storage_offset()
+        end = start + 1 + sum((size - 1) * stride for size, stride in zip(local.shape, local.stride()))
+        spans.append((local.untyped_storage().data_ptr(), start * local.element_size(), end * local.element_size(), entry.name))
+    spans.sort()
+    for (storage, _, end, name), (next_storage, next_start, _, next_name) in zip(spans, spans[1:]):
+        if storage == next_storage and next_start < end:
+            raise ModelError(
+                f"tensors {name!r} and {next_name!r} share memory without being one tensor (views of one storage): "
+                "filling one would write over the other; make them separate parameters, or tie them (one Parameter)"
+            )
+
+
 def verify_module(
     module: Any, spec: Any, *, vars: Mapping[str, Any] | None = None, seed: int | None = None,
-    lock: str | os.PathLike[str] | None = None,
+    lock: str | os.PathLike[str] | None = None, jobs: int | None = None,
 ) -> list[Problem]:
-    """Every tensor of ``module`` that differs from what ``spec`` makes (a DTensor: this rank's
-    shard), and every disagreement with ``lock``; an empty list when all match."""
+    """Every tensor of ``module`` that differs from what ``spec`` makes, and every
+    disagreement with ``lock``; an empty list when all match.
+
+    A DTensor is checked where it lives: each rank compares its own shard with its slice of
+    the spec's values.  Its digest, checked against the lock, is that of the whole values
+    the spec makes (which the shard was just shown to hold), drawn a chunk at a time on
+    rank 0 only; the other ranks check the lock's records (init, fans, spread) and their own
+    tensors.  Arguments as :func:`init_module`'s."""
+    from vsconf import arguments
+
     torch = _torch()
+    _check_module(module)
+    jobs = arguments.jobs(jobs)
     spec = bridge.load(spec, seed, vars)
+    lock_path = arguments.path(lock, "lock", optional=True)
     live, tensors = _live(module)
     plan = bridge.plan_live(live, spec)
     problems, digests = [], {}
@@ -264,13 +386,18 @@ def verify_module(
         for entry in plan:
             if not entry.changes:
                 continue
-            expected, actual = _expected(entry, tensors[entry.name], 1)
+            target = tensors[entry.name]
+            expected, actual = _expected(entry, target, jobs)
             have = _to_numpy(actual.detach().cpu().contiguous(), expected.dtype)
-            digests[entry.name] = bridge.digest(have)
-            if not bridge.same_bits(have, expected):
-                problems.append(Problem("", 0, 0, "", "its values differ from what the spec produces", tensor=entry.name))
-    if lock is not None:
-        problems.extend(bridge.check_lock(lock, plan, digests))
+            problem = bridge.difference(have, expected)
+            if problem is not None:
+                problems.append(Problem("", 0, 0, "", problem, tensor=entry.name))
+            if lock_path is not None and not _is_dtensor(target):
+                digests[entry.name] = bridge.digest(have)
+            elif lock_path is not None and _rank() == 0:
+                digests[entry.name] = bridge.whole_digest(entry, jobs)
+    if lock_path is not None:
+        problems.extend(bridge.check_lock(lock_path, plan, digests))
     return problems
 
 

@@ -22,6 +22,18 @@ the case's folder, the exit code, and the first line of what it must print on st
 """
 
 
+BRIDGES_HEADER = """
+## Framework bridges
+
+The hostile calls of `tests/bad_inputs/bridges.py` (each run by
+`tests/test_bridge_bad_inputs.py`): the model built, the arguments given, the exception and its
+message, exactly (cut at 140 characters here); the model and the folder must not change.
+
+| bridge | case | model; arguments | raises | message |
+|---|---|---|---|---|
+"""
+
+
 def _cell(text: str, limit: int = 140) -> str:
     text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)  # a NUL or an ESC shown, not sent
     text = text if len(text) <= limit else text[: limit - 1] + "…"
@@ -36,7 +48,20 @@ def table() -> str:
             command = "vsconf " + " ".join(case.argv)
             first = case.stderr.split("\n", 1)[0]
             lines.append(f"| {path.stem[len('cases_'):]} | `{case.id}` | `{_cell(command, 100)}` | {case.rc} | {_cell(first)} |")
+    lines.append(BRIDGES_HEADER.rstrip("\n"))
+    for bridge_case in importlib.import_module("bad_inputs.bridges").BRIDGE_CASES:
+        arguments = ", ".join(f"{k}={_argument(v)}" for k, v in bridge_case.call.items())
+        call = f"{bridge_case.model}; {arguments}"
+        lines.append(
+            f"| {bridge_case.bridge} | `{bridge_case.id}` | `{_cell(call, 100)}` | {bridge_case.error} | {_cell(bridge_case.message)} |"
+        )
     return "\n".join(lines) + "\n"
+
+
+def _argument(value: object) -> str:
+    if isinstance(value, str) and "\n" in value:
+        return "<spec text>"
+    return repr(value)
 
 
 if __name__ == "__main__":
