@@ -177,6 +177,20 @@ def test_module_classes_give_roles_whatever_the_names_say():
         file_route(module, spec)
 
 
+def test_plan_text_shows_known_roles_and_the_tied_names():
+    module = torch.nn.Module()
+    module.wte = torch.nn.Embedding(5, 4)
+    module.norm = torch.nn.LayerNorm(4)
+    module.head = torch.nn.Linear(4, 5, bias=False)
+    module.head.weight = module.wte.weight
+    text = vsconf.plan_text(vt.plan_module(module, vsconf.parse_spec(TORCH_SPEC.replace("*bn.weight", "norm.weight"))))
+    lines = text.splitlines()
+    assert lines[0].split() == ["name", "shape", "dtype", "role", "rule", "init", "fan_in", "fan_out", "std/limit", "fans", "from"]
+    assert next(line for line in lines if line.startswith("norm.weight")).split()[3] == "norm_scale"  # not a guess
+    assert next(line for line in lines if line.startswith("wte.weight")).split()[3] == "embedding"
+    assert lines[-2:] == ["1 tied name(s), each held once under the tensor it is:", "  head.weight = wte.weight"]
+
+
 def test_layout_auto_gives_unknown_classes_torchs_shape_rule_and_never_the_tf_one():
     class Custom(torch.nn.Module):
         def __init__(self):

@@ -132,31 +132,60 @@ def _print_plan(plan: Plan, fmt: str) -> None:
     if fmt == "json":
         print(json.dumps(plan.as_list(), indent=2))
         return
-    _print_table(PLAN_COLUMNS, plan_rows(plan))
+    for line in plan_lines(plan):
+        print(line)
+
+
+def plan_text(plan: Plan) -> str:
+    """What ``vsconf plan`` prints for ``plan``: the table of every tensor (name, shape,
+    dtype, role, rule, init, fans, std or limit, and what gave the fans), then the
+    consumers, the expressions' values, what the safe defaults kept, the untied copies and
+    the tied names -- for a plan from :func:`vsconf.plan` or a bridge's ``plan_module``,
+    ``plan_params`` or ``plan_model``.  Names are printed with control characters escaped.
+
+    Args:
+        plan: A :class:`~vsconf.Plan`.
+
+    Returns:
+        The text, one line per row, ending in a newline.
+
+    Raises:
+        Nothing: every plan has a text.
+
+    Example:
+        >>> import numpy as np, vsconf
+        >>> spec = vsconf.parse_spec("vsconf: 1\\nseed: 1\\nlayout: torch\\nrules:\\n  - match: '*.weight'\\n    init: he_normal\\n  - match: '*.bias'\\n    init: zeros\\n")
+        >>> print(vsconf.plan_text(vsconf.plan({"fc.weight": np.zeros((3, 4), np.float32), "fc.bias": np.zeros(3, np.float32)}, spec)), end="")
+        name       shape  dtype    role            rule               init                             fan_in  fan_out  std/limit     fans from
+        fc.weight  [3,4]  float32  weight (guess)  rules[0] (line 5)  VS(2, fan_in, truncated_normal)  4       3        std=0.707107  torch
+        fc.bias    [3]    float32  bias (guess)    rules[1] (line 7)  constant 0                       -       -        -             -
+    """
+    return "\n".join(plan_lines(plan)) + "\n"
+
+
+def plan_lines(plan: Plan) -> Iterator[str]:
+    yield from table_lines(PLAN_COLUMNS, plan_rows(plan))
     consumers = [(e.name, e.role_from or "-", ", ".join(e.consumers)) for e in plan if e.consumers]
     if consumers:
-        print()
-        _print_table(("name", "role from", "consumers"), consumers)
+        yield ""
+        yield from table_lines(("name", "role from", "consumers"), consumers)
     expressions = list(_expression_lines(plan))
     if expressions:
-        print()
-        print("expressions:")
-        for line in expressions:
-            _say(line)
+        yield ""
+        yield "expressions:"
+        yield from (printable(line) for line in expressions)
     kept = [(e.name, e.reason) for e in plan if e.reason]
     if kept:
-        print()
-        print("kept by the safe defaults:")
-        for name, reason in kept:
-            _say(f"  {name}: {reason}")
+        yield ""
+        yield "kept by the safe defaults:"
+        yield from (printable(f"  {name}: {reason}") for name, reason in kept)
     if plan.untied:
-        print()
-        print(_untied_text(plan))
+        yield ""
+        yield _untied_text(plan)
     if plan.aliases:
-        print()
-        print(f"{len(plan.aliases)} tied name(s), each held once under the tensor it is:")
-        for name, tensor in plan.aliases.items():
-            print(f"  {name} = {tensor}")
+        yield ""
+        yield f"{len(plan.aliases)} tied name(s), each held once under the tensor it is:"
+        yield from (printable(f"  {name} = {tensor}") for name, tensor in plan.aliases.items())
 
 
 def _untied_text(plan: Plan) -> str:
