@@ -43,7 +43,9 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # the public names, for type checkers, editors and _homes()  # noqa: F401
     from vsconf.api import ApplyResult, apply, apply_state_dict, inspect, plan, verify
+    from vsconf.auditing import Audit, Verdict, audit
     from vsconf.commands import plan_text
+    from vsconf.tally import StatsRow, TensorStats, stats
     from vsconf.engine import Plan, PlanEntry
     from vsconf.slices import slice_values
     from vsconf.errors import MatchError, ModelError, Problem, SpecError, VsconfError

@@ -56,7 +56,7 @@ def base_shapes(spec: Spec) -> dict[str, tuple[int | None, ...]] | None:
     return read_base_shapes(path, spec.source)
 
 
-def _plan_of(adapter: Adapter, spec: Spec) -> Plan:
+def plan_of(adapter: Adapter, spec: Spec) -> Plan:
     return make_plan(
         adapter.tensors(), spec, adapter.hints(), target=adapter.target, untied=adapter.untied, aliases=adapter.aliases,
         base_shapes=base_shapes(spec),
@@ -109,7 +109,7 @@ def plan(
     """
     spec = arguments.spec(spec, arguments.seed(seed), vars)
     with formats.open_model(model, materialize=materialize, untie=untie, spec_untie=spec.untie) as adapter:
-        return _plan_of(adapter, spec)
+        return plan_of(adapter, spec)
 
 
 def inspect(model: Any, *, materialize: bool = False) -> list[dict[str, Any]]:
@@ -351,7 +351,7 @@ class _Run:
         return hashed(chunks, entry.name, self.digests)
 
     def plan(self, adapter: Adapter, model: Path) -> Plan:
-        the_plan = _plan_of(adapter, self.spec)
+        the_plan = plan_of(adapter, self.spec)
         if isinstance(adapter, ShapesManifest):
             require_filled(the_plan, model)
         return the_plan
@@ -529,7 +529,7 @@ def apply_state_dict(
     spec = arguments.spec(spec, arguments.seed(seed), vars)
     jobs = arguments.jobs(jobs)
     adapter = DictStateDict(mapping)
-    the_plan = _plan_of(adapter, spec)
+    the_plan = plan_of(adapter, spec)
     for entry in the_plan:  # every array of the new dict is made whole: none may pass the limit
         dtype = np.dtype(float_dtype(entry.dtype)) if entry.changes else adapter.read(entry.name).dtype
         check_array_size("mapping", entry.shape, dtype, f"{{{entry.name!r}: {dtype.name} array of shape {entry.shape}}}")
@@ -608,7 +608,7 @@ def verify(
         if stream_problem is not None:
             problems.append(stream_problem)
         unrecorded = spec.stream is None and lock_data is None and adapter.recorded_stream is None
-        the_plan = _plan_of(adapter, spec)
+        the_plan = plan_of(adapter, spec)
         if stream is not None:
             the_plan = the_plan.drawn_by(stream)
         limit = array_limit()

@@ -10,6 +10,7 @@ loads a spec given by path.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -170,6 +171,17 @@ def parse_size(text: str) -> int:
 
 
 # --------------------------------------------------------------------------- the command line's
+
+
+def cli_alpha(text: str) -> float:
+    """``--alpha``: a probability strictly between 0 and 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text!r}")
+    return value
 
 
 def cli_seed(text: str) -> int:

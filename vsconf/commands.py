@@ -330,6 +330,70 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4g}"
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from vsconf import tally
+
+    rows = tally.stats(args.model, args.other)
+    if args.format == "json":
+        print(json.dumps([row.as_dict() for row in rows], indent=2))
+        return 0
+    shape = lambda row: "[" + ",".join(map(str, row.shape)) + "]"  # noqa: E731
+    if args.other is None:
+        columns = ("name", "shape", "dtype", "count", "mean", "std", "min", "max", "zeros", "non-finite")
+        _print_table(columns, [
+            (row.name, shape(row), row.dtype, str(row.stats.count), _num(row.stats.mean), _num(row.stats.std),
+             _num(row.stats.min), _num(row.stats.max), _num(row.stats.zeros), str(row.stats.nonfinite))
+            for row in rows if row.stats is not None
+        ])
+        return 0
+    columns = ("name", "shape", "dtype", "std", "std (2nd)", "diff mean", "diff std", "max |diff|", "relative change", "note")
+    table = []
+    for row in rows:
+        first, second, diff = row.stats, row.other, row.difference
+        worst = None if diff is None or diff.min is None else max(abs(diff.min), abs(diff.max or 0.0))
+        table.append((
+            row.name, shape(row), row.dtype, _num(first.std if first else None), _num(second.std if second else None),
+            _num(diff.mean if diff else None), _num(diff.std if diff else None), _num(worst), _num(row.relative_change),
+            row.note or "-",
+        ))
+    _print_table(columns, table)
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from vsconf import auditing
+
+    result = auditing.audit(
+        args.model, args.spec, alpha=args.alpha, seed=args.seed, vars=_given_vars(args), untie=args.untie,
+        report=args.report, force=args.force,
+    )
+    for warning in result.warnings:
+        _say(f"vsconf: warning: {warning}", stderr=True)
+    if result.report is not None:
+        _say(f"wrote the report {result.report}", stderr=True)
+    if args.format == "json":
+        print(json.dumps(result.as_dict(), indent=2))
+    else:
+        rows = []
+        for v in result.verdicts:
+            verdict = "-" if v.ok is None else ("ok" if v.ok else "FAIL")
+            why = v.reason + (f" ({'; '.join(v.alternatives)})" if v.alternatives else "")
+            tested = "-" if not v.tested else f"{v.tested}{' (subsample)' if v.subsampled else ''}"
+            rows.append((v.name, v.expected, v.test, tested, _num(v.p_value), verdict, why or "-"))
+        _print_table(("name", "expected", "test", "n", "p", "verdict", "why"), rows)
+        tested = sum(1 for v in result.verdicts if v.ok is not None)
+        print(f"{tested} tensors checked, {len(result.failed)} inconsistent (KS tests held at family-wise alpha {result.alpha:g}, Holm)")
+    if not result.ok:
+        count = len(result.failed)
+        _say(f"vsconf: error: {args.model}: {count} tensor{'s' if count != 1 else ''} not initialised as the spec says", stderr=True)
+        return 1
+    return 0
+
+
 def _validate(args: argparse.Namespace) -> int:
     failed = 0
     given = _given_vars(args)
@@ -446,6 +510,23 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--format", choices=("table", "json"), default="table")
     inspect.add_argument("--materialize", action="store_true", help="ONNX: include ConstantOfShape weights")
     inspect.set_defaults(run=_inspect)
+
+    stats = commands.add_parser("stats", help="per tensor count, mean, std, min, max, zeros; with MODEL2, their difference")
+    stats.add_argument("model", metavar="MODEL", type=Path)
+    stats.add_argument("other", metavar="MODEL2", type=Path, nargs="?", help="a second model: the difference MODEL2 - MODEL")
+    stats.add_argument("--json", dest="format", action="store_const", const="json", default="table", help="print JSON")
+    stats.set_defaults(run=_stats)
+
+    audit = commands.add_parser("audit", help="test every tensor against the distribution the spec assigns it")
+    model_and_spec(audit)
+    audit.add_argument("--alpha", type=arguments.cli_alpha, default=0.01, help="family-wise level of the KS tests (Holm; default 0.01)")
+    audit.add_argument("--seed", type=arguments.cli_seed, help="use this seed instead of the spec's")
+    audit.add_argument("--untie", **_UNTIE, help="ONNX: the model was made with --untie")
+    audit.add_argument("--json", dest="format", action="store_const", const="json", default="table", help="print JSON")
+    audit.add_argument("--report", type=Path, metavar="DIR", help="write an HTML page with a histogram per tensor (needs matplotlib)")
+    audit.add_argument("--force", action="store_true", help="replace an existing report folder")
+    given_vars(audit)
+    audit.set_defaults(run=_audit)
 
     validate = commands.add_parser("validate", help="check spec files: schema and meaning, all errors at once")
     validate.add_argument("specs", nargs="+", metavar="SPEC")
