@@ -97,6 +97,20 @@ def test_fresh_outputs_of_every_kind_pass_at_the_stated_rate(dtype):
     assert len(p_values) == 30 * 9  # vs x3, normal, trunc, uniform, padded, qkv's two drawn parts
 
 
+def test_large_tensors_pass_at_the_stated_rate():
+    """Tensors over the cap are tested on their subsample: 20 correct models of two large
+    tensors fail at alpha 0.2 at most as often as a Binomial(20, 0.2) allows."""
+    spec_text = HEAD + "  - match: big\n    init: he_normal\n  - match: flat\n    init: {uniform: {low: -0.5, high: 0.5}}\n"
+    failures = 0
+    for seed in range(20):
+        spec = vsconf.parse_spec(spec_text.replace("{seed}", str(seed)))
+        model = vsconf.apply_state_dict({"big": np.zeros((1024, 512), np.float32), "flat": np.zeros(600_000, np.float32)}, spec)
+        result = vsconf.audit(model, spec, alpha=0.2)
+        assert all(v.subsampled and v.tested == 1 << 17 for v in result.verdicts)
+        failures += not result.ok
+    assert failures <= binomial_upper(20, 0.2), failures
+
+
 def test_a_large_tensor_is_subsampled_deterministically():
     spec = vsconf.parse_spec(HEAD.replace("{seed}", str(1)) + "  - match: w\n    init: he_uniform\n")
     model = vsconf.apply_state_dict({"w": np.zeros((1024, 300), np.float32)}, spec)
@@ -191,6 +205,29 @@ def _state(model) -> dict[str, np.ndarray]:
     return out
 
 
+def _hf(kind: str):
+    if kind == "gpt2":
+        config = transformers.GPT2Config(n_layer=2, n_embd=64, n_head=4, vocab_size=300, n_positions=32)
+        return config, transformers.GPT2LMHeadModel(config), "configs/recipes/hf_gpt2.yaml"
+    if kind == "llama":
+        config = transformers.LlamaConfig(
+            hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+            vocab_size=300, max_position_embeddings=32, pad_token_id=3, bos_token_id=1, eos_token_id=2,
+        )
+        return config, transformers.LlamaForCausalLM(config), "configs/recipes/hf_llama.yaml"
+    config = transformers.BertConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, vocab_size=300)
+    return config, transformers.BertForPreTraining(config), "configs/recipes/hf_bert.yaml"
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama", "bert"])
+def test_a_fresh_transformers_model_passes_its_recipe(kind):
+    torch.manual_seed(1)
+    config, model, recipe = _hf(kind)
+    result = vsconf.audit(_state(model), recipe, vars=config.to_dict())
+    assert result.ok, [(v.name, v.reason) for v in result.failed]
+    assert sum(v.test == "ks" for v in result.verdicts) >= 8 and sum(v.test == "exact" for v in result.verdicts) >= 5
+
+
 def test_a_fresh_gpt2_passes_its_recipe_and_fails_after_an_optimizer_step():
     torch.manual_seed(0)
     config = transformers.GPT2Config(n_layer=2, n_embd=64, n_head=4, vocab_size=300, n_positions=32)
@@ -244,6 +281,45 @@ def test_stats_match_numpy_and_the_difference_of_two_models(tmp_path):
     out = subprocess.run([sys.executable, "-m", "vsconf", "stats", str(tmp_path / "a.npz"), str(tmp_path / "b.npz"), "--json"],
                          capture_output=True, text=True, check=True)
     assert {r["name"] for r in json.loads(out.stdout)} == {"w", "b", "n", "extra"}
+
+
+def test_stats_read_every_format_alike(tmp_path):
+    """ONNX inline and with external data, .npz, .safetensors and a sharded folder: the same
+    numbers for the same tensors."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(4)
+    arrays = {"w": rng.normal(0, 1, (64, 32)).astype(np.float32), "b": rng.uniform(-1, 1, 32).astype(np.float32)}
+    node = helper.make_node("Gemm", ["x", "w", "b"], ["y"])
+    graph = helper.make_graph(
+        [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 32])], [numpy_helper.from_array(v, k) for k, v in arrays.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save_model(model, tmp_path / "inline.onnx")
+    onnx.save_model(model, tmp_path / "external.onnx", save_as_external_data=True, location="external.data", size_threshold=0)
+    np.savez(tmp_path / "m.npz", **arrays)
+    save_file(arrays, tmp_path / "m.safetensors")
+    (tmp_path / "m.shapes.json").write_text(json.dumps({"tensors": {k: {"shape": list(v.shape), "dtype": "float32"} for k, v in arrays.items()}}))
+    truth = {k: (float(v.astype(np.float64).mean()), float(v.astype(np.float64).std())) for k, v in arrays.items()}
+    for source in ("inline.onnx", "external.onnx", "m.npz", "m.safetensors"):
+        rows = {row.name: row.stats for row in vsconf.stats(tmp_path / source)}
+        for name, (mean, std) in truth.items():
+            assert rows[name].mean == pytest.approx(mean, rel=1e-12, abs=1e-15) and rows[name].std == pytest.approx(std, rel=1e-12), source
+    # a sharded folder, written from the manifest, against the same folder read back as arrays
+    vsconf.apply(tmp_path / "m.shapes.json", vsconf.parse_spec("vsconf: 1\nseed: 1\nrules:\n  - match: '*'\n    init: he_normal\n"),
+                 tmp_path / "ckpt", shard_size="5KB")
+    from safetensors.numpy import load_file
+
+    loaded = {}
+    for shard in sorted((tmp_path / "ckpt").glob("*.safetensors")):
+        loaded.update(load_file(shard))
+    assert len(list((tmp_path / "ckpt").glob("*.safetensors"))) >= 2
+    rows = {row.name: row.stats for row in vsconf.stats(tmp_path / "ckpt")}
+    for name, values in loaded.items():
+        assert rows[name].std == pytest.approx(float(values.astype(np.float64).std()), rel=1e-12)
 
 
 def test_audit_cli_exit_codes_and_json(tmp_path):

@@ -169,18 +169,18 @@ def stats(model: Any, other: Any = None) -> list[StatsRow]:
     """
     with formats.open_model(model) as first:
         if other is None:
-            return [_row(info, first.read(info.name)) for info in first.listing()]
+            return [_row(info, first.read(info.name)) for info in first.tensors()]
         with formats.open_model(other) as second:
-            theirs = {info.name: info for info in second.listing()}
+            theirs = {info.name: info for info in second.tensors()}
             rows = []
-            for info in first.listing():
+            for info in first.tensors():
                 mine = first.read(info.name)
                 if info.name not in theirs:
                     rows.append(_row(info, mine, note="only in the first model"))
                     continue
                 rows.append(_pair(info, mine, np.asarray(second.read(info.name))))
-            names = {info.name for info in first.listing()}
-            for info in second.listing():
+            names = {info.name for info in first.tensors()}
+            for info in second.tensors():
                 if info.name not in names:
                     rows.append(StatsRow(info.name, tuple(info.shape), info.dtype.name, None, tensor_stats(second.read(info.name)), note="only in the second model"))
             return rows
