@@ -337,3 +337,16 @@ def test_audit_cli_exit_codes_and_json(tmp_path):
     assert record["ok"] is False and record["correction"] == "holm" and record["tensors"][0]["reason"].startswith("std 1.3")
     usage = run(str(tmp_path / "good.npz"), str(tmp_path / "s.yaml"), "--alpha", "2")
     assert usage.returncode == 2 and "expected a number between 0 and 1" in usage.stderr
+
+
+def test_plan_and_inspect_gain_stats_columns(tmp_path):
+    spec_text = HEAD.replace("{seed}", "3") + "  - match: w\n    init: {normal: {std: 0.02}}\n"
+    (tmp_path / "s.yaml").write_text(spec_text)
+    np.savez(tmp_path / "m.npz", w=np.array([[1.0, -1.0], [0.0, 2.0]], np.float32))
+    run = lambda *a: subprocess.run([sys.executable, "-m", "vsconf", *a], cwd=tmp_path, capture_output=True, text=True, check=True)  # noqa: E731
+    header, row = run("plan", "m.npz", "s.yaml", "--stats").stdout.splitlines()
+    assert header.split()[-5:] == ["mean", "std", "min", "max", "zeros"] and row.split()[-5:] == ["0.5", "1.118", "-1", "2", "0.25"]
+    (record,) = json.loads(run("inspect", "m.npz", "--stats", "--format", "json").stdout)
+    assert record["stats"] == {"count": 4, "mean": 0.5, "std": math.sqrt(1.25), "min": -1.0, "max": 2.0, "zeros": 0.25, "nonfinite": 0}
+    (entry,) = json.loads(run("plan", "m.npz", "s.yaml", "--stats", "--format", "json").stdout)
+    assert entry["stats"]["max"] == 2.0 and entry["std"] == 0.02

@@ -10,6 +10,7 @@ import json
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from vsconf import api, arguments
 from vsconf._version import __version__
@@ -288,8 +289,38 @@ def _plan(args: argparse.Namespace) -> int:
         args.model, args.spec, seed=args.seed, materialize=args.materialize, untie=args.untie, vars=_given_vars(args)
     )
     _warn_problems(plan.warnings)
+    if args.stats:
+        values = _values_stats(args.model)
+        if args.format == "json":
+            print(json.dumps([{**e.as_dict(), "stats": _stats_dict(values, e.name)} for e in plan], indent=2))
+            return 0
+        rows = [(*row, *_stats_cells(values, row[0])) for row in plan_rows(plan)]
+        _print_table((*PLAN_COLUMNS, *STATS_COLUMNS), rows)
+        return 0
     _print_plan(plan, args.format)
     return 0
+
+
+# The columns `plan --stats` and `inspect --stats` add: what the tensor holds now.
+STATS_COLUMNS = ("mean", "std", "min", "max", "zeros")
+
+
+def _values_stats(model: Path) -> dict[str, Any]:
+    from vsconf import tally
+
+    return {row.name: row.stats for row in tally.stats(model)}
+
+
+def _stats_cells(values: dict[str, Any], name: str) -> tuple[str, ...]:
+    found = values.get(name)
+    if found is None or found.mean is None:
+        return ("-",) * len(STATS_COLUMNS)
+    return (_num(found.mean), _num(found.std), _num(found.min), _num(found.max), _num(found.zeros))
+
+
+def _stats_dict(values: dict[str, Any], name: str) -> dict[str, Any] | None:
+    found = values.get(name)
+    return None if found is None else found.as_dict()
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -308,7 +339,10 @@ def _verify(args: argparse.Namespace) -> int:
 
 def _inspect(args: argparse.Namespace) -> int:
     records = api.inspect(args.model, materialize=args.materialize)
+    values = _values_stats(args.model) if args.stats else None
     if args.format == "json":
+        if values is not None:
+            records = [{**r, "stats": _stats_dict(values, r["name"])} for r in records]
         print(json.dumps(records, indent=2))
         return 0
     rows = [
@@ -326,6 +360,9 @@ def _inspect(args: argparse.Namespace) -> int:
         for r in records
     ]
     columns = ("name", "shape", "dtype", "role", "fan_in", "fan_out", "fans from", "role from", "consumers")
+    if values is not None:
+        columns = (*columns, *STATS_COLUMNS)
+        rows = [(*row, *_stats_cells(values, row[0])) for row in rows]
     _print_table(columns, rows)
     return 0
 
@@ -493,6 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
     plan.add_argument(
         "--untie", **_UNTIE, help="ONNX: plan each consumer of a shared tensor apart (conflicts: only where they disagree)"
     )
+    plan.add_argument("--stats", action="store_true", help="add what each tensor holds now: mean, std, min, max, zeros")
     given_vars(plan)
     plan.set_defaults(run=_plan)
 
@@ -509,6 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("model", metavar="MODEL", type=Path)
     inspect.add_argument("--format", choices=("table", "json"), default="table")
     inspect.add_argument("--materialize", action="store_true", help="ONNX: include ConstantOfShape weights")
+    inspect.add_argument("--stats", action="store_true", help="add what each tensor holds: mean, std, min, max, zeros")
     inspect.set_defaults(run=_inspect)
 
     stats = commands.add_parser("stats", help="per tensor count, mean, std, min, max, zeros; with MODEL2, their difference")
