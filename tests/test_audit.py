@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 import vsconf
+from audit_cases import PERTURBATIONS
 from vsconf import ks
 
 HEAD = "vsconf: 1\nseed: {seed}\nlayout: torch\nrules:\n"
@@ -118,52 +119,18 @@ def test_a_large_tensor_is_subsampled_deterministically():
     assert first.subsampled and first.tested == 10_000 and first.ok and first.p_value == second.p_value
 
 
-def _he_normal(rng, shape, fan, scale=2.0):
-    """torch-free truncated he_normal at fan ``fan``: the TF1 draw, with numpy."""
-    std = math.sqrt(scale / fan) / 0.87962566103423978
-    x = rng.standard_normal(int(np.prod(shape)) * 2)
-    x = x[np.abs(x) < 2][: int(np.prod(shape))]
-    return (x * std).reshape(shape).astype(np.float32)
-
-
-# (perturbation, spec rule, the values, the reason's words, an alternative's words or None)
-def _perturbations(n: int):
-    rng = np.random.default_rng(7)
-    side = int(math.sqrt(n))
-    rule_normal = "  - match: w\n    init: {normal: {std: 0.02}}\n"
-    rule_he = "  - match: w\n    init: he_normal\n"
-    rule_trunc = "  - match: w\n    init: {truncated_normal: {std: 0.02, a: -0.04, b: 0.04}}\n"
-    rule_const = "  - match: w\n    init: {constant: 0.1}\n"
-    rule_rows = "  - match: w\n    init: {normal: {std: 0.02}}\n    zero_rows: [0]\n"
-    normal = rng.normal(0, 0.02, (side, side)).astype(np.float32)
-    yield "std x1.05", rule_normal, normal * 1.05, "std 1.05x expected", None
-    yield "std x1.14", rule_normal, normal * 1.14, "std 1.1", None
-    yield "fan_out instead of fan_in", rule_he, _he_normal(rng, (side // 2, side * 2), side // 2), "std 2", "fan_out fits"
-    yield "untruncated instead of truncated", rule_he, (rng.normal(0, math.sqrt(2 / (side * 2)), (side // 2, side * 2))).astype(np.float32), "", "normal of the same variance fits"
-    yield "uniform instead of normal", rule_normal, rng.uniform(-0.02 * math.sqrt(3), 0.02 * math.sqrt(3), (side, side)).astype(np.float32), "", "uniform of the same variance fits"
-    tf_shape = (side // 4, side, 4)
-    yield "tf layout's fans instead of torch's", rule_he, _he_normal(rng, tf_shape, vsconf.compute_fans(tf_shape, "tf")[0]), "", "tf layout's fans"
-    yield "a zeroed row missing", rule_rows, normal, "row 0 not zero", None
-    yield "a constant off by 1e-3", rule_const, np.full((side, side), 0.101, np.float32), "all", None
-    beyond = rng.normal(0, 0.02, (side, side))
-    beyond = np.clip(beyond, -0.039, 0.039).astype(np.float32)
-    beyond[3, 3] = 0.05
-    yield "one value beyond a bound", rule_trunc, beyond, "1 value beyond the bound ±0.04", None
-
-
-POWER_SIZES = {  # the size at which the test asserts the perturbation is caught
-    "std x1.05": 65536, "std x1.14": 4096, "fan_out instead of fan_in": 1024, "untruncated instead of truncated": 16384,
-    "uniform instead of normal": 4096, "tf layout's fans instead of torch's": 1024, "a zeroed row missing": 64,
-    "a constant off by 1e-3": 16, "one value beyond a bound": 64,
+POWER_SIZES = {  # a size at which each perturbation is caught (benchmarks/audit_power.py finds the smallest)
+    "std x1.05": 65536, "std x1.14 (HF lecun_normal_)": 4096, "fan_out instead of fan_in": 1024,
+    "untruncated instead of truncated": 16384, "uniform instead of normal": 4096, "tf layout's fans instead of torch's": 1024,
+    "a zero row left random": 64, "a constant off by 1e-3": 16, "one value beyond a bound": 64,
 }
 
 
-@pytest.mark.parametrize("label", list(POWER_SIZES))
+@pytest.mark.parametrize("label", list(PERTURBATIONS))
 def test_each_perturbation_is_caught_with_its_reason(label):
-    n = POWER_SIZES[label]
-    case = next(c for c in _perturbations(n) if c[0] == label)
-    _, rule, values, words, alternative = case
-    spec = vsconf.parse_spec(HEAD.replace("{seed}", str(1)) + rule)
+    build, words, alternative = PERTURBATIONS[label]
+    rule, values = build(POWER_SIZES[label], np.random.default_rng(1))
+    spec = vsconf.parse_spec(HEAD.replace("{seed}", "1") + rule)
     (verdict,) = vsconf.audit({"w": values}, spec).verdicts
     assert verdict.ok is False, verdict
     assert words in verdict.reason, verdict.reason

@@ -210,7 +210,8 @@ def audit(
         raise
     if pictures is None:
         return result
-    title = f"vsconf audit: {model if isinstance(model, (str, os.PathLike)) else type(model).__name__} against {spec.source}"
+    shown = os.fspath(model) if isinstance(model, (str, os.PathLike)) else "a dict of arrays"
+    title = f"vsconf audit: {shown} against {spec.source}"
     return replace(result, report=pictures.finish(result, title))
 
 
@@ -419,7 +420,7 @@ def _explain(
         ratio = std / null.std if null.std else math.inf
         if abs(ratio - 1) > 4 * math.sqrt(0.5 / n):  # a sample std's relative standard error, about
             words.append(f"std {ratio:.3g}x expected ({std:.4g} vs {null.std:.4g})")
-        if abs(mean - null.mean) > 5 * null.std / math.sqrt(n):
+        if abs(mean - null.mean) > 5 * std / math.sqrt(n):  # the sample mean's standard error, from the sample
             words.append(f"mean {mean:.4g}, expected {null.mean:.4g}")
     if not words:
         words.append(f"the shape of its distribution differs (KS D = {d:.3g}, p = {p:.2g})")
