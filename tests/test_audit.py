@@ -228,6 +228,54 @@ def test_hf_flax_style_lecun_normal_fails_lecun_normal_with_the_reason():
     assert any("std correction without its cut" in a for a in verdict.alternatives), verdict.alternatives
 
 
+# --------------------------------------------------------------------------- real exports
+
+TORCH_DEFAULT = """\
+vsconf: 1
+seed: 1
+rules:
+  - match: '*'
+    role: bias
+    optional: true
+    fans_from: weight
+    init: torch_default
+  - match: '*'
+    init: torch_default
+"""
+
+
+def _export(name: str):
+    import os
+
+    import onnx
+
+    return os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "pytorch-converted", name, "model.onnx")
+
+
+@pytest.mark.parametrize("name", ["test_Conv1d", "test_Conv2d", "test_Conv2d_groups", "test_Conv2d_depthwise", "test_Conv3d", "test_Linear"])
+def test_real_pytorch_exports_pass_torch_default(name):
+    """The onnx package's PyTorch exports hold the weights their modules drew at export:
+    torch's default init, read here through the graph's fans (the bias from its weight's)."""
+    result = vsconf.audit(_export(name), vsconf.parse_spec(TORCH_DEFAULT))
+    assert result.ok and all(v.test == "ks" for v in result.verdicts), [(v.name, v.reason) for v in result.failed]
+
+
+def test_a_real_conv_transpose_export_is_named_by_its_fans():
+    """That PyTorch (2017) drew a ConvTranspose weight from +-1/sqrt(in_channels * k * k), the
+    graph's fan_out: the audit fails it on its bound and names the fan mode that fits."""
+    (weight, bias) = vsconf.audit(_export("test_ConvTranspose2d"), vsconf.parse_spec(TORCH_DEFAULT)).verdicts
+    assert weight.ok is False and "values beyond the bound ±0.1667" in weight.reason
+    assert "looks like a different fan mode (fan_out fits)" in weight.alternatives
+
+
+def test_a_real_embedding_export_is_normal_not_torch_default():
+    spec = vsconf.parse_spec(TORCH_DEFAULT)
+    (verdict,) = vsconf.audit(_export("test_Embedding"), spec).verdicts
+    assert verdict.ok is False and "beyond the bound ±0.5" in verdict.reason
+    normal = vsconf.parse_spec("vsconf: 1\nseed: 1\nrules:\n  - match: '*'\n    init: {normal: {std: 1}}\n")
+    assert vsconf.audit(_export("test_Embedding"), normal).ok
+
+
 # --------------------------------------------------------------------------- stats and the CLI
 
 
