@@ -303,6 +303,7 @@ def test_stats_read_every_format_alike(tmp_path):
     numbers for the same tensors."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
+    from onnx_builders import make_model
     from safetensors.numpy import save_file
 
     rng = np.random.default_rng(4)
@@ -312,7 +313,7 @@ def test_stats_read_every_format_alike(tmp_path):
         [node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 64])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 32])], [numpy_helper.from_array(v, k) for k, v in arrays.items()],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model = make_model(graph, (("", 17),), ir_version=8)
     onnx.save_model(model, tmp_path / "inline.onnx")
     onnx.save_model(model, tmp_path / "external.onnx", save_as_external_data=True, location="external.data", size_threshold=0)
     np.savez(tmp_path / "m.npz", **arrays)
