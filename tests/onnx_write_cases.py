@@ -4,8 +4,8 @@ subgraphs, external data in and out, typed fields, tied weights, materialized fi
 functions and training info, and protobuf encodings that are not canonical.
 
 Each case builds its input in a folder; :func:`write_case` opens it with the adapter and
-writes it with fixed values (a pattern of the tensor's name, no random streams) and fixed
-metadata, so the output's bytes depend only on the writer.
+writes it with the values of a fixed spec (a uniform draw for every float tensor, every
+third kept) and fixed metadata, so the output's bytes depend only on the writer.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import onnx
@@ -39,11 +38,15 @@ def pattern(name: str, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     return wide.astype(dtype).reshape(shape)
 
 
-def plan_of(opened) -> list[SimpleNamespace]:
-    """Every float tensor, as the writer sees a plan entry; every third keeps its values."""
+def plan_of(opened) -> list:
+    """Every float tensor as a plan entry drawing uniform(-1.5, 1.5) values (stream 2, seed
+    11); every third keeps its values."""
+    from vsconf.engine import PlanEntry
+
     entries = []
     for k, info in enumerate(t for t in opened.tensors() if np.dtype(t.dtype).name in FLOAT_NAMES):
-        entries.append(SimpleNamespace(name=info.name, shape=tuple(info.shape), dtype=np.dtype(info.dtype), keep=k % 3 == 2))
+        action = "keep" if k % 3 == 2 else "fill"
+        entries.append(PlanEntry(info.name, tuple(info.shape), np.dtype(info.dtype).name, action, seed=11, stream=2, distribution="uniform", param=1.5))
     return entries
 
 
@@ -335,23 +338,13 @@ CASES: list[WriteCase] = [
 ]
 
 
-def _chunks(array: np.ndarray):
-    """The flat values in uneven pieces, as a writer may receive them."""
-    flat = array.reshape(-1)
-    sizes = [1, 1000, 7, 65536]
-    start = 0
-    for k in range(len(flat)):
-        if start >= len(flat):
-            return
-        step = sizes[k % len(sizes)]
-        yield flat[start : start + step]
-        start += step
-
-
-def write_case(case: WriteCase, folder: Path, adapter) -> tuple[dict[str, str], dict[str, str]]:
+def write_case(case: WriteCase, folder: Path, adapter, **writing) -> tuple[dict[str, str], dict[str, str]]:
     """Build ``case`` in ``folder``/in, write it to ``folder``/out/out.onnx with ``adapter``
-    (the ONNX adapter class); the digests of the input files and of the output files."""
+    (the ONNX adapter class; ``writing``: how, as :class:`vsconf.formats.protocol.Writing`
+    takes it); the digests of the input files and of the output files."""
+    from vsconf.draw import generate_chunks
     from vsconf.files import Transaction
+    from vsconf.formats.protocol import Writing
 
     source_folder, output_folder = folder / "in", folder / "out"
     source_folder.mkdir()
@@ -360,15 +353,8 @@ def write_case(case: WriteCase, folder: Path, adapter) -> tuple[dict[str, str], 
     inputs = digests(source_folder)
     opened = adapter(source, materialize=case.materialize, untie=case.untie)
     try:
-        plan = plan_of(opened)
-
-        def values(entry):
-            if entry.keep:
-                return None
-            return _chunks(pattern(entry.name, entry.shape, entry.dtype))
-
         with Transaction() as transaction:
-            opened.write(output_folder / "out.onnx", plan, values, METADATA, None, transaction)
+            opened.write(output_folder / "out.onnx", plan_of(opened), Writing(generate_chunks, **writing), METADATA, None, transaction)
             transaction.commit()
     finally:
         opened.close()

@@ -45,7 +45,7 @@ def test_every_adapter_class_has_the_whole_contract(cls):
     missing = [name for name in METHODS if not callable(getattr(cls, name, None))]
     assert not missing, f"{cls.__qualname__} lacks {missing}"
     signature = inspect.signature(cls.write)
-    assert list(signature.parameters)[1:] == ["output", "plan", "values", "metadata", "progress", "transaction"]
+    assert list(signature.parameters)[1:] == ["output", "plan", "writing", "metadata", "progress", "transaction"]
 
 
 def test_the_known_formats_are_all_found():
@@ -89,9 +89,10 @@ def test_a_dict_writes_itself_as_an_npz_with_the_values_apply_state_dict_gives(t
     adapter = DictStateDict(arrays)
     plan = vsconf.plan(arrays, SPEC)
     from vsconf.draw import generate_chunks
+    from vsconf.formats.protocol import Writing
 
     with Transaction() as transaction:
-        adapter.write(tmp_path / "out.npz", plan, lambda entry: generate_chunks(entry, step=5), {}, None, transaction)
+        adapter.write(tmp_path / "out.npz", plan, Writing(lambda entry: generate_chunks(entry, step=5)), {}, None, transaction)
         transaction.commit()
     written = dict(np.load(tmp_path / "out.npz"))
     expected = vsconf.apply_state_dict(arrays, SPEC)

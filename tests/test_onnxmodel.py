@@ -18,6 +18,8 @@ from onnx import TensorProto, helper, numpy_helper
 from onnx_builders import make_model, model, run, save, tensor, value
 
 import vsconf
+from vsconf.draw import generate_chunks
+from vsconf.formats.protocol import Writing
 from vsconf.errors import MatchError, ModelError
 from vsconf.files import Transaction
 from vsconf.formats.onnx import OnnxModel, writer
@@ -761,7 +763,7 @@ def test_write_stages_the_data_file_before_the_model_and_does_not_commit(tmp_pat
     plan = vsconf.plan(source, EVERYTHING_HE)
     output = tmp_path / "out.onnx"
     with _Recording() as transaction:
-        opened.write(output, plan, lambda entry: None, {"k": "v"}, None, transaction)
+        opened.write(output, plan, Writing(generate_chunks), {"k": "v"}, None, transaction)
         assert transaction.targets == ["out.onnx.data", "out.onnx"]
         assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".")) == ["m.onnx", "m.onnx.data"]
         transaction.commit()
@@ -769,16 +771,19 @@ def test_write_stages_the_data_file_before_the_model_and_does_not_commit(tmp_pat
     onnx.checker.check_model(str(output))
 
 
-def test_an_aborted_write_leaves_nothing(tmp_path):
+def test_an_aborted_write_leaves_nothing(tmp_path, monkeypatch):
+    from vsconf import schedule
+
     source = _external_gemm(tmp_path, "m.onnx", "m.onnx.data")
     opened = OnnxModel(source)
     plan = vsconf.plan(source, EVERYTHING_HE)
 
-    def failing(entry):
+    def failing(task_list, scheduler, progress=None):
         raise RuntimeError("interrupted")
 
+    monkeypatch.setattr(schedule, "run", failing)
     with pytest.raises(RuntimeError), Transaction() as transaction:
-        opened.write(tmp_path / "out.onnx", plan, failing, {}, None, transaction)
+        opened.write(tmp_path / "out.onnx", plan, Writing(generate_chunks), {}, None, transaction)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.data"]
 
 

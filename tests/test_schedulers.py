@@ -174,8 +174,10 @@ def test_options_of_seed_checkpoints_are_refused_for_other_outputs(tmp_path):
     import numpy as np
 
     np.savez(tmp_path / "m.npz", **{"fc.weight": np.ones((2, 2), np.float32)})
-    with pytest.raises(vsconf.ModelError, match="apply to sharded checkpoint outputs"):
+    with pytest.raises(vsconf.ModelError, match="an .npz output is written by one writer, in order"):
         vsconf.apply(tmp_path / "m.npz", SPEC, tmp_path / "o.npz", scheduler="processes")
+    with pytest.raises(vsconf.ModelError, match="shard_size applies to sharded checkpoint outputs"):
+        vsconf.apply(tmp_path / "m.npz", SPEC, tmp_path / "o.safetensors", shard_size="1MB")
 
 
 @pytest.mark.slow  # the connection times out after 20 s

@@ -25,10 +25,10 @@ from vsconf.draw import generate, generate_chunks
 from vsconf.engine import Plan, PlanEntry, auto_fans, consumer_labels, make_plan
 from vsconf.errors import ModelError, Problem
 from vsconf.files import Transaction, copy_file, little_endian_bytes, parent_folder, same_bytes
-from vsconf.formats import sharded
+from vsconf.formats import safetensors, sharded
 from vsconf.formats.manifest import ShapesManifest, require_filled
 from vsconf.formats.npz import write_state_npz
-from vsconf.formats.protocol import Adapter, Layout, Progress
+from vsconf.formats.protocol import Adapter, Layout, Progress, Writing
 from vsconf.formats.statedict import DictStateDict
 from vsconf.initializers import array_limit, check_array_size, float_dtype
 from vsconf.lock import build_lock, compare_lock, hashed, read_lock, write_lock
@@ -255,15 +255,17 @@ def apply(
         untie: ONNX: give each consumer of a shared weight its own copy.
         progress: Called as ``progress(done, total, name)`` after each tensor (each task,
             for a sharded checkpoint).
-        scheduler: Sharded checkpoints: where tasks run -- ``"threads"`` (``jobs`` of them),
-            ``"processes"`` (a local pool of ``jobs``) or a Dask scheduler's address
-            (``"tcp://host:8786"``).  The output bytes never depend on it.
-        dask_workers: Sharded checkpoints: start a local Dask cluster of this many workers.
+        scheduler: Where the tasks that write the output run -- ``"threads"`` (``jobs`` of
+            them), ``"processes"`` (a local pool of ``jobs``) or a Dask scheduler's address
+            (``"tcp://host:8786"``): for ONNX models (inline or external data),
+            ``.safetensors`` files and sharded checkpoints; an ``.npz`` is written by one
+            writer.  The output bytes never depend on it.
+        dask_workers: Start a local Dask cluster of this many workers to run the tasks.
         shard_size: Sharded checkpoints: cut the tensors into shards of at most this many
             bytes, given as a number or as ``"5GB"`` (Hugging Face's ``max_shard_size``,
             the default for inputs without shards), ``"500MB"``, ``"2GiB"``.  Without it,
             a sharded input keeps its shards.
-        task_size: Sharded checkpoints: the bytes one task writes at most (default 64 MiB).
+        task_size: The bytes one task writes at most (default 64 MiB).
         vars: Numbers the spec's expressions read, over its ``vars:`` (``--vars``/``--var``);
             the lock records the vars used.
 
@@ -299,14 +301,21 @@ def apply(
     spec = arguments.spec(spec, arguments.seed(seed), vars)
     where, shard_bytes, task_bytes = arguments.checkpoint_options(scheduler, dask_workers, shard_size, task_size, jobs)
     target = formats.output_target(path, output, in_place=in_place)
-    if target.kind == "model":
-        if (scheduler, dask_workers, shard_size, task_size) != ("threads", None, None, None):
-            where = output_path or path  # the output is what these options cannot shape
-            raise ModelError(
-                f"{where}: scheduler, dask_workers, shard_size and task_size apply to sharded checkpoint outputs",
-                cli_message=f"{where}: --scheduler, --dask-workers, --shard-size and --task-size apply to sharded checkpoint outputs (-o FOLDER/)",
-            )
-    elif materialize or untie:
+    if target.kind != "folder" and shard_size is not None:
+        raise ModelError(
+            f"{output_path or path}: shard_size applies to sharded checkpoint outputs",
+            cli_message=f"{output_path or path}: --shard-size applies to sharded checkpoint outputs (-o FOLDER/)",
+        )
+    streamed = target.kind == "npz" or (target.kind == "model" and path.suffix == ".npz")
+    if streamed and (scheduler, dask_workers, task_size) != ("threads", None, None):
+        where = output_path or path  # the output is what these options cannot shape
+        raise ModelError(
+            f"{where}: an .npz output is written by one writer, in order (each member's header holds its CRC-32): "
+            "scheduler, dask_workers and task_size do not apply",
+            cli_message=f"{where}: an .npz output is written by one writer, in order (each member's header holds its CRC-32): "
+            "--scheduler, --dask-workers and --task-size do not apply",
+        )
+    if target.kind != "model" and (materialize or untie):
         raise ModelError(
             f"{path}: materialize and untie apply to ONNX models only",
             cli_message=f"{path}: --materialize and --untie apply to ONNX models only",
@@ -400,7 +409,7 @@ class _Run:
             transaction.make_parents(parent_folder(path))
             if target.kind == "safetensors":
                 layout = Layout(((path.name, tuple(entry.name for entry in the_plan)),), None)
-                sharded.write_checkpoint(
+                safetensors.write_checkpoint(
                     adapter, the_plan, layout, lambda name: transaction.stage(path), metadata=metadata,
                     scheduler=where, task_bytes=task_bytes, progress=self.progress,
                     digests=self.digests if self.lock is not None else None, where=path,
@@ -408,7 +417,8 @@ class _Run:
             elif target.kind == "npz":
                 write_state_npz(adapter, path, the_plan, self.values, transaction, self.progress)
             else:
-                adapter.write(path, the_plan, self.values, metadata, self.progress, transaction)
+                writing = Writing(self.values, where, task_bytes, self.digests if self.lock is not None else None)
+                adapter.write(path, the_plan, writing, metadata, self.progress, transaction)
             lock_data = self.stage_lock(transaction, the_plan, path)
             transaction.commit(stale)
         return ApplyResult(path, the_plan, lock_data, tuple(transaction.notes))
@@ -439,7 +449,7 @@ class _Run:
         # In place, the input checkpoint's files are the output's own.
         reads = self.reads(None) if self.in_place else self.reads(model, adapter)
         the_plan = self.plan(adapter, model)
-        sizes = sharded.describe(adapter, the_plan, folder)
+        sizes = safetensors.describe(adapter, the_plan, folder)
         layout = sharded.output_layout(adapter, sizes, prefix=prefix, shard_bytes=shard_bytes, index=target.index_named)
         notes: list[str] = []
         copies = []
@@ -467,7 +477,7 @@ class _Run:
             transaction.add(step)
             for file in copies:
                 copy_file(file, step.stage(file.name))
-            sharded.write_checkpoint(
+            safetensors.write_checkpoint(
                 adapter, the_plan, layout, step.stage, metadata=metadata, scheduler=where, task_bytes=task_bytes,
                 progress=self.progress, digests=self.digests if self.lock is not None else None, where=folder,
             )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import functools
 import os
 import re
@@ -510,6 +511,29 @@ def pread_range(fd: int, offset: int, length: int, where: str, step: int = 16 <<
             raise ModelError(f"{where}: the file ends before offset {offset} + {length}")
         done += len(piece)
         yield piece
+
+
+def preallocate(path: Path, size: int, header: bytes = b"") -> None:
+    """Make the staged file ``path`` ``size`` bytes long, starting with ``header``, before
+    tasks write the rest at their offsets (space reserved where the file system can: a full
+    disk fails here, before any work)."""
+    with open(path, "r+b") as handle:
+        handle.write(header)
+        try:
+            os.posix_fallocate(handle.fileno(), 0, size)
+        except (AttributeError, OSError) as exc:  # not every file system reserves space
+            if isinstance(exc, OSError) and exc.errno == 28:  # ENOSPC
+                raise
+            handle.truncate(size)
+
+
+def range_digest(path: Path, offset: int, length: int) -> str:
+    """The SHA-256 of bytes ``offset:offset+length`` of ``path``, read back a piece at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in pread_range(handle.fileno(), offset, length, str(path)):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def read_text(path: Path, what: str, limit: int) -> str:

@@ -303,8 +303,8 @@ CASES = [
         "bounds-checkpoint-options-name-the-output",
         ("apply", "m.npz", "spec.yaml", "-o", "o.npz", "--task-size", "1MiB"),
         1,
-        "vsconf: error: o.npz: --scheduler, --dask-workers, --shard-size and --task-size apply to sharded checkpoint "
-        "outputs (-o FOLDER/)\n",
+        "vsconf: error: o.npz: an .npz output is written by one writer, in order (each member's header holds its "
+        "CRC-32): --scheduler, --dask-workers and --task-size do not apply\n",
         files={"spec.yaml": GOOD_SPEC, "m.npz": npz_bytes()},
     ),
     Case(

@@ -503,7 +503,8 @@ CASES = [
         ("plan", "m.npz", "spec.yaml", "--seed", "9" * 5000),
         2,
         "usage: vsconf plan [-h] [--format {table,json}] [--seed SEED] [--materialize]\n"
-        "                   [--untie [all|conflicts]] [--var NAME=VALUE] [--vars FILE]\n"
+        "                   [--untie [all|conflicts]] [--stats] [--var NAME=VALUE]\n"
+        "                   [--vars FILE]\n"
         "                   MODEL SPEC\n"
         "vsconf plan: error: argument --seed: expected an integer, 0 <= seed < 2**63, "
         f"got '{'9' * 20}... (5000 characters)'\n",

@@ -246,7 +246,7 @@ class ShapesManifest(NamedTensors):
         pass
 
     def write(
-        self, output: Path, plan: Plan, values, metadata: Mapping[str, str], progress, transaction: Transaction
+        self, output: Path, plan: Plan, writing, metadata: Mapping[str, str], progress, transaction: Transaction
     ) -> None:
         """An ``.npz`` output: members in name order, each streamed chunk by chunk."""
         from vsconf.formats.npz import write_state_npz
@@ -254,7 +254,7 @@ class ShapesManifest(NamedTensors):
         if output.suffix != ".npz":
             raise ModelError(f"{output}: a manifest's checkpoint is a folder, a .safetensors or an .npz file")
         require_filled(plan, self.path)
-        write_state_npz(self, output, plan, values, transaction, progress)
+        write_state_npz(self, output, plan, writing.values, transaction, progress)
 
 
 def require_filled(plan: Plan, source: Path) -> None:

@@ -24,7 +24,7 @@ from vsconf.engine import Plan, PlanEntry
 from vsconf.errors import ModelError
 from vsconf.files import Transaction, describe_os_error, little_endian_bytes
 from vsconf.formats.names import NamedTensors, is_unicode
-from vsconf.formats.protocol import Values
+from vsconf.formats.protocol import Values, Writing
 from vsconf.initializers import float_dtype
 from vsconf.matching import TensorInfo
 from vsconf.threads import prefetch
@@ -197,8 +197,9 @@ class NpzStateDict(NamedTensors):
             raise ModelError(f"{self.path}: member {name + '.npy'!r}: cannot read: {_reason(exc)}") from None
 
     def write(
-        self, output: Path, plan: Plan, values: Values, metadata: Mapping[str, str], progress, transaction: Transaction
+        self, output: Path, plan: Plan, writing: Writing, metadata: Mapping[str, str], progress, transaction: Transaction
     ) -> None:
+        values = writing.values  # an .npz is streamed by one writer (see Writing)
         # Members go out in name order with fixed timestamps, so the output bytes do not
         # depend on the input's member order.  Untouched members are copied byte for byte.
         entries = {entry.name: entry for entry in plan}

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -32,6 +32,24 @@ if TYPE_CHECKING:  # the engine imports nothing from here; these are for the sig
 Values = Callable[["PlanEntry"], "Iterator[np.ndarray] | None"]
 # Called as progress(done, total, name) after each tensor is written.
 Progress = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class Writing:
+    """How an output's new values are written.
+
+    Formats whose every byte's offset is known before writing (ONNX, ``.safetensors``)
+    write by tasks (:mod:`vsconf.tasks`): ``scheduler`` runs them (None: one thread),
+    ``task_bytes`` caps what one writes, and ``digests``, when given, receives the SHA-256
+    of every new tensor's bytes, read back.  A format streamed by one writer (``.npz``: each
+    zip member's header holds its CRC-32, known only once its bytes are) takes
+    ``values(entry)`` instead: the new values as chunks, in the order it writes them.
+    """
+
+    values: Values
+    scheduler: Any = None
+    task_bytes: int | None = None
+    digests: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -91,16 +109,17 @@ class Adapter(Protocol):
         self,
         output: Path,
         plan: Plan,
-        values: Values,
+        writing: Writing,
         metadata: Mapping[str, str],
         progress: Progress | None,
         transaction: Transaction,
     ) -> None:
-        """Stage the model with new values as ``output`` in ``transaction``, tensor by tensor.
+        """Stage the model with new values as ``output`` in ``transaction``.
 
-        ``values(entry)`` gives each planned tensor's new values as chunks (None: copy the
-        stored bytes); ``metadata`` is recorded where the format has room for it.  Every
-        file is staged with ``transaction.stage``; the caller commits.
+        ``writing`` says how the new values are made (:class:`Writing`: by tasks, or as
+        chunks from ``writing.values(entry)``, None to copy the stored bytes); ``metadata``
+        is recorded where the format has room for it.  Every file is staged with
+        ``transaction.stage``; the caller commits.
         """
         ...
 

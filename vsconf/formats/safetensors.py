@@ -1,26 +1,31 @@
-"""``.safetensors`` files: checked and read through the safetensors library, written
-tensor by tensor (the header first: every size is known from the plan).
+"""``.safetensors`` files: checked and read through the safetensors library, written by
+tasks (the header first: every size, so every offset, is known from the plan).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import os
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from vsconf import schedule, tasks
+from vsconf.draw import draw_of
 from vsconf.dtypes import DtypeTable
-from vsconf.engine import Plan
+from vsconf.engine import Plan, PlanEntry
 from vsconf.errors import ModelError
-from vsconf.files import Transaction, describe_os_error, little_endian_bytes, pread_range
+from vsconf.files import Transaction, describe_os_error, preallocate, range_digest
+from vsconf.initializers import float_dtype
 from vsconf.formats.names import NamedTensors, is_unicode
-from vsconf.formats.protocol import Values
+from vsconf.formats.protocol import Layout, Writing
 from vsconf.matching import TensorInfo
 from vsconf.record import recorded_stream
-from vsconf.threads import prefetch
 
 
 def _safetensors():
@@ -77,32 +82,15 @@ class SafetensorsStateDict(NamedTensors):
         return info["dtype"], str(self.path), self._data_start + begin, end - begin
 
     def write(
-        self, output: Path, plan: Plan, values: Values, metadata: Mapping[str, str], progress, transaction: Transaction
+        self, output: Path, plan: Plan, writing: Writing, metadata: Mapping[str, str], progress, transaction: Transaction
     ) -> None:
-        """Tensors go out in name order; untouched ones are copied byte for byte."""
-        names = sorted(self._header)
-        described = []
-        for name in names:
-            begin, end = self._header[name]["data_offsets"]
-            described.append((name, self._header[name]["dtype"], self._header[name]["shape"], end - begin))
-        header = safetensors_header(described, {**self.metadata, **metadata}, output)
-        entries = {entry.name: entry for entry in plan}
-        temp = transaction.stage(output)
-        try:
-            with open(temp, "wb") as sink, open(self.path, "rb") as source:
-                sink.write(header)
-                for done, name in enumerate(names, 1):
-                    chunks = values(entries[name]) if name in entries else None
-                    if chunks is None:
-                        begin, end = self._header[name]["data_offsets"]
-                        _copy_range(source, sink, self._data_start + begin, end - begin)
-                    else:
-                        for chunk in prefetch(chunks):
-                            sink.write(little_endian_bytes(chunk))
-                    if progress:
-                        progress(done, len(names), name)
-        except OSError as exc:
-            raise ModelError(f"{output}: cannot write: {describe_os_error(exc)}") from None
+        """Tensors go out in name order, written by tasks as one shard of a checkpoint is;
+        untouched ones are copied byte for byte."""
+        layout = Layout(((output.name, tuple(sorted(self._header))),), None)
+        write_checkpoint(
+            self, plan, layout, lambda name: transaction.stage(output), metadata={**self.metadata, **metadata},
+            scheduler=writing.scheduler, task_bytes=writing.task_bytes, progress=progress, digests=writing.digests, where=output,
+        )
 
 
 # The safetensors library refuses a longer header ("header too large"; MAX_HEADER_SIZE in
@@ -141,11 +129,6 @@ def safetensors_header(tensors: Sequence[tuple[str, str, Sequence[int], int]], m
     return struct.pack("<Q", len(text)) + text
 
 
-def _copy_range(source, sink, offset: int, length: int) -> None:
-    for piece in pread_range(source.fileno(), offset, length, source.name):
-        sink.write(piece)
-
-
 SAFETENSORS_DTYPES = DtypeTable({
     "BF16": "bfloat16", "F64": "float64", "F32": "float32", "F16": "float16",
     "I64": "int64", "I32": "int32", "I16": "int16", "I8": "int8",
@@ -153,3 +136,124 @@ SAFETENSORS_DTYPES = DtypeTable({
 })  # fmt: skip
 
 
+# --------------------------------------------------------------------------- writing files by tasks
+
+_ST_CODES = {name: code for code, name in SAFETENSORS_DTYPES.names.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class _Tensor:
+    """One tensor of the output: where its bytes come from, and where they go."""
+
+    entry: PlanEntry
+    code: str  # safetensors dtype
+    nbytes: int
+    source: tuple[str, int] | None = None  # (file, offset) to copy from
+    array: bool = False  # read through the adapter (a format without byte ranges)
+
+
+def _describe(source: Any, entry: PlanEntry, output: Path) -> _Tensor:
+    """Where ``entry``'s bytes come from; an error names ``output``, the file it cannot make."""
+    if entry.changes:
+        dtype = float_dtype(entry.dtype)
+        return _Tensor(entry, _ST_CODES[dtype.name], math.prod(entry.shape) * dtype.itemsize)
+    stored = getattr(source, "stored", None)
+    if stored is not None:
+        code, path, offset, length = stored(entry.name)
+        return _Tensor(entry, code, length, source=(path, offset))
+    if getattr(source, "has_data", True) is False:
+        raise ModelError(f"{output}: tensor {entry.name!r}: no rule fills it, and the model holds no values for it")
+    code = _ST_CODES.get(entry.dtype)
+    if code is None:
+        raise ModelError(f"{output}: tensor {entry.name!r}: dtype {entry.dtype} cannot be stored in a .safetensors file")
+    itemsize = np.dtype(SAFETENSORS_DTYPES[code]).itemsize
+    return _Tensor(entry, code, math.prod(entry.shape) * itemsize, array=True)
+
+
+def _fill(tensor: _Tensor, path: str, offset: int) -> tasks.Fill:
+    draw = draw_of(tensor.entry)
+    return tasks.Fill(tensor.entry.name, draw, 0, draw.total, path, offset)
+
+
+def describe(source: Any, plan: Plan, output: Path) -> list[tuple[str, int]]:
+    """(name, bytes in the output) of every tensor of ``plan``, checked to fit a safetensors
+    file; an error names ``output``."""
+    return [(tensor.entry.name, tensor.nbytes) for tensor in (_describe(source, entry, output) for entry in plan)]
+
+
+def write_checkpoint(
+    source: Any,
+    plan: Plan,
+    layout: Layout,
+    stage: Callable[[str], Path],
+    *,
+    metadata: Mapping[str, str],
+    scheduler: schedule.Scheduler | None = None,
+    task_bytes: int | None = None,
+    progress=None,
+    digests: dict[str, str] | None = None,
+    where: Path,
+) -> None:
+    """Stage ``plan``'s output as the files of ``layout``, each made by ``stage(name)``
+    (its index last); changed tensors are generated by tasks, the others copied from
+    ``source``.  ``digests`` (if given) receives the SHA-256 of every changed tensor's
+    bytes, read back from what was written.  ``where`` names the output in messages."""
+    scheduler = scheduler or schedule.Scheduler()
+    described = [_describe(source, entry, where) for entry in plan]
+    by_name = {tensor.entry.name: tensor for tensor in described}
+    placed: dict[str, tuple[Path, int]] = {}
+    headers = [  # every header first: a name or a size a reader would refuse stops the run before any file
+        safetensors_header(
+            [(by_name[t].entry.name, by_name[t].code, by_name[t].entry.shape, by_name[t].nbytes) for t in group],
+            metadata,
+            where if layout.index is None else where / name,
+        )
+        for name, group in layout.files
+    ]
+    try:
+        for (name, group), header in zip(layout.files, headers):
+            file = stage(name)
+            offset = len(header)
+            for tensor in group:
+                placed[tensor] = (file, offset)
+                offset += by_name[tensor].nbytes
+            preallocate(file, offset, header)
+        pieces: list[tasks.Fill | tasks.Copy] = []
+        for tensor in described:
+            file, offset = placed[tensor.entry.name]
+            if tensor.entry.changes:
+                pieces.append(_fill(tensor, str(file), offset))
+            elif tensor.source is not None:
+                pieces.append(tasks.Copy(tensor.entry.name, tensor.source[0], tensor.source[1], tensor.nbytes, str(file), offset))
+            else:
+                _write_array(source, tensor, file, offset)
+        schedule.run(tasks.split(pieces, task_bytes or tasks.DEFAULT_TASK_BYTES), scheduler, progress)
+        if digests is not None:
+            for tensor in described:
+                if tensor.entry.changes:
+                    digests[tensor.entry.name] = range_digest(*placed[tensor.entry.name], tensor.nbytes)
+        if layout.index is not None:
+            _write_index(stage(layout.index), layout, described)
+    except OSError as exc:
+        raise ModelError(f"{where}: cannot write: {describe_os_error(exc)}") from None
+
+
+def _write_array(source: Any, tensor: _Tensor, file: Path, offset: int) -> None:
+    from vsconf.files import little_endian_bytes
+
+    data = little_endian_bytes(source.read(tensor.entry.name))
+    if len(data) != tensor.nbytes:
+        where = f"{source.path}: " if getattr(source, "path", None) else ""
+        raise ModelError(f"{where}tensor {tensor.entry.name!r}: holds {len(data)} bytes, its shape needs {tensor.nbytes}")
+    fd = os.open(file, os.O_WRONLY)
+    try:
+        tasks.pwrite_all(fd, memoryview(data), offset)
+    finally:
+        os.close(fd)
+
+
+def _write_index(path: Path, layout: Layout, described: Sequence[_Tensor]) -> None:
+    """Hugging Face's index: total_size is the sum of the tensors' bytes; keys sorted."""
+    weight_map = {tensor: file for file, group in layout.files for tensor in group}
+    index = {"metadata": {"total_size": sum(t.nbytes for t in described)}, "weight_map": weight_map}
+    path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")

@@ -19,30 +19,24 @@ temporary sibling and renamed into place whole by the :class:`~vsconf.files.Tran
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
-import math
 import os
 import re
 import stat
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vsconf import record, schedule, tasks
-from vsconf.draw import draw_of
+from vsconf import record
 from vsconf.formats.protocol import Layout
-from vsconf.engine import Plan, PlanEntry
 from vsconf.errors import ModelError
-from vsconf.files import TEMP_SUFFIX, describe_os_error, load_json, pread_range, read_text
-from vsconf.initializers import float_dtype
+from vsconf.files import TEMP_SUFFIX, describe_os_error, load_json, read_text
 from vsconf.matching import TensorInfo
 from vsconf.outputs import Owned
 from vsconf.formats.names import NamedTensors
-from vsconf.formats.safetensors import SAFETENSORS_DTYPES, SafetensorsStateDict, safetensors_header
+from vsconf.formats.safetensors import SafetensorsStateDict
 
 INDEX_SUFFIX = ".safetensors.index.json"
 INDEX_NAME = "model" + INDEX_SUFFIX
@@ -52,7 +46,6 @@ DEFAULT_SHARD_BYTES = 5 * 10**9
 MAX_INDEX_BYTES = 64 << 20
 MAX_INDEX_TENSORS = 1_000_000
 # safetensors' dtype codes by NumPy name, from the reader's table (one table for both ways).
-_ST_CODES = {name: code for code, name in SAFETENSORS_DTYPES.names.items()}
 
 
 # --------------------------------------------------------------------------- paths
@@ -331,7 +324,7 @@ class ShardedSafetensors(NamedTensors):
     def stale_data_files(self, output: Path) -> tuple[list[Path], list[str]]:
         return [], []
 
-    def write(self, output, plan, values, metadata, progress, transaction) -> None:
+    def write(self, output, plan, writing, metadata, progress, transaction) -> None:
         raise ModelError(f"{output}: a sharded checkpoint is written as a folder or a .safetensors file")
 
     def close(self) -> None:
@@ -371,17 +364,6 @@ def open_sharded(path: Path):
 # --------------------------------------------------------------------------- writing
 
 
-@dataclass(frozen=True, slots=True)
-class _Tensor:
-    """One tensor of the output: where its bytes come from, and where they go."""
-
-    entry: PlanEntry
-    code: str  # safetensors dtype
-    nbytes: int
-    source: tuple[str, int] | None = None  # (file, offset) to copy from
-    array: bool = False  # read through the adapter (a format without byte ranges)
-
-
 def assign_shards(sizes: Sequence[tuple[str, int]], max_bytes: int) -> list[list[str]]:
     """Tensor names per shard, as ``huggingface_hub.split_torch_state_dict_into_shards``
     assigns them: in order, a new shard when the next tensor would pass ``max_bytes``; a
@@ -401,40 +383,6 @@ def assign_shards(sizes: Sequence[tuple[str, int]], max_bytes: int) -> list[list
     if current:
         shards.append(current)
     return shards
-
-
-def _describe(source: Any, entry: PlanEntry, output: Path) -> _Tensor:
-    """Where ``entry``'s bytes come from; an error names ``output``, the file it cannot make."""
-    if entry.changes:
-        dtype = float_dtype(entry.dtype)
-        return _Tensor(entry, _ST_CODES[dtype.name], math.prod(entry.shape) * dtype.itemsize)
-    stored = getattr(source, "stored", None)
-    if stored is not None:
-        code, path, offset, length = stored(entry.name)
-        return _Tensor(entry, code, length, source=(path, offset))
-    if getattr(source, "has_data", True) is False:
-        raise ModelError(f"{output}: tensor {entry.name!r}: no rule fills it, and the model holds no values for it")
-    code = _ST_CODES.get(entry.dtype)
-    if code is None:
-        raise ModelError(f"{output}: tensor {entry.name!r}: dtype {entry.dtype} cannot be stored in a .safetensors file")
-    itemsize = np.dtype(SAFETENSORS_DTYPES[code]).itemsize
-    return _Tensor(entry, code, math.prod(entry.shape) * itemsize, array=True)
-
-
-def _fill(tensor: _Tensor, path: str, offset: int) -> tasks.Fill:
-    draw = draw_of(tensor.entry)
-    return tasks.Fill(tensor.entry.name, draw, 0, draw.total, path, offset)
-
-
-def _preallocate(path: Path, header: bytes, size: int) -> None:
-    with open(path, "r+b") as handle:
-        handle.write(header)
-        try:
-            os.posix_fallocate(handle.fileno(), 0, size)
-        except (AttributeError, OSError) as exc:  # not every file system reserves space
-            if isinstance(exc, OSError) and exc.errno == 28:  # ENOSPC
-                raise
-            handle.truncate(size)
 
 
 def output_layout(
@@ -462,12 +410,6 @@ def output_layout(
     return Layout(tuple((name, tuple(group)) for name, group in zip(names, groups)), prefix + INDEX_SUFFIX)
 
 
-def describe(source: Any, plan: Plan, output: Path) -> list[tuple[str, int]]:
-    """(name, bytes in the output) of every tensor of ``plan``, checked to fit a safetensors
-    file; an error names ``output``."""
-    return [(tensor.entry.name, tensor.nbytes) for tensor in (_describe(source, entry, output) for entry in plan)]
-
-
 def layout_words(layout: Layout, shard_bytes: int | None, kept: bool) -> str:
     """How a summary line says where the shards came from."""
     count = len(layout.files)
@@ -475,89 +417,3 @@ def layout_words(layout: Layout, shard_bytes: int | None, kept: bool) -> str:
     if shard_bytes is None and kept:
         return f"{files}, laid out as in the input"
     return f"{files} of at most {shard_bytes or DEFAULT_SHARD_BYTES:,} bytes"
-
-
-def write_checkpoint(
-    source: Any,
-    plan: Plan,
-    layout: Layout,
-    stage: Callable[[str], Path],
-    *,
-    metadata: Mapping[str, str],
-    scheduler: schedule.Scheduler | None = None,
-    task_bytes: int | None = None,
-    progress=None,
-    digests: dict[str, str] | None = None,
-    where: Path,
-) -> None:
-    """Stage ``plan``'s output as the files of ``layout``, each made by ``stage(name)``
-    (its index last); changed tensors are generated by tasks, the others copied from
-    ``source``.  ``digests`` (if given) receives the SHA-256 of every changed tensor's
-    bytes, read back from what was written.  ``where`` names the output in messages."""
-    scheduler = scheduler or schedule.Scheduler()
-    described = [_describe(source, entry, where) for entry in plan]
-    by_name = {tensor.entry.name: tensor for tensor in described}
-    placed: dict[str, tuple[Path, int]] = {}
-    headers = [  # every header first: a name or a size a reader would refuse stops the run before any file
-        safetensors_header(
-            [(by_name[t].entry.name, by_name[t].code, by_name[t].entry.shape, by_name[t].nbytes) for t in group],
-            metadata,
-            where if layout.index is None else where / name,
-        )
-        for name, group in layout.files
-    ]
-    try:
-        for (name, group), header in zip(layout.files, headers):
-            file = stage(name)
-            offset = len(header)
-            for tensor in group:
-                placed[tensor] = (file, offset)
-                offset += by_name[tensor].nbytes
-            _preallocate(file, header, offset)
-        pieces: list[tasks.Fill | tasks.Copy] = []
-        for tensor in described:
-            file, offset = placed[tensor.entry.name]
-            if tensor.entry.changes:
-                pieces.append(_fill(tensor, str(file), offset))
-            elif tensor.source is not None:
-                pieces.append(tasks.Copy(tensor.entry.name, tensor.source[0], tensor.source[1], tensor.nbytes, str(file), offset))
-            else:
-                _write_array(source, tensor, file, offset)
-        schedule.run(tasks.split(pieces, task_bytes or tasks.DEFAULT_TASK_BYTES), scheduler, progress)
-        if digests is not None:
-            for tensor in described:
-                if tensor.entry.changes:
-                    digests[tensor.entry.name] = _digest(*placed[tensor.entry.name], tensor.nbytes)
-        if layout.index is not None:
-            _write_index(stage(layout.index), layout, described)
-    except OSError as exc:
-        raise ModelError(f"{where}: cannot write: {describe_os_error(exc)}") from None
-
-
-def _write_array(source: Any, tensor: _Tensor, file: Path, offset: int) -> None:
-    from vsconf.files import little_endian_bytes
-
-    data = little_endian_bytes(source.read(tensor.entry.name))
-    if len(data) != tensor.nbytes:
-        where = f"{source.path}: " if getattr(source, "path", None) else ""
-        raise ModelError(f"{where}tensor {tensor.entry.name!r}: holds {len(data)} bytes, its shape needs {tensor.nbytes}")
-    fd = os.open(file, os.O_WRONLY)
-    try:
-        tasks.pwrite_all(fd, memoryview(data), offset)
-    finally:
-        os.close(fd)
-
-
-def _digest(file: Path, offset: int, length: int) -> str:
-    digest = hashlib.sha256()
-    with open(file, "rb") as handle:
-        for chunk in pread_range(handle.fileno(), offset, length, str(file)):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _write_index(path: Path, layout: Layout, described: Sequence[_Tensor]) -> None:
-    """Hugging Face's index: total_size is the sum of the tensors' bytes; keys sorted."""
-    weight_map = {tensor: file for file, group in layout.files for tensor in group}
-    index = {"metadata": {"total_size": sum(t.nbytes for t in described)}, "weight_map": weight_map}
-    path.write_text(json.dumps(index, indent=2, sort_keys=True) + "\n", encoding="utf-8")

@@ -11,7 +11,7 @@ from vsconf.engine import Plan, PlanEntry
 from vsconf.files import Transaction
 from vsconf.formats.names import NamedTensors, is_unicode
 from vsconf.formats.npz import write_state_npz
-from vsconf.formats.protocol import Values
+from vsconf.formats.protocol import Writing
 from vsconf.matching import TensorInfo
 
 
@@ -40,10 +40,10 @@ class DictStateDict(NamedTensors):
         return self._arrays[name]
 
     def write(
-        self, output: Path, plan: Plan, values: Values, metadata: Mapping[str, str], progress, transaction: Transaction
+        self, output: Path, plan: Plan, writing: Writing, metadata: Mapping[str, str], progress, transaction: Transaction
     ) -> None:
         """Stage the dict as an ``.npz`` file: members in name order, stored, fixed timestamps."""
-        write_state_npz(self, output, plan, values, transaction, progress)
+        write_state_npz(self, output, plan, writing.values, transaction, progress)
 
     def arrays(self, plan: Plan, generate: Callable[[PlanEntry], "np.ndarray | None"]) -> dict[str, np.ndarray]:
         """Every tensor after ``plan``: new values where it changes, a copy of the input's

@@ -33,7 +33,7 @@ import numpy as np
 from vsconf.formats.onnx import proto
 from vsconf.formats.onnx.proto import TensorProto
 
-from vsconf.formats.protocol import AdapterBase, Progress, Values
+from vsconf.formats.protocol import AdapterBase, Progress, Writing
 from vsconf.engine import FanHint, Plan
 from vsconf.errors import ModelError
 from vsconf.files import Transaction, describe_os_error, is_data_name
@@ -164,14 +164,14 @@ class OnnxModel(AdapterBase):
     # ------------------------------------------------------------------ writing
 
     def write(
-        self, output: Path, plan: Plan, values: Values, metadata: Mapping[str, str], progress: Progress | None, transaction: Transaction
+        self, output: Path, plan: Plan, writing: Writing, metadata: Mapping[str, str], progress: Progress | None, transaction: Transaction
     ) -> None:
-        """Stage the model with new values as ``output`` in ``transaction`` (not committed).
-
-        ``values(entry)``: the entry's new values as flat chunks, or None to keep them
-        (see :mod:`vsconf.formats.onnx.writer`).
-        """
-        writer.write(self._file, self._model, self._fills, self.files(), output, plan, values, metadata, progress, transaction)
+        """Stage the model with new values as ``output`` in ``transaction`` (not committed),
+        written by tasks (see :mod:`vsconf.formats.onnx.writer`)."""
+        writer.write(
+            self._file, self._model, self._fills, self.files(), output, plan, metadata, progress, transaction,
+            scheduler=writing.scheduler, task_bytes=writing.task_bytes, digests=writing.digests,
+        )
 
     def stale_data_files(self, output: Path) -> tuple[list[Path], list[str]]:
         """The data files that may be removed once a new model has replaced ``output``, and

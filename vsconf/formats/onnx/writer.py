@@ -1,28 +1,26 @@
-"""Writing a model: the output built from a skeleton and the sources of its bytes, streamed.
+"""Writing a model: the output built from a skeleton and the sources of its bytes, by tasks.
 
 The writer never holds the model.  It copies the (rewritten) skeleton, points each
 stored tensor at the source of its bytes -- new values, a materialized fill, or bytes of
 the input copied by range -- serializes that small skeleton, and lays the file out with
 :func:`vsconf.formats.onnx.wire.splice`: literal bytes between sources, every length prefix known
-up front from the tensors' dims.  Then it writes sequentially, new values generated in a
-background thread a chunk or two ahead (:func:`vsconf.threads.prefetch`).  The contract:
+up front from the tensors' dims.  Every byte's offset in the output is then known before
+anything is written, so the files are written as a sharded checkpoint is
+(:mod:`vsconf.tasks`): each staged file is made its full size, the skeleton's bytes are
+written at their offsets, and the new values and copied ranges are cut into tasks that
+``os.pwrite`` their slices -- run by threads, processes or a Dask cluster
+(:mod:`vsconf.schedule`), with the same bytes whatever runs them.  The contract:
 
 * **The bytes are protobuf's.**  The file is exactly what ``SerializeToString()`` of the
-  whole edited model gives (and what vsconf wrote before it streamed).
+  whole edited model gives (and what vsconf wrote before it wrote by tasks).
 * **External data** when the input has any, or the tensors pass 1.8 GB (protobuf's limit
   is 2 GiB): initializers of 1 KiB or more go, page-aligned and in the order of the
   stored tensors, to a fresh data file beside the output (``<output>.data``, or a random
   variant when that name is taken or the input reads it), staged before the model that
   names it.  Other external tensors come inline (the output may be in another folder).
-* **Values are asked for once, in the order they are written**: ``values(entry)`` for
-  each planned tensor, before anything is written -- those of the data file first, then
-  the model's in file order -- and the iterators are then consumed whole, one after the
-  other, in that order.  Chunks are flat arrays of the tensor's dtype that add up to its
-  size; the writer holds a few of them at once, so each must be a fresh array.
-* **The disk works while values are generated**: every 128 MiB written, a background
-  ``fdatasync`` puts the bytes on disk, so that the transaction's fsync finds little left
-  to do; a data file's pages then leave the page cache.  Memory stays bounded: one or
-  two chunks ahead, a few MiB of copied bytes, the skeleton.
+* **New values are a plan entry's draw** (:func:`vsconf.draw.draw_of`): a task carries it,
+  never the values; a lock's digests are read back from what was written.  Memory stays
+  bounded: a task's slice per worker, a few MiB of copied bytes, the skeleton.
 * **Nothing vsconf did not create is touched**: ``onnx.save`` is never called (it mutates
   the model and appends to data files); the outputs are staged in the caller's
   :class:`~vsconf.files.Transaction` and not committed here.
@@ -33,8 +31,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import sys
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,13 +40,14 @@ import numpy as np
 from vsconf.formats.onnx import proto
 from vsconf.formats.onnx.proto import TensorProto
 
+from vsconf import schedule, tasks
+from vsconf.draw import Draw, draw_of
 from vsconf.errors import ModelError
-from vsconf.files import Transaction, describe_os_error, little_endian_bytes
+from vsconf.files import Transaction, describe_os_error, little_endian_bytes, preallocate, range_digest
 from vsconf.formats.onnx.checks import TYPED_FIELDS, data_bytes, element_count, movable, stored_bytes
 from vsconf.formats.onnx.graph import Stored, all_tensors, stored_tensors
 from vsconf.formats.onnx.reader import PROTOBUF_LIMIT, FileRange, ModelFile, resolved
 from vsconf.formats.onnx.wire import splice
-from vsconf.threads import prefetch
 
 # Tensors past this many bytes in all go to a data file (protobuf refuses 2 GiB; room for the graph).
 _INLINE_LIMIT = 1_800_000_000
@@ -59,22 +56,16 @@ _EXTERNAL_THRESHOLD = 1024
 _ALIGNMENT = 4096
 # A materialized fill is written this many bytes at a time.
 _FILL_CHUNK = 16 << 20
-# New values generated ahead of the write, in chunks.
-_PREFETCH_DEPTH = 2
-# Written bytes are put on disk in the background every this many bytes.
-_WRITE_BEHIND = 128 << 20
-_END = object()
 
-Values = Callable[[Any], "Iterator[np.ndarray] | None"]
 Progress = Callable[[int, int, str], None]
 
 
 @dataclass(frozen=True, eq=False)
 class _Generated:
-    """A tensor's new values, from the caller's iterator of chunks."""
+    """A tensor's new values: what its plan entry draws."""
 
     name: str
-    chunks: Iterator[np.ndarray]
+    draw: Draw
     length: int
 
 
@@ -105,14 +96,18 @@ def write(
     input_files: list[Path],
     output: Path,
     plan: Iterable[Any],
-    values: Values,
     metadata: Mapping[str, str],
     progress: Progress | None,
     transaction: Transaction,
+    *,
+    scheduler: schedule.Scheduler | None = None,
+    task_bytes: int | None = None,
+    digests: dict[str, str] | None = None,
 ) -> None:
     """Stage ``model`` (a skeleton of ``file``, rewritten) with new values as ``output`` in
     ``transaction``, not committed.  ``input_files``: the data files the input reads
-    (external data in, or a fresh data file out)."""
+    (external data in, or a fresh data file out).  ``scheduler`` runs the tasks (default:
+    one thread); ``digests``, when given, receives the SHA-256 of every new tensor's bytes."""
     output = Path(output)
     out = proto.ModelProto()
     out.CopyFrom(model)
@@ -126,8 +121,8 @@ def write(
         raise RuntimeError("the ONNX writer did not find every stored tensor in the output")
     entries = {entry.name: entry for entry in plan}
     sources: dict[str, Any] = {}
-    for name in order:  # values(entry) in the order the bytes are written
-        source = _source(file, stored[name], entries.get(name), values, fills, moves=name in moves)
+    for name in order:  # in the order the bytes are written
+        source = _source(file, stored[name], entries.get(name), fills, moves=name in moves)
         if source is not None:
             sources[name] = source
 
@@ -162,30 +157,61 @@ def write(
         raise ModelError(f"{output}: cannot write: the model would pass protobuf's 2 GiB limit")
     files.append((output, model_pieces))
     _check_layout(files, references.magic, [sources[name] for name in order if name in sources])
-    _stream(file, files, _Reporter(order, progress, {id(source): name for name, source in sources.items()}), transaction)
+    names = {id(source): name for name, source in sources.items()}
+    _write(files, names, transaction, scheduler or schedule.Scheduler(), task_bytes, progress, digests)
 
 
-def _stream(file: ModelFile, files: list[tuple[Path, list[Any]]], report: _Reporter, transaction: Transaction) -> None:
-    """Stage and write ``files`` (path, literal bytes and sources; the model last), the
-    generated sources produced in the background in the order they are written."""
-    staged = [(target, transaction.stage(target), pieces) for target, pieces in files]
-    generated = [piece for _, pieces in files for piece in pieces if isinstance(piece, (_Generated, _Filled))]
-    stream = prefetch(_produce(generated), depth=_PREFETCH_DEPTH)
-    try:
-        for target, temp, pieces in staged:
-            _write_pieces(file, target, temp, pieces, stream, report, drop=target != files[-1][0])
-    finally:
-        stream.close()
-    report.finish()
+def _write(
+    files: list[tuple[Path, list[Any]]], names: Mapping[int, str], transaction: Transaction, scheduler: schedule.Scheduler,
+    task_bytes: int | None, progress: Progress | None, digests: dict[str, str] | None,
+) -> None:
+    """Stage ``files`` (path, literal bytes and sources; the model last) at their full
+    sizes, write the literal bytes and fills here, and the new values and copied ranges by
+    tasks at their offsets."""
+    pieces: list[tasks.Fill | tasks.Copy] = []
+    placed: dict[str, tuple[Path, int, int]] = {}
+    for target, parts in files:
+        temp = transaction.stage(target)
+        with _writing(target):
+            preallocate(temp, sum(_length(part) for part in parts))
+            fd = os.open(temp, os.O_WRONLY)
+            try:
+                offset = 0
+                for part in parts:
+                    name = names.get(id(part), "(model)")
+                    if isinstance(part, _Generated):
+                        pieces.append(tasks.Fill(name, part.draw, 0, part.draw.total, str(temp), offset))
+                        placed[name] = (temp, offset, part.length)
+                    elif isinstance(part, FileRange):
+                        pieces.append(tasks.Copy(name, str(part.path), part.offset, part.length, str(temp), offset))
+                    elif isinstance(part, _Filled):
+                        position = offset
+                        for chunk in _fill_chunks(part.value, part.count):
+                            tasks.pwrite_all(fd, memoryview(chunk), position)
+                            position += len(chunk)
+                    else:
+                        tasks.pwrite_all(fd, memoryview(part.data if isinstance(part, _Literal) else part), offset)
+                    offset += _length(part)
+            finally:
+                os.close(fd)
+    with _writing(files[-1][0]):
+        schedule.run(tasks.split(pieces, task_bytes or tasks.DEFAULT_TASK_BYTES), scheduler, progress)
+        if digests is not None:
+            for name, where in placed.items():
+                digests[name] = range_digest(*where)
 
 
-def _source(file: ModelFile, item: Stored, entry: Any, values: Values, fills: Mapping[str, np.ndarray], *, moves: bool) -> Any:
+def _length(part: Any) -> int:
+    return len(part) if isinstance(part, bytes) else part.length
+
+
+def _source(file: ModelFile, item: Stored, entry: Any, fills: Mapping[str, np.ndarray], *, moves: bool) -> Any:
     """Where a stored tensor's output bytes come from, or None when it stays as it is
     (``moves``: it goes to the data file)."""
     proto, name = item.proto, item.name
-    chunks = values(entry) if entry is not None else None
-    if chunks is not None:
-        return _Generated(name, iter(chunks), data_bytes(proto))
+    draw = draw_of(entry) if entry is not None else None
+    if draw is not None:
+        return _Generated(name, draw, data_bytes(proto))
     if name in fills:
         return _Filled(fills[name], element_count(proto), data_bytes(proto))
     if proto.data_location == TensorProto.EXTERNAL or moves:
@@ -273,32 +299,7 @@ def _fresh_data_name(output: Path, input_files: list[Path]) -> str:
     return name
 
 
-# --------------------------------------------------------------------------- streaming
-
-
-def _produce(sources: list[Any]) -> Iterator[Any]:
-    """The bytes of each generated source in turn, each followed by ``_END``."""
-    for source in sources:
-        if isinstance(source, _Filled):
-            yield from _fill_chunks(source.value, source.count)
-        else:
-            written = 0
-            for chunk in source.chunks:
-                data = _chunk_bytes(chunk)
-                written += data.nbytes
-                yield data
-            if written != source.length:
-                raise RuntimeError(f"the values of {source.name!r} are {written} bytes; the tensor holds {source.length}")
-        yield _END
-
-
-def _chunk_bytes(chunk: np.ndarray) -> memoryview:
-    """A chunk's bytes as files store them (little-endian), without a copy when they already are."""
-    array = np.ascontiguousarray(chunk).reshape(-1)
-    order = array.dtype.byteorder
-    if order == ">" or (order == "=" and sys.byteorder == "big"):
-        return memoryview(little_endian_bytes(array))
-    return memoryview(array.view(np.uint8))
+# --------------------------------------------------------------------------- bytes
 
 
 def _fill_chunks(fill: np.ndarray, count: int) -> Iterator[bytes]:
@@ -308,100 +309,6 @@ def _fill_chunks(fill: np.ndarray, count: int) -> Iterator[bytes]:
     full = one * min(per_chunk, count)
     for start in range(0, count, per_chunk):
         yield full if count - start >= per_chunk else one * (count - start)
-
-
-class _Reporter:
-    """Calls ``progress(done, total, name)`` for every stored tensor, in the order written."""
-
-    def __init__(self, order: list[str], progress: Progress | None, names: dict[int, str]):
-        self.order, self.progress, self.names = order, progress, names
-        self.position = {name: k for k, name in enumerate(order)}
-        self.done = 0
-
-    def written(self, piece: Any) -> None:
-        name = self.names.get(id(piece))
-        if name is not None:
-            self._through(self.position[name] + 1)
-
-    def finish(self) -> None:
-        self._through(len(self.order))
-
-    def _through(self, count: int) -> None:
-        while self.done < count:
-            self.done += 1
-            if self.progress:
-                self.progress(self.done, len(self.order), self.order[self.done - 1])
-
-
-def _write_pieces(
-    file: ModelFile, target: Path, temp: Path, pieces: list[Any], stream: Iterator[Any], report: _Reporter, *, drop: bool
-) -> None:
-    """Write ``pieces`` to ``temp`` (``drop``: a data file, whose pages leave the cache once on disk)."""
-    with _writing(target), open(temp, "wb") as handle:
-        behind = _WriteBehind(handle, drop=drop)
-        try:
-            for piece in pieces:
-                if isinstance(piece, bytes):
-                    behind.write(piece)
-                elif isinstance(piece, _Literal):
-                    behind.write(piece.data)
-                elif isinstance(piece, FileRange):
-                    for chunk in file.chunks(piece):
-                        behind.write(chunk)
-                else:
-                    while (chunk := next(stream)) is not _END:
-                        behind.write(chunk)
-                report.written(piece)
-        finally:
-            behind.wait()
-        behind.check()
-
-
-class _WriteBehind:
-    """Writes to ``handle``, and every ``_WRITE_BEHIND`` bytes has a background thread
-    put them on disk (``fdatasync``), so that the fsync before the rename finds little
-    left to do: the disk works while the next values are generated.  With ``drop``, the
-    pages on disk then leave the page cache (``POSIX_FADV_DONTNEED``): a data file of many
-    GB does not push everything else out of memory, and the cache does not grow with it
-    (writes into a page cache of several GB are several times slower on the virtual
-    machines measured in benchmarks/)."""
-
-    def __init__(self, handle, *, drop: bool):
-        self.handle = handle
-        self.drop = drop and hasattr(os, "posix_fadvise")
-        self.pending = 0
-        self.thread: threading.Thread | None = None
-        self.error: OSError | None = None
-
-    def write(self, data) -> None:
-        self.handle.write(data)
-        self.pending += len(data) if isinstance(data, bytes) else data.nbytes
-        if self.pending >= _WRITE_BEHIND and (self.thread is None or not self.thread.is_alive()):
-            self.check()
-            self.handle.flush()
-            self.pending = 0
-            self.thread = threading.Thread(target=self._sync, args=(self.handle.tell(),), name="vsconf-write-behind", daemon=True)
-            self.thread.start()
-
-    def _sync(self, written: int) -> None:
-        try:
-            _datasync(self.handle.fileno())
-            if self.drop:
-                os.posix_fadvise(self.handle.fileno(), 0, written, os.POSIX_FADV_DONTNEED)
-        except OSError as exc:  # raised in the writing thread: a later fsync might not see it again
-            self.error = exc
-
-    def wait(self) -> None:
-        """Let the flush in flight finish (before the file is closed)."""
-        if self.thread is not None:
-            self.thread.join()
-
-    def check(self) -> None:
-        if self.error is not None:
-            raise self.error
-
-
-_datasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
 
 
 @contextlib.contextmanager
