@@ -133,10 +133,35 @@ def test_scheduler_names():
     assert schedule.parse_scheduler("processes", 2) == schedule.Scheduler("processes", 2)
     assert schedule.parse_scheduler("tcp://10.0.0.1:8786", 2) == schedule.Scheduler("dask", 2, "tcp://10.0.0.1:8786")
     assert schedule.parse_scheduler("threads", 2, dask_workers=4) == schedule.Scheduler("dask", 4)
-    with pytest.raises(ValueError, match="expected threads, processes or a Dask scheduler address"):
+    assert schedule.parse_scheduler("auto", 2) == schedule.Scheduler("auto", 2)
+    assert schedule.parse_scheduler("auto", 2, dask_workers=3) == schedule.Scheduler("dask", 3)
+    with pytest.raises(ValueError, match="expected auto, threads, processes or a Dask scheduler address"):
         schedule.parse_scheduler("dask", 2)
     with pytest.raises(ValueError, match="not both"):
         schedule.parse_scheduler("processes", 2, dask_workers=2)
+
+
+def test_auto_starts_processes_only_for_big_work_and_a_safe_main(monkeypatch):
+    """`auto`: processes from AUTO_PROCESS_BYTES of new values with two workers or more, where
+    a spawned worker cannot run the caller's program again; threads otherwise."""
+    import sys
+    import types
+
+    big, small = schedule.AUTO_PROCESS_BYTES, schedule.AUTO_PROCESS_BYTES - 1
+    script = types.ModuleType("__main__")
+    script.__file__ = "/home/user/train.py"  # a script: its top level might call vsconf unguarded
+    monkeypatch.setattr(schedule, "ENTRY_POINT", False)
+    monkeypatch.setitem(sys.modules, "__main__", script)
+    assert schedule.Scheduler("auto", 4).resolved(big) == schedule.Scheduler("threads", 4)
+    monkeypatch.setattr(schedule, "ENTRY_POINT", True)  # the command line
+    assert schedule.Scheduler("auto", 4).resolved(big) == schedule.Scheduler("processes", 4)
+    assert schedule.Scheduler("auto", 4).resolved(small) == schedule.Scheduler("threads", 4)
+    assert schedule.Scheduler("auto", 1).resolved(big) == schedule.Scheduler("threads", 1)
+    monkeypatch.setattr(schedule, "ENTRY_POINT", False)
+    interactive = types.ModuleType("__main__")  # a REPL or a notebook: no main file
+    monkeypatch.setitem(sys.modules, "__main__", interactive)
+    assert schedule.Scheduler("auto", 2).resolved(big).kind == "processes"
+    assert schedule.Scheduler("processes", 2).resolved(0) == schedule.Scheduler("processes", 2)
 
 
 def test_bad_scheduler_options_are_usage_errors(model, tmp_path, capsys):
@@ -145,7 +170,7 @@ def test_bad_scheduler_options_are_usage_errors(model, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["apply", str(model), str(spec), "--scheduler", "gpu"])
     assert exit_info.value.code == 2
-    assert "argument --scheduler: expected threads, processes or a Dask scheduler address" in capsys.readouterr().err
+    assert "argument --scheduler: expected auto, threads, processes or a Dask scheduler address" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["apply", str(model), str(spec), "--shard-size", "5 gigs"])
     assert "argument --shard-size: expected a size like 5GB" in capsys.readouterr().err

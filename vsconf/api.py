@@ -218,7 +218,7 @@ def apply(
     materialize: bool = False,
     untie: bool = False,
     progress: Progress | None = None,
-    scheduler: str = "threads",
+    scheduler: str = "auto",
     dask_workers: int | None = None,
     shard_size: int | str | None = None,
     task_size: int | str | None = None,
@@ -255,11 +255,14 @@ def apply(
         untie: ONNX: give each consumer of a shared weight its own copy.
         progress: Called as ``progress(done, total, name)`` after each tensor (each task,
             for a sharded checkpoint).
-        scheduler: Where the tasks that write the output run -- ``"threads"`` (``jobs`` of
-            them), ``"processes"`` (a local pool of ``jobs``) or a Dask scheduler's address
-            (``"tcp://host:8786"``): for ONNX models (inline or external data),
-            ``.safetensors`` files and sharded checkpoints; an ``.npz`` is written by one
-            writer.  The output bytes never depend on it.
+        scheduler: Where the tasks that write the output run -- ``"auto"`` (processes when
+            the new values reach 256 MiB, ``jobs`` is 2 or more and the program is the
+            command line, ``python -m`` or an interactive session; threads otherwise: a
+            script gets processes by asking for them, under ``if __name__ == '__main__':``),
+            ``"threads"`` (``jobs`` of them), ``"processes"`` (a local pool of ``jobs``) or a
+            Dask scheduler's address (``"tcp://host:8786"``): for ONNX models (inline or
+            external data), ``.safetensors`` files and sharded checkpoints; an ``.npz`` is
+            written by one writer.  The output bytes never depend on it.
         dask_workers: Start a local Dask cluster of this many workers to run the tasks.
         shard_size: Sharded checkpoints: cut the tensors into shards of at most this many
             bytes, given as a number or as ``"5GB"`` (Hugging Face's ``max_shard_size``,
@@ -307,7 +310,7 @@ def apply(
             cli_message=f"{output_path or path}: --shard-size applies to sharded checkpoint outputs (-o FOLDER/)",
         )
     streamed = target.kind == "npz" or (target.kind == "model" and path.suffix == ".npz")
-    if streamed and (scheduler, dask_workers, task_size) != ("threads", None, None):
+    if streamed and (scheduler not in ("auto", "threads") or (dask_workers, task_size) != (None, None)):
         where = output_path or path  # the output is what these options cannot shape
         raise ModelError(
             f"{where}: an .npz output is written by one writer, in order (each member's header holds its CRC-32): "
@@ -334,6 +337,11 @@ def apply(
         if target.kind == "folder":
             return run.folder(adapter, path, target, where, shard_bytes, task_bytes)
         return run.file(adapter, path, target, where, task_bytes)
+
+
+def new_bytes(plan: Plan) -> int:
+    """The bytes of new values ``plan`` draws: what decides whether processes repay their start."""
+    return sum(math.prod(entry.shape) * np.dtype(float_dtype(entry.dtype)).itemsize for entry in plan if entry.changes)
 
 
 class _Run:
@@ -389,6 +397,7 @@ class _Run:
         if self.lock is not None:
             outputs.check_lock(self.lock, reads, path, force=self.force, taken=inputs)
         the_plan = self.plan(adapter, model)
+        where = where.resolved(new_bytes(the_plan))
         metadata = self.metadata(adapter) if target.kind == "safetensors" else record.metadata(self.spec)
 
         def stale() -> tuple[list[Path], list[str]]:
@@ -449,6 +458,7 @@ class _Run:
         # In place, the input checkpoint's files are the output's own.
         reads = self.reads(None) if self.in_place else self.reads(model, adapter)
         the_plan = self.plan(adapter, model)
+        where = where.resolved(new_bytes(the_plan))
         sizes = safetensors.describe(adapter, the_plan, folder)
         layout = sharded.output_layout(adapter, sizes, prefix=prefix, shard_bytes=shard_bytes, index=target.index_named)
         notes: list[str] = []

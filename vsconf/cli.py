@@ -94,8 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _install_signal_handlers()
     _fewer_collections()
     try:
-        from vsconf import commands
+        from vsconf import commands, schedule
 
+        schedule.ENTRY_POINT = True  # spawned workers import the console script, which runs nothing
         args = commands.build_parser().parse_args(argv)
         return args.run(args)
     except SpecError as exc:

@@ -512,11 +512,12 @@ def build_parser() -> argparse.ArgumentParser:
     apply.add_argument("--dry-run", action="store_true", help="print the plan; write nothing")
     apply.add_argument("--quiet", action="store_true", help="no progress bar and no summary (warnings still print)")
     given_vars(apply)
-    seeding = apply.add_argument_group("sharded checkpoints (a folder output, a manifest or a sharded MODEL)")
+    seeding = apply.add_argument_group("writing by tasks (ONNX, .safetensors and sharded checkpoints; --shard-size: folder outputs)")
     seeding.add_argument("--shard-size", type=arguments.cli_size, metavar="SIZE", help="largest shard, e.g. 5GB (the default), 500MB, 2GiB or bytes")
     seeding.add_argument(
-        "--scheduler", default="threads", type=arguments.cli_scheduler,
-        help="where tasks run: threads (default), processes, or a Dask scheduler's address tcp://HOST:PORT",
+        "--scheduler", default="auto", type=arguments.cli_scheduler,
+        help="where the tasks that write the output run: auto (default: processes for 256 MiB of new values or more "
+        "and --jobs 2 or more, threads below), threads, processes, or a Dask scheduler's address tcp://HOST:PORT",
     )
     seeding.add_argument("--dask-workers", type=arguments.cli_jobs, metavar="N", help="start a local Dask cluster of N workers")
     seeding.add_argument("--task-size", type=arguments.cli_size, metavar="SIZE", help="bytes one task writes at most (default 64MiB)")

@@ -26,7 +26,14 @@ if TYPE_CHECKING:
 # How many times a failed task runs again before the run fails (Dask's ``retries=``,
 # and a broken process pool's resubmissions).
 RETRIES = 3
-SCHEDULERS = ("threads", "processes")
+SCHEDULERS = ("auto", "threads", "processes")
+# `auto` starts a process pool when the values to draw reach this many bytes: below it, the
+# pool's start (a fresh interpreter importing vsconf and NumPy per worker, about 0.3 s here)
+# costs more than drawing on threads loses to the GIL (benchmarks/run.py, section
+# "schedules", measures both sides; docs in the README's performance section).
+AUTO_PROCESS_BYTES = 256 << 20
+# Set by the command line: its main module runs nothing when a spawned worker imports it.
+ENTRY_POINT = False
 _ADDRESS = re.compile(r"^[a-z][a-z0-9+.-]*://\S+$")
 
 
@@ -40,24 +47,49 @@ class Scheduler:
     workers: int = 1
     address: str | None = None
 
+    def resolved(self, new_bytes: int) -> Scheduler:
+        """``auto`` made concrete for a run that draws ``new_bytes``: processes when the work
+        repays their start-up, there are two workers or more, and starting them is safe (see
+        :func:`spawn_is_safe`); threads otherwise.  Any other scheduler stays as it is."""
+        if self.kind != "auto":
+            return self
+        if self.workers >= 2 and new_bytes >= AUTO_PROCESS_BYTES and spawn_is_safe():
+            return Scheduler("processes", self.workers)
+        return Scheduler("threads", self.workers)
+
     @property
     def remote(self) -> bool:
         """Whether workers may run on other machines (they fsync what they write)."""
         return self.kind == "dask" and self.address is not None
 
 
+def spawn_is_safe() -> bool:
+    """Whether a spawned worker can start without running the caller's program again: the
+    command line (:data:`ENTRY_POINT`), ``python -m`` (multiprocessing does not import a
+    ``__main__`` module), or an interactive session (no main file).  A script's own main
+    file might call vsconf outside ``if __name__ == '__main__':`` -- so ``auto`` gives a
+    script threads, and a script asks for processes by name."""
+    import sys
+
+    main = sys.modules.get("__main__")
+    if ENTRY_POINT or main is None or getattr(main, "__file__", None) is None:
+        return True
+    spec = getattr(main, "__spec__", None)
+    return spec is not None and spec.name.endswith("__main__")
+
+
 def parse_scheduler(text: str, workers: int, dask_workers: int | None = None) -> Scheduler:
-    """``threads``, ``processes``, or a Dask scheduler address; ``dask_workers`` starts a
-    local Dask cluster instead.  ValueError names what is wrong."""
+    """``auto``, ``threads``, ``processes``, or a Dask scheduler address; ``dask_workers``
+    starts a local Dask cluster instead.  ValueError names what is wrong."""
     if dask_workers is not None:
-        if text not in ("threads", "dask"):
+        if text not in ("auto", "threads", "dask"):
             raise ValueError(f"give either a scheduler ({text!r}) or a number of local Dask workers, not both")
         return Scheduler("dask", dask_workers)
     if text in SCHEDULERS:
         return Scheduler(text, workers)
     if _ADDRESS.match(text):
         return Scheduler("dask", workers, text)
-    raise ValueError(f"expected threads, processes or a Dask scheduler address like tcp://host:8786, got {text!r}")
+    raise ValueError(f"expected auto, threads, processes or a Dask scheduler address like tcp://host:8786, got {text!r}")
 
 
 Progress = Callable[[int, int, str], None]
@@ -72,6 +104,7 @@ def run(tasks: Sequence[Task], scheduler: Scheduler, progress: Progress | None =
     from vsconf.tasks import Task  # what runs tasks is light to import: the command line checks --scheduler with it
 
     tasks = [Task(task.pieces, sync=scheduler.remote, version=__version__) for task in tasks]
+    scheduler = scheduler.resolved(sum(task.nbytes for task in tasks))  # a caller that did not resolve `auto`
     if scheduler.kind == "threads":
         _run_threads(tasks, scheduler.workers, progress)
     elif scheduler.kind == "processes":
