@@ -71,6 +71,39 @@ def _vsconf_rates(
     return rates, identical
 
 
+def _process_rates(shape: tuple[int, ...], jobs: int, repeats: int, log, scratch: str) -> dict[str, Any]:
+    """M elements/s of the normals drawn by a pool of ``jobs`` processes (stream 1 and 2), as
+    ``apply`` draws them: Fill tasks of 64 MiB written into a preallocated file in memory
+    (``/dev/shm`` where there is one).  The pool's start (fresh interpreters importing vsconf
+    and NumPy) is measured apart -- a pool running one tiny task -- and taken off: the rates
+    are the drawing's; ``start_s`` is what each run pays once."""
+    from vsconf import schedule, tasks
+    from vsconf.draw import Draw
+    from vsconf.files import preallocate
+
+    elements = math.prod(shape)
+    folder = "/dev/shm" if os.path.isdir("/dev/shm") else scratch
+    path = os.path.join(folder, f"vsconf-fill-{os.getpid()}.bin")
+    open(path, "wb").close()
+    pool = schedule.Scheduler("processes", jobs)
+    rates: dict[str, dict[str, float]] = {}
+    try:
+        preallocate(path, elements * 4)
+        tiny = tasks.split([tasks.Fill("tiny", Draw("uniform", 1.0, 1, 2, "float32", jobs), 0, jobs, path, 0)], tasks.DEFAULT_TASK_BYTES)
+        log(f"fill: a pool of {jobs} processes running one tiny task (its start)")
+        start_s, _ = best_of(repeats, partial(schedule.run, tiny, pool))
+        for stream in (1, 2):
+            for kind in STREAM_2_KINDS:
+                log(f"fill: vsconf stream {stream} {kind}, {jobs} processes")
+                draw = Draw(kind, _PARAM[kind], 1, stream, "float32", elements)
+                work = tasks.split([tasks.Fill("bench.weight", draw, 0, elements, path, 0)], tasks.DEFAULT_TASK_BYTES)
+                seconds, _ = best_of(repeats, partial(schedule.run, work, pool))
+                rates.setdefault(f"stream{stream}", {})[kind] = _rate(elements, max(seconds - start_s, 1e-9))
+    finally:
+        os.remove(path)
+    return {"start_s": start_s, "rates": rates}
+
+
 def _torch_rates(torch: Any, shape: tuple[int, ...], jobs_list: Sequence[int], repeats: int, log) -> dict[str, dict[int, float]]:
     elements = math.prod(shape)
     tensor = torch.empty(shape, dtype=torch.float32)
@@ -101,21 +134,33 @@ def _numpy_rates(shape: tuple[int, ...], repeats: int, log) -> dict[str, float]:
     return rates
 
 
-def run(shape: tuple[int, ...], repeats: int, torch: Any, log) -> dict[str, Any]:
+def run(shape: tuple[int, ...], repeats: int, torch: Any, log, scratch: str = "/tmp") -> dict[str, Any]:
     """Every rate (M elements/s) and the ratios the targets need."""
     cpus = os.cpu_count() or 1
     jobs_list = job_counts(cpus)
     vsconf_rates, identical = _vsconf_rates(shape, jobs_list, repeats, log)
     stream_2_rates, _ = _vsconf_rates(shape, jobs_list, repeats, log, stream=2, kinds=STREAM_2_KINDS)
+    pool = _process_rates(shape, cpus, repeats, log, scratch)
+    process_rates = pool["rates"]
     torch_rates = _torch_rates(torch, shape, jobs_list, repeats, log) if torch is not None else None
     numpy_rates = _numpy_rates(shape, repeats, log)
     efficiency = {kind: {j: rates[j] / (j * rates[1]) for j in jobs_list} for kind, rates in vsconf_rates.items()}
-    vs_torch = None
+    vs_torch = processes_vs_torch = None
     if torch_rates is not None:
         vs_torch = {
             kind: {j: vsconf_rates[kind][j] / torch_rates[torch_names[0]][j] for j in jobs_list}
             for kind, (torch_names, _) in DISTRIBUTIONS.items()
         }
+        processes_vs_torch = {
+            stream: {kind: rate / torch_rates[DISTRIBUTIONS[kind][0][0]][cpus] for kind, rate in by_kind.items()}
+            for stream, by_kind in process_rates.items()
+        }
+    # a pool of `cpus` processes against `cpus` times one thread of the same stream
+    one_thread = {"stream1": vsconf_rates, "stream2": stream_2_rates}
+    processes_efficiency = {
+        stream: {kind: rate / (cpus * one_thread[stream][kind][1]) for kind, rate in by_kind.items()}
+        for stream, by_kind in process_rates.items()
+    }
     return {
         "shape": list(shape),
         "elements": math.prod(shape),
@@ -131,6 +176,10 @@ def run(shape: tuple[int, ...], repeats: int, torch: Any, log) -> dict[str, Any]
         "numpy_1_thread": numpy_rates,
         "vsconf_over_torch": vs_torch,
         "vsconf_scaling_efficiency": efficiency,
+        "processes": {
+            "jobs": cpus, "start_s": pool["start_s"], "rates": process_rates, "over_torch": processes_vs_torch,
+            "efficiency": processes_efficiency,
+        },
     }
 
 
@@ -141,6 +190,11 @@ def figures(result: dict[str, Any]) -> dict[str, float]:
         out.update({f"fill.efficiency.{kind}.jobs{j}": value for j, value in by_jobs.items()})
     for kind, by_jobs in (result["vsconf_over_torch"] or {}).items():
         out.update({f"fill.vs_torch.{kind}.jobs{j}": value for j, value in by_jobs.items()})
+    processes = result["processes"]
+    for stream, by_kind in (processes["over_torch"] or {}).items():
+        out.update({f"fill.processes_vs_torch.{stream}.{kind}": value for kind, value in by_kind.items()})
+    for stream, by_kind in processes["efficiency"].items():
+        out.update({f"fill.processes_efficiency.{stream}.{kind}": value for kind, value in by_kind.items()})
     return out
 
 
@@ -171,4 +225,18 @@ def tables(result: dict[str, Any]) -> list[tuple[str, Sequence[str], list[Sequen
         ratio_rows.append([f"vsconf {kind} scaling efficiency"] + [f"{efficiency[kind][j]:.0%}" for j in jobs_list])
     same = ", ".join(f"{kind} {'identical' if ok else 'DIFFERENT'}" for kind, ok in result["vsconf_identical_across_jobs"].items())
     ratio_title = f"fill ratios (efficiency = rate at j / (j x rate at 1)); vsconf sha256 across jobs {jobs_list}:\n{same}"
-    return [(title, header, rows), (ratio_title, ["ratio"] + header[1:], ratio_rows)]
+    processes = result["processes"]
+    process_rows = []
+    for stream, by_kind in processes["rates"].items():
+        for kind, rate in by_kind.items():
+            over = processes["over_torch"][stream][kind] if processes["over_torch"] else None
+            process_rows.append([
+                f"vsconf {stream} {kind}", f"{rate:.0f}", "-" if over is None else f"{over:.2f}",
+                f"{processes['efficiency'][stream][kind]:.0%}",
+            ])
+    process_title = (
+        f"normals drawn by a pool of {processes['jobs']} processes (64 MiB Fill tasks into memory; the pool's start, "
+        f"{processes['start_s']:.2f} s, measured apart and taken off)"
+    )
+    process_header = ["M elements/s", "rate", f"/ torch, {processes['jobs']} threads", "/ (jobs x 1 thread)"]
+    return [(title, header, rows), (ratio_title, ["ratio"] + header[1:], ratio_rows), (process_title, process_header, process_rows)]

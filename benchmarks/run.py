@@ -138,7 +138,7 @@ def _run_sections(args: argparse.Namespace, sizes: Sizes, folder: Path, torch: A
             print(f"\nskipped {skipped[-1]}", flush=True)
             continue
         if section == "fill":
-            results[section] = fillrate.run(sizes.fill_shape, args.repeats, torch, _log)
+            results[section] = fillrate.run(sizes.fill_shape, args.repeats, torch, _log, str(folder))
             figures.update(fillrate.figures(results[section]))
             for table in fillrate.tables(results[section]):
                 _print(table)

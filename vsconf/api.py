@@ -256,7 +256,7 @@ def apply(
         progress: Called as ``progress(done, total, name)`` after each tensor (each task,
             for a sharded checkpoint).
         scheduler: Where the tasks that write the output run -- ``"auto"`` (processes when
-            the new values reach 256 MiB, ``jobs`` is 2 or more and the program is the
+            the new values reach 1 GiB, ``jobs`` is 2 or more and the program is the
             command line, ``python -m`` or an interactive session; threads otherwise: a
             script gets processes by asking for them, under ``if __name__ == '__main__':``),
             ``"threads"`` (``jobs`` of them), ``"processes"`` (a local pool of ``jobs``) or a

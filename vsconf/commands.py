@@ -516,7 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
     seeding.add_argument("--shard-size", type=arguments.cli_size, metavar="SIZE", help="largest shard, e.g. 5GB (the default), 500MB, 2GiB or bytes")
     seeding.add_argument(
         "--scheduler", default="auto", type=arguments.cli_scheduler,
-        help="where the tasks that write the output run: auto (default: processes for 256 MiB of new values or more "
+        help="where the tasks that write the output run: auto (default: processes for 1 GiB of new values or more "
         "and --jobs 2 or more, threads below), threads, processes, or a Dask scheduler's address tcp://HOST:PORT",
     )
     seeding.add_argument("--dask-workers", type=arguments.cli_jobs, metavar="N", help="start a local Dask cluster of N workers")

@@ -27,11 +27,13 @@ if TYPE_CHECKING:
 # and a broken process pool's resubmissions).
 RETRIES = 3
 SCHEDULERS = ("auto", "threads", "processes")
-# `auto` starts a process pool when the values to draw reach this many bytes: below it, the
-# pool's start (a fresh interpreter importing vsconf and NumPy per worker, about 0.3 s here)
-# costs more than drawing on threads loses to the GIL (benchmarks/run.py, section
-# "schedules", measures both sides; docs in the README's performance section).
-AUTO_PROCESS_BYTES = 256 << 20
+# `auto` starts a process pool when the values to draw reach this many bytes.  Measured on
+# 2 cores (`vsconf apply` of inline ONNX models, whole processes): 256 MB threads 1.78 s,
+# processes 1.68-1.83 s; 512 MB threads 2.5-2.9 s, processes 2.9-3.3 s; 1 GB threads 5.31 s,
+# processes 4.90 s; 4.3 GB of external data threads 20.0 s, processes 15.5 s.  Below about
+# 1 GB the pool's start (fresh interpreters importing vsconf and NumPy) costs what drawing
+# without the GIL saves.  README, "Performance".
+AUTO_PROCESS_BYTES = 1 << 30
 # Set by the command line: its main module runs nothing when a spawned worker imports it.
 ENTRY_POINT = False
 _ADDRESS = re.compile(r"^[a-z][a-z0-9+.-]*://\S+$")
