@@ -249,7 +249,9 @@ def test_sigint_while_tasks_write_leaves_nothing_and_no_worker(tmp_path, big, sc
             for name in set(after) - set(before):
                 (work / name).unlink()
             continue
-        assert proc.returncode == 130 and err.decode().strip() == "vsconf: interrupted", err
+        assert proc.returncode in (130, -signal.SIGINT), err  # -SIGINT: before vsconf installed its handlers
+        if proc.returncode == 130:
+            assert err.decode().strip() == "vsconf: interrupted", err
         assert after == before, f"SIGINT at {moment} s left {sorted(set(after) - set(before))}"
 
 
