@@ -7,13 +7,14 @@ input: its size, its JSON, every shard a plain file name inside the index's fold
 ``..``, no absolute path, no link leading out), every shard a safetensors file that holds
 exactly the tensors the index maps to it, and ``total_size`` equal to their bytes.
 
-Writing (:func:`write_checkpoint`, also used for a single ``.safetensors`` output of a
-manifest or a sharded model) lays the whole output out from the plan before any value
-exists: tensors go to shards in plan order as Hugging Face's
-``split_torch_state_dict_into_shards`` assigns them, each shard's header is computed up
-front, the shard files are preallocated, and the values are written by
-:mod:`vsconf.tasks` at their offsets, by whichever scheduler.  The folder is built as a
-temporary sibling and renamed into place whole by the :class:`~vsconf.files.Transaction`.
+Writing: :func:`output_layout` lays the whole output out from the plan before any value
+exists -- tensors go to shards in plan order as Hugging Face's
+``split_torch_state_dict_into_shards`` assigns them -- and
+:func:`vsconf.formats.safetensors.write_checkpoint` (which writes every ``.safetensors``
+file vsconf makes, one or many) computes each shard's header up front, preallocates the
+files and has :mod:`vsconf.tasks` write the values at their offsets, by whichever scheduler.
+The folder is built as a temporary sibling and renamed into place whole by the
+:class:`~vsconf.files.Transaction`.
 """
 
 from __future__ import annotations
