@@ -119,3 +119,18 @@ def test_writing_leaves_the_opened_model_as_it_was(tmp_path, monkeypatch):
     opened.close()
     assert (tmp_path / "a.onnx.data").read_bytes() == (tmp_path / "b.onnx.data").read_bytes()
     assert (tmp_path / "a.onnx").read_bytes() == (tmp_path / "b.onnx").read_bytes().replace(b"b.onnx.data", b"a.onnx.data")
+
+
+def test_values_that_do_not_fit_the_tensor_are_a_bug_not_a_file(tmp_path):
+    """A plan entry whose draw holds other bytes than the tensor (a dtype the plan got wrong)
+    stops the writer before any task runs, and the transaction leaves nothing."""
+    import dataclasses
+
+    opened = OnnxModel(save(_nested(), tmp_path / "m.onnx"))
+    wrong = [dataclasses.replace(entry, dtype="float64") if entry.name == "inner.w" else entry for entry in plan_of(opened)]
+    from vsconf.draw import generate_chunks
+
+    with pytest.raises(RuntimeError, match="the values of 'inner.w' are 2400 bytes; the tensor holds 1200"), Transaction() as transaction:
+        opened.write(tmp_path / "out.onnx", wrong, Writing(generate_chunks), {}, None, transaction)
+    opened.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]

@@ -180,6 +180,8 @@ def _write(
                 for part in parts:
                     name = names.get(id(part), "(model)")
                     if isinstance(part, _Generated):
+                        if part.draw.total * part.draw.itemsize != part.length:
+                            raise RuntimeError(f"the values of {name!r} are {part.draw.total * part.draw.itemsize} bytes; the tensor holds {part.length}")
                         pieces.append(tasks.Fill(name, part.draw, 0, part.draw.total, str(temp), offset))
                         placed[name] = (temp, offset, part.length)
                     elif isinstance(part, FileRange):
