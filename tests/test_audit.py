@@ -366,3 +366,9 @@ def test_plan_and_inspect_gain_stats_columns(tmp_path):
     assert record["stats"] == {"count": 4, "mean": 0.5, "std": math.sqrt(1.25), "min": -1.0, "max": 2.0, "zeros": 0.25, "nonfinite": 0}
     (entry,) = json.loads(run("plan", "m.npz", "s.yaml", "--stats", "--format", "json").stdout)
     assert entry["stats"]["max"] == 2.0 and entry["std"] == 0.02
+
+
+def test_an_all_zero_tensor_says_so_once():
+    spec = vsconf.parse_spec(HEAD.replace("{seed}", "1") + "  - match: w\n    init: {normal: {std: 0.02}}\n")
+    (verdict,) = vsconf.audit({"w": np.zeros((64, 64), np.float32)}, spec).verdicts
+    assert verdict.ok is False and verdict.reason == "all zeros"

@@ -241,7 +241,8 @@ def _audit(model: Any, spec: Any, alpha: float, cap: int, untie: bool, pictures:
     for i, reject in zip(tests, ks.holm([flat[i].p_value or 0.0 for i in tests], alpha)):
         verdict = flat[i]
         if reject:
-            reason = "; ".join(r for r in (verdict.reason, verdict.ks_reason) if r)
+            said = [part for text in (verdict.reason, verdict.ks_reason) if text for part in text.split("; ")]
+            reason = "; ".join(dict.fromkeys(said))  # "all zeros" is both an exact finding and the KS's word
             flat[i] = replace(verdict, ok=False, reason=reason, alternatives=verdict.ks_alternatives)
         else:  # an exact check may still have failed it: then its alternatives stand too
             flat[i] = replace(verdict, ok=not verdict.reason, alternatives=verdict.ks_alternatives if verdict.reason else ())
