@@ -75,8 +75,9 @@ def _process_rates(shape: tuple[int, ...], jobs: int, repeats: int, log, scratch
     """M elements/s of the normals drawn by a pool of ``jobs`` processes (stream 1 and 2), as
     ``apply`` draws them: Fill tasks of 64 MiB written into a preallocated file in memory
     (``/dev/shm`` where there is one).  The pool's start (fresh interpreters importing vsconf
-    and NumPy) is measured apart -- a pool running one tiny task -- and taken off: the rates
-    are the drawing's; ``start_s`` is what each run pays once."""
+    and NumPy, and this script's main module) is measured apart -- the same pool running one
+    tiny task a worker -- and taken off: the rates are the drawing's; ``start_s`` is what
+    each run pays once."""
     from vsconf import schedule, tasks
     from vsconf.draw import Draw
     from vsconf.files import preallocate
@@ -89,8 +90,9 @@ def _process_rates(shape: tuple[int, ...], jobs: int, repeats: int, log, scratch
     rates: dict[str, dict[str, float]] = {}
     try:
         preallocate(path, elements * 4)
-        tiny = tasks.split([tasks.Fill("tiny", Draw("uniform", 1.0, 1, 2, "float32", jobs), 0, jobs, path, 0)], tasks.DEFAULT_TASK_BYTES)
-        log(f"fill: a pool of {jobs} processes running one tiny task (its start)")
+        # one tiny task per worker: a pool starts no more processes than it has tasks
+        tiny = [tasks.Task((tasks.Fill("tiny", Draw("uniform", 1.0, 1, 2, "float32", 1), 0, 1, path, 4 * k),)) for k in range(jobs)]
+        log(f"fill: a pool of {jobs} processes running one tiny task each (its start)")
         start_s, _ = best_of(repeats, partial(schedule.run, tiny, pool))
         for stream in (1, 2):
             for kind in STREAM_2_KINDS:
