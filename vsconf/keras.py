@@ -192,7 +192,8 @@ def verify_model(
             continue
         expected = generate(entry)
         have = _read(variables[entry.name], expected.dtype).reshape(expected.shape)
-        digests[entry.name] = bridge.digest(have)
+        if lock is not None:
+            digests[entry.name] = bridge.digest(have)
         problem = bridge.difference(have, expected)
         if problem is not None:
             problems.append(Problem("", 0, 0, "", problem, tensor=entry.name))

@@ -279,13 +279,12 @@ def init_module(
     spec = bridge.load(spec, seed, vars)
     writes_lock = lock is not None and _rank() == 0
     lock_path = bridge.lock_target(lock, spec, force=force) if writes_lock else arguments.path(lock, "lock", optional=True)
-    tensors, aliases = _state(module)
-    on_meta = [name for name, t in (*module.named_parameters(remove_duplicate=False), *module.named_buffers(remove_duplicate=False)) if t.is_meta]
-    if on_meta:
-        plan_module(module, spec)  # a spec that cannot fill the module fails before it is materialised
-        _materialise(module, where, aliases)
     live, tensors = _live(module)
-    plan = bridge.plan_live(live, spec)
+    plan = bridge.plan_live(live, spec)  # a spec that cannot fill the module fails before it changes
+    on_meta = [name for name, t in (*module.named_parameters(remove_duplicate=False), *module.named_buffers(remove_duplicate=False)) if t.is_meta]
+    if on_meta:  # materialised: the same names, shapes and dtypes (so the same plan), new tensors
+        _materialise(module, where, plan.aliases)
+        tensors, _ = _state(module)
     _check_memory(plan, tensors)
     filled, digests = [], {}
     with torch.no_grad():
@@ -299,7 +298,7 @@ def init_module(
             if writes_lock:
                 digests[entry.name] = bridge.whole_digest(entry, jobs) if _is_dtensor(target) else bridge.digest(values)
     path = bridge.save_lock(plan, digests, lock_path, type(module).__name__, force=force) if writes_lock else None
-    done = set(filled) | {alias for alias, name in aliases.items() if name in set(filled)}
+    done = set(filled) | {alias for alias, name in plan.aliases.items() if name in set(filled)}
     uninitialised = tuple(dict.fromkeys(name for name in on_meta if name not in done))
     if uninitialised:
         warnings.warn(
