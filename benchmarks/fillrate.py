@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
@@ -54,19 +55,24 @@ STREAM_2_KINDS = ("truncated_normal", "untruncated_normal")
 def _vsconf_rates(
     shape: tuple[int, ...], jobs_list: Sequence[int], repeats: int, log, *, stream: int = streams.DEFAULT_STREAM, kinds=DISTRIBUTIONS
 ) -> tuple[dict, dict]:
-    """M elements/s per kind and jobs, and whether every jobs value gave the same bytes."""
+    """M elements/s per kind and jobs, and whether every jobs value gave the same bytes.
+
+    Drawn into one array made (and touched) beforehand, as torch fills its tensor in place
+    and as a writer's task draws into its reused buffer: a fresh array each time would time
+    the kernel's page faults too."""
     elements = math.prod(shape)
+    out = np.zeros(elements, np.float32)
+    key = streams.stream_key(1, "bench.weight")
     rates: dict[str, dict[int, float]] = {}
     identical: dict[str, bool] = {}
     for kind in kinds:
         rates[kind], digests = {}, set()
         for jobs in jobs_list:
             log(f"fill: vsconf stream {stream} {kind}, jobs={jobs}")
-            draw = partial(streams.draw, 1, "bench.weight", shape, np.float32, kind, _PARAM[kind], jobs=jobs, stream=stream)
+            draw = partial(streams.draw_flat, key, elements, 0, elements, np.float32, kind, _PARAM[kind], jobs=jobs, out=out, stream=stream)
             seconds, values = best_of(repeats, draw)
             rates[kind][jobs] = _rate(elements, seconds)
             digests.add(hashlib.sha256(values.data).hexdigest())
-            del values
         identical[kind] = len(digests) == 1
     return rates, identical
 
@@ -74,11 +80,14 @@ def _vsconf_rates(
 def _process_rates(shape: tuple[int, ...], jobs: int, repeats: int, log, scratch: str) -> dict[str, Any]:
     """M elements/s of the normals drawn by a pool of ``jobs`` processes (stream 1 and 2), as
     ``apply`` draws them: Fill tasks of 64 MiB written into a preallocated file in memory
-    (``/dev/shm`` where there is one).  The pool's start (fresh interpreters importing vsconf
-    and NumPy, and this script's main module) is measured apart -- the same pool running one
-    tiny task a worker -- and taken off: the rates are the drawing's; ``start_s`` is what
-    each run pays once."""
-    from vsconf import schedule, tasks
+    (``/dev/shm`` where there is one).  The pool is started first and runs one tiny task a
+    worker (a pool starts no more processes than it has tasks): ``start_s``, what each run
+    pays once (fresh interpreters importing vsconf and NumPy, and this script's main
+    module).  The same warm pool then draws: the rates are the drawing's alone."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from vsconf import tasks
     from vsconf.draw import Draw
     from vsconf.files import preallocate
 
@@ -86,21 +95,24 @@ def _process_rates(shape: tuple[int, ...], jobs: int, repeats: int, log, scratch
     folder = "/dev/shm" if os.path.isdir("/dev/shm") else scratch
     path = os.path.join(folder, f"vsconf-fill-{os.getpid()}.bin")
     open(path, "wb").close()
-    pool = schedule.Scheduler("processes", jobs)
     rates: dict[str, dict[str, float]] = {}
+    context = multiprocessing.get_context("spawn")
     try:
         preallocate(path, elements * 4)
-        # one tiny task per worker: a pool starts no more processes than it has tasks
         tiny = [tasks.Task((tasks.Fill("tiny", Draw("uniform", 1.0, 1, 2, "float32", 1), 0, 1, path, 4 * k),)) for k in range(jobs)]
-        log(f"fill: a pool of {jobs} processes running one tiny task each (its start)")
-        start_s, _ = best_of(repeats, partial(schedule.run, tiny, pool))
-        for stream in (1, 2):
-            for kind in STREAM_2_KINDS:
-                log(f"fill: vsconf stream {stream} {kind}, {jobs} processes")
-                draw = Draw(kind, _PARAM[kind], 1, stream, "float32", elements)
-                work = tasks.split([tasks.Fill("bench.weight", draw, 0, elements, path, 0)], tasks.DEFAULT_TASK_BYTES)
-                seconds, _ = best_of(repeats, partial(schedule.run, work, pool))
-                rates.setdefault(f"stream{stream}", {})[kind] = _rate(elements, max(seconds - start_s, 1e-9))
+        log(f"fill: starting a pool of {jobs} processes, one tiny task each")
+        started = time.perf_counter()
+        pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=tasks.die_with, initargs=(os.getpid(),))
+        with pool:
+            list(pool.map(tasks.run_task, tiny))
+            start_s = time.perf_counter() - started
+            for stream in (1, 2):
+                for kind in STREAM_2_KINDS:
+                    log(f"fill: vsconf stream {stream} {kind}, {jobs} processes")
+                    draw = Draw(kind, _PARAM[kind], 1, stream, "float32", elements)
+                    work = tasks.split([tasks.Fill("bench.weight", draw, 0, elements, path, 0)], tasks.DEFAULT_TASK_BYTES)
+                    seconds, _ = best_of(repeats, lambda: list(pool.map(tasks.run_task, work)))
+                    rates.setdefault(f"stream{stream}", {})[kind] = _rate(elements, seconds)
     finally:
         os.remove(path)
     return {"start_s": start_s, "rates": rates}
@@ -237,8 +249,8 @@ def tables(result: dict[str, Any]) -> list[tuple[str, Sequence[str], list[Sequen
                 f"{processes['efficiency'][stream][kind]:.0%}",
             ])
     process_title = (
-        f"normals drawn by a pool of {processes['jobs']} processes (64 MiB Fill tasks into memory; the pool's start, "
-        f"{processes['start_s']:.2f} s, measured apart and taken off)"
+        f"normals drawn by a warm pool of {processes['jobs']} processes (64 MiB Fill tasks into memory; the pool's "
+        f"start, {processes['start_s']:.2f} s, paid before)"
     )
     process_header = ["M elements/s", "rate", f"/ torch, {processes['jobs']} threads", "/ (jobs x 1 thread)"]
     return [(title, header, rows), (ratio_title, ["ratio"] + header[1:], ratio_rows), (process_title, process_header, process_rows)]

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 import vsconf
 from vsconf import schedule, streams, tasks
 from vsconf.draw import Draw
+from vsconf.draw import values as draw_values
 from vsconf.cli import main
 from vsconf.spec import parse_spec
 
@@ -97,6 +98,31 @@ def test_tiny_task_sizes_never_cut_below_the_floor(described, task_bytes):
     for piece in pieces:  # a piece cut into parts: each part but the last is a whole number of floors or more
         mine = [part for part in parts if part.name == piece.name]
         assert all(part.nbytes >= min(piece.nbytes, tasks.MIN_TASK_BYTES) for part in mine[:-1])
+
+
+@pytest.mark.parametrize(
+    "described",
+    [
+        Draw("uniform", 0.5, 11, 1, "float32", 3_300_001),
+        Draw("truncated_normal", 0.02, 12, 2, "bfloat16", 3_300_001, shift=0.5),
+        Draw("untruncated_normal", 1.0, 13, 1, "float64", 3_300_001, zero_rows=(3, 6), row=330_000),
+    ],
+    ids=["uniform", "truncated-stream2-bfloat16", "normal-float64-zero-rows"],
+)
+def test_a_fill_drawn_step_by_step_writes_the_values_of_its_whole_range(tmp_path, described):
+    """A task draws a long fill a few blocks at a time: from an unaligned start, across
+    several steps, to an unaligned stop, the file holds exactly the range's values."""
+    assert tasks._FILL_STEP % streams.BLOCK_SIZE == 0
+    start, stop = 70_001, 3_300_000 - 5
+    assert stop - start > 2 * tasks._FILL_STEP
+    path = tmp_path / "f"
+    itemsize = described.itemsize
+    path.write_bytes(bytes(16 + (stop - start) * itemsize + 16))
+    written = tasks.run_task(tasks.Task((tasks.Fill("w", described, start, stop, str(path), 16),)))
+    expected = draw_values(described, start, stop)
+    assert written == expected.nbytes
+    data = path.read_bytes()
+    assert data[16:-16] == expected.tobytes() and data[:16] == bytes(16) == data[-16:]
 
 
 def test_a_worker_of_another_version_refuses_the_task(tmp_path):

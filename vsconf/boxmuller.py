@@ -79,8 +79,8 @@ def normal_pairs(raw: np.ndarray, x: np.ndarray, y: np.ndarray) -> None:
         words = words[:, ::-1]  # the low 32 bits first, whatever the machine
     a, b, e, mask, low, high = _scratch(n)
     e = e.view(np.int32)
-    np.copyto(low, words[:, 0])  # contiguous copies: strided operands cost more than the copy
-    np.copyto(high, words[:, 1])
+    np.copyto(low, raw, casting="unsafe")  # uint64 to uint32 keeps the low 32 bits (faster than a strided copy)
+    np.copyto(high, words[:, 1])  # contiguous copies: strided operands cost more than the copy
     x_bits, y_bits, a_bits = x.view(np.uint32), y.view(np.uint32), a.view(np.uint32)
     # ---- radius: sqrt(-2 ln u), u = low * 2**-32 + 2**-33 in (0, 1]
     np.multiply(low, _TWO_M32, out=x, dtype=_F, casting="unsafe")
@@ -98,8 +98,8 @@ def normal_pairs(raw: np.ndarray, x: np.ndarray, y: np.ndarray) -> None:
     np.multiply(a, y, out=a)  # a = ln m
     np.multiply(e, _LN2, out=b, dtype=_F, casting="unsafe")
     np.add(b, a, out=b)  # b = ln u <= 0
-    np.multiply(b, _F(-2.0), out=b)
-    np.maximum(b, _F(0.0), out=b)
+    np.multiply(b, _F(-2.0), out=b)  # >= 0, but -0.0 where u = 1 (ln u = +0.0)
+    np.add(b, _F(0.0), out=b)  # -0.0 + 0.0 is +0.0 by IEEE; a maximum's sign of zero is not
     np.sqrt(b, out=b)  # b = radius
     # ---- angle: a quarter turn q = high >> 30, and t in [-pi/4, pi/4) from the low 24 bits
     t_bits = e.view(np.uint32)
@@ -112,21 +112,20 @@ def normal_pairs(raw: np.ndarray, x: np.ndarray, y: np.ndarray) -> None:
     np.multiply(a, x, out=a)
     np.add(a, x, out=a)  # a = sin t
     _horner(y, _COS, out=x)  # x = cos t
-    # q = 0: (c, s); 1: (-s, c); 2: (-c, -s); 3: (s, -c) -- swap for odd q, then signs
-    q = t_bits
-    np.right_shift(high, 30, out=q)
-    np.bitwise_and(q, 1, out=mask)
-    np.negative(mask, out=mask)  # all ones where q is odd (uint32 wraps)
+    # q = high >> 30 picks the quarter turn.  q = 0: (c, s); 1: (-s, c); 2: (-c, -s);
+    # 3: (s, -c) -- swap for odd q (bit 30 of high), then signs: y < 0 for q in {2, 3}
+    # (bit 31), x < 0 for q in {1, 2} (bit 31 xor bit 30)
+    shifted = e.view(np.uint32)  # t's bits are spent
+    np.left_shift(high, 1, out=shifted)  # bit 30 of high at bit 31
+    np.right_shift(shifted.view(np.int32), 31, out=mask.view(np.int32))  # all ones where q is odd
     np.bitwise_xor(x_bits, a_bits, out=y_bits)
     np.bitwise_and(y_bits, mask, out=y_bits)
     np.bitwise_xor(x_bits, y_bits, out=x_bits)
     np.bitwise_xor(a_bits, y_bits, out=a_bits)
     np.multiply(x, b, out=x)
     np.multiply(a, b, out=y)
-    np.right_shift(q, 1, out=mask)  # y < 0 for q in {2, 3}
-    np.bitwise_xor(q, mask, out=q)  # x < 0 for q in {1, 2}
-    np.bitwise_and(q, 1, out=q)
-    np.left_shift(q, 31, out=q)
-    np.left_shift(mask, 31, out=mask)
-    np.bitwise_xor(x_bits, q, out=x_bits)
-    np.bitwise_xor(y_bits, mask, out=y_bits)
+    np.bitwise_xor(shifted, high, out=shifted)
+    np.bitwise_and(shifted, 0x80000000, out=shifted)  # x's sign
+    np.bitwise_and(high, 0x80000000, out=high)  # y's sign
+    np.bitwise_xor(x_bits, shifted, out=x_bits)
+    np.bitwise_xor(y_bits, high, out=y_bits)

@@ -237,13 +237,24 @@ def _outside_of(bounds: tuple[float, float]):
     return lambda values: (values <= low) | (values >= high)
 
 
-# Blocks whose Box-Muller arithmetic runs as one set of NumPy calls.  Each of a set's ~55
-# calls releases the GIL and takes it back: with several threads every such handoff costs
-# microseconds, so a set must be long (measured, 2 threads on 2 cores: one block a set made
-# 2 threads slower than 1; four blocks, 1.6x one thread).  Longer still spills the set's
-# arrays out of the core's cache, so more blocks only when more threads contend.
+# Blocks whose Box-Muller arithmetic runs as one set of NumPy calls.  A thread drawing
+# alone in its process (a process-pool worker, a script, --jobs 1) takes one block a set:
+# its ~10 arrays then stay in the core's cache (measured on 2 cores: one block 134 M/s,
+# four blocks 92 M/s).  When threads draw side by side, each of a set's ~55 calls releases
+# the GIL and takes it back, every handoff costing microseconds, so a set must be long
+# (2 threads: one block a set made them slower than 1 thread; four blocks, 1.6x one thread).
+# The values never depend on it: the arithmetic is elementwise.
+BATCH_BLOCKS_ALONE = 1
 BATCH_BLOCKS = 4
 BATCH_BLOCKS_MANY_THREADS = 8
+_drawing = [0]  # threads of this process inside draw_flat now
+_drawing_lock = threading.Lock()
+
+
+def _batch_blocks() -> int:
+    """Blocks a set, for as many threads as draw now in this process."""
+    count = _drawing[0]
+    return BATCH_BLOCKS_ALONE if count <= 1 else BATCH_BLOCKS if count <= 2 else BATCH_BLOCKS_MANY_THREADS
 
 
 def _generators(count: int) -> list[np.random.Generator]:
@@ -436,9 +447,11 @@ def draw_flat(
     states = block_states(key, first, last) if _VECTOR_SEEDING_MIN_BLOCKS <= last - first and last <= 1 << 32 else None
 
     def fill_float32(task: int) -> None:
-        for group in range(task, min(task + BLOCKS_PER_TASK, last), batch):
+        group, end = task, min(task + BLOCKS_PER_TASK, last)
+        while group < end:
+            batch = _batch_blocks()  # again each set: other threads start and stop drawing
             blocks = []
-            for block in range(group, min(group + batch, task + BLOCKS_PER_TASK, last)):
+            for block in range(group, min(group + batch, end)):
                 count = min(BLOCK_SIZE, total - block * BLOCK_SIZE)
                 blocks.append((block, count, None if states is None else states[block - first]))
             for (block, count, _), (cosines, sines) in zip(blocks, _float32_batch(key, blocks, kind, bounds)):
@@ -447,6 +460,7 @@ def draw_flat(
                     a, b = max(start, base), min(stop, base + part.size)
                     if a < b:
                         _scale_into(part[a - base : b - base], factor, out[a - start : b - start], shift)
+            group += len(blocks)
 
     def fill(task: int) -> None:
         if float32:
@@ -462,16 +476,21 @@ def draw_flat(
     tasks = range(first, last, BLOCKS_PER_TASK)
     # More threads than cores only contend for them (the values never depend on the count).
     workers = min(jobs, len(tasks), available_cores())
-    batch = BATCH_BLOCKS if workers <= 2 else BATCH_BLOCKS_MANY_THREADS  # read by fill_float32
-    if workers > 1:
-        pool = ThreadPoolExecutor(max_workers=workers)
-        try:
-            list(pool.map(fill, tasks))
-        finally:  # on an interrupt, drop the tasks not started yet
-            pool.shutdown(wait=True, cancel_futures=True)
-    else:
-        for task in tasks:
-            fill(task)
+    with _drawing_lock:
+        _drawing[0] += max(workers, 1)
+    try:
+        if workers > 1:
+            pool = ThreadPoolExecutor(max_workers=workers)
+            try:
+                list(pool.map(fill, tasks))
+            finally:  # on an interrupt, drop the tasks not started yet
+                pool.shutdown(wait=True, cancel_futures=True)
+        else:
+            for task in tasks:
+                fill(task)
+    finally:
+        with _drawing_lock:
+            _drawing[0] -= max(workers, 1)
     return out
 
 

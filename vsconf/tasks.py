@@ -7,7 +7,8 @@ no model, no spec -- and the bytes a task writes depend only on its description 
 streams' contract, :mod:`vsconf.streams`), so the files come out identical whatever runs
 the tasks, in whatever order, however many times (a retried task writes the same bytes
 again).  Files are preallocated by the caller; a task opens its file, writes its slice at
-its offset with ``os.pwrite`` and closes it, holding at most its own slice in memory.
+its offset with ``os.pwrite`` and closes it, holding at most a few MiB of values in memory
+(a stream fill is drawn and written 16 blocks at a time; a matrix init, whole).
 :mod:`vsconf.schedule` runs tasks on threads, processes or a Dask cluster.
 """
 
@@ -178,11 +179,31 @@ def _buffer(count: int, dtype: np.dtype) -> np.ndarray:
 
 
 def _fill(fd: int, piece: Fill) -> int:
-    values = draw.values(piece.draw, piece.start, piece.stop, out=_buffer(piece.stop - piece.start, piece.draw.numpy_dtype))
-    if values.dtype.byteorder == ">":  # files hold little-endian values
-        values = values.astype(values.dtype.newbyteorder("<"))
-    pwrite_all(fd, memoryview(values.view(np.uint8)), piece.offset)
-    return values.nbytes
+    itemsize = piece.draw.itemsize
+    for start, stop in _steps(piece):
+        values = draw.values(piece.draw, start, stop, out=_buffer(stop - start, piece.draw.numpy_dtype))
+        if values.dtype.byteorder == ">":  # files hold little-endian values
+            values = values.astype(values.dtype.newbyteorder("<"))
+        pwrite_all(fd, memoryview(values.view(np.uint8)), piece.offset + (start - piece.start) * itemsize)
+    return piece.nbytes
+
+
+# A stream fill is drawn and written this many elements at a time (16 stream blocks): the
+# values are still in the core's cache when pwrite copies them, and a task holds this
+# much, not its whole slice.  Boundaries fall at multiples of it in the tensor's indices,
+# so no block is drawn twice.
+_FILL_STEP = 16 << 16
+
+
+def _steps(piece: Fill) -> Iterable[tuple[int, int]]:
+    if piece.draw.kind in draw.SHAPED:  # a matrix or a formula is made whole, once
+        yield piece.start, piece.stop
+        return
+    first = piece.start
+    while first < piece.stop:
+        stop = min(piece.stop, (first // _FILL_STEP + 1) * _FILL_STEP)
+        yield first, stop
+        first = stop
 
 
 def _start_writeback(fd: int, offset: int, length: int) -> None:
