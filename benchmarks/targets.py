@@ -24,6 +24,9 @@ TARGETS = (
     Target("inline.apply_over_hand", "1 GB inline apply wall / hand script", "<=", 0.2, cores=2),
     Target("inline.apply_over_cp", "1 GB inline apply wall (default schedule) / cp", "<=", 4.0, cores=2),
     Target("inline.best_over_cp", "1 GB inline apply wall, best schedule / cp (issue 24)", "<=", 4.0, cores=2),
+    Target(
+        "inline.best_over_durable_cp", "1 GB inline apply, best schedule / (cp, then fsync: what apply makes durable)", "<=", 4.0, cores=2,
+    ),
     Target("inline.apply_rss_over_file", "1 GB inline apply peak RSS / file size", "<=", 0.3, cores=2),
     Target("inline.plan_wall_s", "1 GB inline plan wall, s", "<=", 0.5),
     Target("inline.plan_rss_mb", "1 GB inline plan peak RSS, MB", "<=", 150),
@@ -34,6 +37,10 @@ TARGETS = (
     Target("startup.plan_s", "vsconf plan of the 5 KB example start-up, s (issue 19)", "<=", 0.5),
     Target("external.apply_rss_over_data", ">=4 GB external apply peak RSS / data size", "<=", 0.1),
     Target("external.apply_over_fill", ">=4 GB external apply wall / fill alone (its best schedule; issue 24)", "<=", 1.2),
+    Target(
+        "external.best_apply_over_io_floor", ">=4 GB external apply, best schedule / max(fill alone, writing the data + fsync)",
+        "<=", 1.2,
+    ),
     Target("seed.threads_over_fill", "8 GB seed checkpoint, threads: wall / fill-only", "<=", 1.3, cores=2),
     Target("seed.dask2_over_fill", "8 GB seed checkpoint, 2 Dask workers: wall / fill-only", "<=", 1.3, cores=2),
     Target("seed.threads_peak_rss_mb", "8 GB seed checkpoint, threads: peak RSS, MB", "<=", 500),
