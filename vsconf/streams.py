@@ -241,7 +241,7 @@ def _outside_of(bounds: tuple[float, float]):
 # Blocks whose Box-Muller arithmetic runs as one set of NumPy calls.  A thread drawing
 # alone in its process (a process-pool worker, a script, --jobs 1) takes one block a set:
 # its ~10 arrays then stay in the core's cache (measured on 2 cores: one block 134 M/s,
-# four blocks 92 M/s).  When threads draw side by side, each of a set's ~55 calls releases
+# four blocks 92 M/s).  When threads draw side by side, each of a set's ~50 calls releases
 # the GIL and takes it back, every handoff costing microseconds, so a set must be long
 # (2 threads: one block a set made them slower than 1 thread; four blocks, 1.6x one thread).
 # The values never depend on it: the arithmetic is elementwise.
