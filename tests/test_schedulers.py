@@ -233,8 +233,9 @@ def test_options_of_seed_checkpoints_are_refused_for_other_outputs(tmp_path):
 
 
 @pytest.mark.slow  # the connection times out after 20 s
-def test_an_unreachable_dask_scheduler_is_a_clear_error(model, tmp_path):
+def test_an_unreachable_dask_scheduler_is_a_clear_error(model, tmp_path, monkeypatch):
     pytest.importorskip("distributed")
+    monkeypatch.setattr(schedule, "DASK_CONNECT_TIMEOUT", "2s")  # the error, not the wait, is under test
     with pytest.raises(vsconf.ModelError, match=r"cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
         schedule.run([tasks.Task(())], schedule.Scheduler("dask", 1, "tcp://127.0.0.1:9"))
     assert not (tmp_path / "ckpt").exists()

@@ -28,12 +28,14 @@ if TYPE_CHECKING:
 RETRIES = 3
 SCHEDULERS = ("auto", "threads", "processes")
 # `auto` starts a process pool when the values to draw reach this many bytes.  Measured on
-# 2 cores (`vsconf apply` of inline ONNX models, whole processes): 256 MB threads 1.78 s,
-# processes 1.68-1.83 s; 512 MB threads 2.5-2.9 s, processes 2.9-3.3 s; 1 GB threads 5.31 s,
-# processes 4.90 s; 4.3 GB of external data threads 20.0 s, processes 15.5 s.  Below about
-# 1 GB the pool's start (fresh interpreters importing vsconf and NumPy) costs what drawing
-# without the GIL saves.  README, "Performance".
+# 2 cores (`vsconf apply` of inline ONNX models, whole processes, three rounds): 256 MB
+# threads 1.03-1.66 s, processes 1.36-1.78 s; 512 MB threads 1.95-2.34 s, processes
+# 2.12-2.94 s; 1 GB threads 3.90-4.25 s, processes 3.42-4.01 s.  Below about 1 GB the
+# pool's start (fresh interpreters importing vsconf and NumPy) costs what drawing without
+# the GIL saves.  README, "Performance".
 AUTO_PROCESS_BYTES = 1 << 30
+# How long to wait for a Dask scheduler named by address before saying it cannot be reached.
+DASK_CONNECT_TIMEOUT = "20s"
 # Set by the command line: its main module runs nothing when a spawned worker imports it.
 ENTRY_POINT = False
 _ADDRESS = re.compile(r"^[a-z][a-z0-9+.-]*://\S+$")
@@ -257,7 +259,7 @@ def _run_dask(tasks: Sequence[Task], scheduler: Scheduler, progress: Progress | 
             client = stack.enter_context(distributed.Client(cluster))
         else:
             try:
-                client = stack.enter_context(distributed.Client(scheduler.address, timeout="20s"))
+                client = stack.enter_context(distributed.Client(scheduler.address, timeout=DASK_CONNECT_TIMEOUT))
             except (OSError, TimeoutError, ValueError) as exc:
                 raise ModelError(f"cannot reach the Dask scheduler at {scheduler.address}: {exc}") from None
         futures = client.map(run_task, list(tasks), retries=RETRIES, pure=False)
