@@ -81,14 +81,16 @@ def test_thread_count_does_not_change_values(kind, stream):
 
 @pytest.mark.parametrize("kind", ["truncated_normal", "untruncated_normal"])
 def test_stream_two_sets_of_any_size_give_the_same_values(kind, monkeypatch):
-    """Box-Muller sets of 1, 3 or 8 blocks (a thread alone, or among others): the same bits,
-    and the count of drawing threads is back to zero after every draw, even one that fails."""
+    """Box-Muller sets of 1, 3 or 8 blocks, their arithmetic block by block or all at once
+    (a thread alone, or among others): the same bits, and the count of drawing threads is
+    back to zero after every draw, even one that fails."""
     shape = (13 * BLOCK_SIZE + 77,)  # sets cut across the tasks of blocks, the last block partial
     single = draw(6, "w", shape, np.dtype(np.float32), kind, 1.0, stream=2)
     for blocks in (1, 3, 8):
-        monkeypatch.setattr(streams, "_batch_blocks", lambda blocks=blocks: blocks)
-        for jobs in (1, 2):
-            np.testing.assert_array_equal(draw(6, "w", shape, np.dtype(np.float32), kind, 1.0, jobs=jobs, stream=2), single)
+        for by_block in (True, False):
+            monkeypatch.setattr(streams, "_batch_blocks", lambda kind, set_=(blocks, by_block): set_)
+            for jobs in (1, 2):
+                np.testing.assert_array_equal(draw(6, "w", shape, np.dtype(np.float32), kind, 1.0, jobs=jobs, stream=2), single)
     assert streams._drawing == [0]
     monkeypatch.setattr(streams, "_scale_into", lambda *args, **kwargs: 1 / 0)
     with pytest.raises(ZeroDivisionError):
@@ -96,21 +98,24 @@ def test_stream_two_sets_of_any_size_give_the_same_values(kind, monkeypatch):
     assert streams._drawing == [0]
 
 
-def test_a_thread_drawing_alone_takes_one_block_a_set_and_threads_side_by_side_more(monkeypatch):
+def test_a_thread_drawing_alone_runs_the_arithmetic_block_by_block_and_threads_side_by_side_a_set_at_once(monkeypatch):
     seen = []
     original = streams._float32_batch
 
-    def spy(key, blocks, *args):
-        seen.append(len(blocks))
-        return original(key, blocks, *args)
+    def spy(key, blocks, *args, by_block):
+        seen.append((len(blocks), by_block))
+        return original(key, blocks, *args, by_block=by_block)
 
     monkeypatch.setattr(streams, "_float32_batch", spy)
     draw(6, "w", (8 * BLOCK_SIZE,), np.dtype(np.float32), "untruncated_normal", 1.0, stream=2)
-    assert set(seen) == {streams.BATCH_BLOCKS_ALONE}
+    assert set(seen) == {(1, True)}
+    seen.clear()
+    draw(6, "w", (8 * BLOCK_SIZE,), np.dtype(np.float32), "truncated_normal", 1.0, stream=2)
+    assert set(seen) == {(streams.BATCH_BLOCKS, True)}  # the set's resampling rounds run together
     seen.clear()
     monkeypatch.setattr(streams, "available_cores", lambda: 2)
     draw(6, "w", (16 * BLOCK_SIZE,), np.dtype(np.float32), "untruncated_normal", 1.0, jobs=2, stream=2)
-    assert set(seen) == {streams.BATCH_BLOCKS}
+    assert set(seen) == {(streams.BATCH_BLOCKS, False)}
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -238,24 +238,30 @@ def _outside_of(bounds: tuple[float, float]):
     return lambda values: (values <= low) | (values >= high)
 
 
-# Blocks whose Box-Muller arithmetic runs as one set of NumPy calls.  A thread drawing
-# alone in its process (a process-pool worker, a script, --jobs 1) takes one block a set:
-# its ~10 arrays then stay in the core's cache (measured on 2 cores: one block 134 M/s,
-# four blocks 92 M/s).  When threads draw side by side, each of a set's ~50 calls releases
-# the GIL and takes it back, every handoff costing microseconds, so a set must be long
-# (2 threads: one block a set made them slower than 1 thread; four blocks, 1.6x one thread).
-# The values never depend on it: the arithmetic is elementwise.
-BATCH_BLOCKS_ALONE = 1
+# Blocks a thread draws as one set.  A thread drawing alone in its process (a
+# process-pool worker, a script, --jobs 1) runs the Box-Muller arithmetic block by block
+# -- its ~10 arrays then stay in the core's cache (measured on 2 cores: 134 M/s a block at
+# a time, 92 M/s four blocks at once) -- in sets of one block for untruncated normals
+# (each scaled while still in the cache), of four for truncated ones, whose resampling
+# rounds then run for the whole set at once (a round is a few thousand words: one call for
+# four blocks costs what one block's does; 81-83 vs 73-74 M/s).  When threads draw side by side, each of the arithmetic's
+# ~50 calls releases the GIL and takes it back, every handoff costing microseconds, so
+# the whole set runs as one (2 threads: one block a set made them slower than 1 thread;
+# four blocks, 1.6x one thread).  The values never depend on it: the arithmetic is
+# elementwise, and each block's resampling draws from its own stream.
 BATCH_BLOCKS = 4
 BATCH_BLOCKS_MANY_THREADS = 8
 _drawing = [0]  # threads of this process inside draw_flat now
 _drawing_lock = threading.Lock()
 
 
-def _batch_blocks() -> int:
-    """Blocks a set, for as many threads as draw now in this process."""
+def _batch_blocks(kind: str) -> tuple[int, bool]:
+    """Blocks a set, and whether its arithmetic runs block by block, for as many threads
+    as draw now in this process."""
     count = _drawing[0]
-    return BATCH_BLOCKS_ALONE if count <= 1 else BATCH_BLOCKS if count <= 2 else BATCH_BLOCKS_MANY_THREADS
+    if count <= 1:  # untruncated: one block, scaled while it is still in the cache
+        return (BATCH_BLOCKS if kind == "truncated_normal" else 1), True
+    return (BATCH_BLOCKS if count <= 2 else BATCH_BLOCKS_MANY_THREADS), False
 
 
 def _generators(count: int) -> list[np.random.Generator]:
@@ -267,26 +273,37 @@ def _generators(count: int) -> list[np.random.Generator]:
 
 
 def _float32_batch(
-    key: int, blocks: Sequence[tuple[int, int, np.ndarray | None]], kind: str, bounds: tuple[float, float] = TRUNCATION_BOUNDS
+    key: int,
+    blocks: Sequence[tuple[int, int, np.ndarray | None]],
+    kind: str,
+    bounds: tuple[float, float] = TRUNCATION_BOUNDS,
+    *,
+    by_block: bool = True,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Stream 2's float32 normals of several blocks ``(block, count, state)`` at once.
 
     Block by block, the values are exactly :func:`_block_draws`' (the arithmetic is
-    elementwise, so running it over the concatenated raw words changes nothing); each
-    block's come back as its two halves, the cosines and the sines, views of this
-    thread's batch arrays, valid until the thread's next batch.
+    elementwise, so running it over the concatenated raw words, ``by_block=False``,
+    changes nothing); each block's come back as its two halves, the cosines and the sines,
+    views of this thread's batch arrays, valid until the thread's next batch.
     """
     gens, raws = [], []
     for spare, (block, count, state) in zip(_generators(len(blocks)), blocks):
         gen = _seeded(key, block, state, spare)
         gens.append(gen)
         raws.append(gen.bit_generator.random_raw(-(-count // 2)))
-    raw = np.concatenate(raws) if len(raws) > 1 else raws[0]
+    size = sum(words.size for words in raws)
     xs, ys = getattr(_SCRATCH, "batch", (np.empty(0, np.float32), np.empty(0, np.float32)))
-    if xs.size < raw.size:
-        xs, ys = _SCRATCH.batch = (np.empty(raw.size, np.float32), np.empty(raw.size, np.float32))
-    x, y = xs[: raw.size], ys[: raw.size]
-    normal_pairs(raw, x, y)
+    if xs.size < size:
+        xs, ys = _SCRATCH.batch = (np.empty(size, np.float32), np.empty(size, np.float32))
+    x, y = xs[:size], ys[:size]
+    if by_block or len(raws) == 1:
+        offset = 0
+        for words in raws:
+            normal_pairs(words, x[offset : offset + words.size], y[offset : offset + words.size])
+            offset += words.size
+    else:
+        normal_pairs(np.concatenate(raws), x, y)
     halves, offset = [], 0
     for (block, count, _), words in zip(blocks, raws):
         pairs = words.size
@@ -450,12 +467,12 @@ def draw_flat(
     def fill_float32(task: int) -> None:
         group, end = task, min(task + BLOCKS_PER_TASK, last)
         while group < end:
-            batch = _batch_blocks()  # again each set: other threads start and stop drawing
+            batch, by_block = _batch_blocks(kind)  # again each set: other threads start and stop drawing
             blocks = []
             for block in range(group, min(group + batch, end)):
                 count = min(BLOCK_SIZE, total - block * BLOCK_SIZE)
                 blocks.append((block, count, None if states is None else states[block - first]))
-            for (block, count, _), (cosines, sines) in zip(blocks, _float32_batch(key, blocks, kind, bounds)):
+            for (block, count, _), (cosines, sines) in zip(blocks, _float32_batch(key, blocks, kind, bounds, by_block=by_block)):
                 lo = block * BLOCK_SIZE
                 for part, base in ((cosines, lo), (sines, lo + cosines.size)):
                     a, b = max(start, base), min(stop, base + part.size)
