@@ -6,6 +6,7 @@ import pickle
 import random
 import re
 import signal
+import threading
 import time
 
 import pytest
@@ -68,9 +69,10 @@ class _OracleTooSlow(Exception):
 @contextlib.contextmanager
 def _time_limit(seconds: float):
     """Raise _OracleTooSlow in the code inside after ``seconds`` (nothing where there is no
-    SIGALRM): CPython checks signals while ``re`` backtracks, so an alarm ends a match."""
-    if not hasattr(signal, "setitimer"):
-        yield
+    SIGALRM, or off the main thread): CPython checks signals while ``re`` backtracks, so an
+    alarm ends a match."""
+    if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
+        yield  # alarms are delivered to the main thread only
         return
 
     def on_alarm(*_):
