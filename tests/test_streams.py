@@ -361,3 +361,53 @@ def test_float8_draws_of_stream_one():
     # ml_dtypes' cast, which gave these bytes under ml_dtypes 0.4.0, 0.5.4, 0.6.0 and 0.7.0.
     values = draw(21, "f8", (17, 5), np.dtype(ml_dtypes.float8_e4m3fn), "truncated_normal", 0.5, stream=1)
     assert digest(values) == "4ce088492ebb7f6aac440470f71487e0000b087f0cb12010abde713770a54399"
+
+
+# What a child process prints: which SIMD targets NumPy dispatches to, then the digests of
+# both streams' draws (every kind, three dtypes) and of stream 2's kernel on edge words.
+_DIGESTS = r"""
+import hashlib
+import numpy as np
+try:
+    from numpy._core import _multiarray_umath as umath
+except ImportError:  # NumPy 1.x
+    from numpy.core import _multiarray_umath as umath
+from vsconf import boxmuller, streams
+
+print(sorted(f for f in umath.__cpu_dispatch__ if umath.__cpu_features__.get(f)))
+digests = []
+for stream in (1, 2):
+    for kind in ("truncated_normal", "untruncated_normal", "uniform"):
+        for dtype in ("float32", "float16", "float64"):
+            values = streams.draw(7, "w", (1000, 333), np.dtype(dtype), kind, 0.05, stream=stream, jobs=2)
+            digests.append(hashlib.sha256(values.tobytes()).hexdigest())
+raw = np.random.Generator(np.random.SFC64(3)).bit_generator.random_raw(1 << 18)
+raw[:300] = (raw[:300] >> np.uint64(32) << np.uint64(32)) | np.arange(2**32 - 300, 2**32, dtype=np.uint64)  # u = 1
+raw[300:400] = np.arange(100, dtype=np.uint64) << np.uint64(30)  # every quarter turn's edges
+x, y = np.empty(raw.size, np.float32), np.empty(raw.size, np.float32)
+boxmuller.normal_pairs(raw, x, y)
+digests.append(hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest())
+print(" ".join(digests))
+"""
+
+
+def test_the_same_bytes_with_numpys_simd_dispatch_switched_off():
+    """Values must not depend on the CPU.  With every SIMD target NumPy picks at run time
+    switched off (NPY_DISABLE_CPU_FEATURES: its compiled-in baseline only, as on an older
+    CPU), both streams draw the bytes they draw here -- what a maximum's sign of zero or a
+    vectorised log would break."""
+    try:
+        from numpy._core import _multiarray_umath as umath
+    except ImportError:  # NumPy 1.x
+        from numpy.core import _multiarray_umath as umath
+    targets = [f for f in umath.__cpu_dispatch__ if umath.__cpu_features__.get(f)]
+    if not targets:
+        pytest.skip("NumPy dispatches to no SIMD target on this machine")
+
+    def run(**env) -> list[str]:
+        out = subprocess.run([sys.executable, "-c", _DIGESTS], env={**os.environ, **env}, capture_output=True, text=True, check=True)
+        return out.stdout.splitlines()
+
+    here, baseline = run(), run(NPY_DISABLE_CPU_FEATURES=" ".join(targets))
+    assert here[0] == str(sorted(targets)) and baseline[0] == "[]"  # the switch took
+    assert here[1] == baseline[1]
