@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from vsconf.errors import ModelError
 
 if TYPE_CHECKING:
-    from vsconf.tasks import Task
+    from vsconf.tasks import Copy, Fill, Task
 
 # How many times a failed task runs again before the run fails (Dask's ``retries=``,
 # and a broken process pool's resubmissions).
@@ -115,6 +115,29 @@ def run(tasks: Sequence[Task], scheduler: Scheduler, progress: Progress | None =
         _run_processes(tasks, scheduler.workers, progress)
     else:
         _run_dask(tasks, scheduler, progress)
+
+
+def write(
+    pieces: Sequence[Fill | Copy],
+    scheduler: Scheduler | None = None,
+    *,
+    task_bytes: int | None = None,
+    progress: Progress | None = None,
+    digests: dict[str, str] | None = None,
+) -> None:
+    """Cut ``pieces`` (each a whole tensor's Fill, or a Copy) into tasks of at most
+    ``task_bytes`` and run them on ``scheduler`` (default: one thread).  ``digests``, when
+    given, receives the SHA-256 of every Fill's bytes, read back from its file."""
+    from pathlib import Path
+
+    from vsconf.files import range_digest
+    from vsconf.tasks import DEFAULT_TASK_BYTES, Fill, split
+
+    run(split(pieces, task_bytes or DEFAULT_TASK_BYTES), scheduler or Scheduler(), progress)
+    if digests is not None:
+        for piece in pieces:
+            if isinstance(piece, Fill):
+                digests[piece.name] = range_digest(Path(piece.path), piece.offset, piece.nbytes)
 
 
 def _label(task: Task) -> str:

@@ -43,7 +43,7 @@ from vsconf.formats.onnx.proto import TensorProto
 from vsconf import schedule, tasks
 from vsconf.draw import Draw, draw_of
 from vsconf.errors import ModelError
-from vsconf.files import Transaction, describe_os_error, little_endian_bytes, preallocate, range_digest
+from vsconf.files import Transaction, describe_os_error, little_endian_bytes, preallocate
 from vsconf.formats.onnx.checks import TYPED_FIELDS, data_bytes, element_count, movable, stored_bytes
 from vsconf.formats.onnx.graph import Stored, all_tensors, stored_tensors
 from vsconf.formats.onnx.reader import PROTOBUF_LIMIT, FileRange, ModelFile, resolved
@@ -158,18 +158,17 @@ def write(
     files.append((output, model_pieces))
     _check_layout(files, references.magic, [sources[name] for name in order if name in sources])
     names = {id(source): name for name, source in sources.items()}
-    _write(files, names, transaction, scheduler or schedule.Scheduler(), task_bytes, progress, digests)
+    _write(files, names, transaction, scheduler, task_bytes, progress, digests)
 
 
 def _write(
-    files: list[tuple[Path, list[Any]]], names: Mapping[int, str], transaction: Transaction, scheduler: schedule.Scheduler,
+    files: list[tuple[Path, list[Any]]], names: Mapping[int, str], transaction: Transaction, scheduler: schedule.Scheduler | None,
     task_bytes: int | None, progress: Progress | None, digests: dict[str, str] | None,
 ) -> None:
     """Stage ``files`` (path, literal bytes and sources; the model last) at their full
     sizes, write the literal bytes and fills here, and the new values and copied ranges by
     tasks at their offsets."""
     pieces: list[tasks.Fill | tasks.Copy] = []
-    placed: dict[str, tuple[Path, int, int]] = {}
     for target, parts in files:
         temp = transaction.stage(target)
         with _writing(target):
@@ -183,7 +182,6 @@ def _write(
                         if part.draw.total * part.draw.itemsize != part.length:
                             raise RuntimeError(f"the values of {name!r} are {part.draw.total * part.draw.itemsize} bytes; the tensor holds {part.length}")
                         pieces.append(tasks.Fill(name, part.draw, 0, part.draw.total, str(temp), offset))
-                        placed[name] = (temp, offset, part.length)
                     elif isinstance(part, FileRange):
                         pieces.append(tasks.Copy(name, str(part.path), part.offset, part.length, str(temp), offset))
                     elif isinstance(part, _Filled):
@@ -197,10 +195,7 @@ def _write(
             finally:
                 os.close(fd)
     with _writing(files[-1][0]):
-        schedule.run(tasks.split(pieces, task_bytes or tasks.DEFAULT_TASK_BYTES), scheduler, progress)
-        if digests is not None:
-            for name, where in placed.items():
-                digests[name] = range_digest(*where)
+        schedule.write(pieces, scheduler, task_bytes=task_bytes, progress=progress, digests=digests)
 
 
 def _length(part: Any) -> int:
