@@ -138,6 +138,7 @@ SAFETENSORS_DTYPES = DtypeTable({
 
 # --------------------------------------------------------------------------- writing files by tasks
 
+# safetensors' dtype codes by NumPy name, from the reader's table (one table for both ways).
 _ST_CODES = {name: code for code, name in SAFETENSORS_DTYPES.names.items()}
 
 

@@ -46,7 +46,6 @@ DEFAULT_SHARD_BYTES = 5 * 10**9
 # An index lists names and file names: tens of thousands of tensors take a few MB.
 MAX_INDEX_BYTES = 64 << 20
 MAX_INDEX_TENSORS = 1_000_000
-# safetensors' dtype codes by NumPy name, from the reader's table (one table for both ways).
 
 
 # --------------------------------------------------------------------------- paths
